@@ -1,0 +1,494 @@
+"""The Secrets Manager API over the ledger: AWS-shaped requests in, AWS-shaped responses out.
+
+`SecretsManagerApi.call(operation, request, caller)` validates the request against
+the service model, runs the command, and records every call that changed no
+secret (reads, idempotent replays, failures) as an `ApiCall` event, durably,
+before it answers. Successful mutations need no extra record: their events carry
+the request context. The HTTP endpoint and the CLI are thin faces over this.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import getpass
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import uuid4
+
+from ledger import __version__
+from ledger.application import Outcome, Secrets, describe, value_from
+from ledger.domain import ApiCall, RequestContext, Secret
+from ledger.errors import (
+    InternalServiceError,
+    InvalidNextTokenException,
+    InvalidParameterException,
+    SecretsManagerError,
+    UnknownOperationException,
+    ValidationException,
+)
+from ledger.validation import validate_request
+
+logger = logging.getLogger(__name__)
+
+LIST_PAGE_SIZE_DEFAULT = 100
+BATCH_PAGE_SIZE_DEFAULT = 20
+
+READ_ONLY_OPERATIONS = frozenset(
+    {
+        "GetSecretValue",
+        "BatchGetSecretValue",
+        "DescribeSecret",
+        "ListSecretVersionIds",
+        "ListSecrets",
+    }
+)
+
+# Request members that may appear in audit records (cloudtrail-records.md §2): an
+# allow-list, so a value can never slip in.
+AUDITED_MEMBERS: dict[str, tuple[str, ...]] = {
+    "CreateSecret": ("Name", "ClientRequestToken", "Description", "KmsKeyId", "Tags"),
+    "PutSecretValue": ("SecretId", "ClientRequestToken", "VersionStages"),
+    "UpdateSecret": ("SecretId", "ClientRequestToken", "Description", "KmsKeyId"),
+    "UpdateSecretVersionStage": (
+        "SecretId",
+        "VersionStage",
+        "MoveToVersionId",
+        "RemoveFromVersionId",
+    ),
+    "DeleteSecret": ("SecretId", "RecoveryWindowInDays", "ForceDeleteWithoutRecovery"),
+    "RestoreSecret": ("SecretId",),
+    "GetSecretValue": ("SecretId", "VersionId", "VersionStage"),
+    "BatchGetSecretValue": ("SecretIdList", "Filters", "MaxResults", "NextToken"),
+    "DescribeSecret": ("SecretId",),
+    "ListSecretVersionIds": ("SecretId", "MaxResults", "NextToken", "IncludeDeprecated"),
+    "ListSecrets": (
+        "MaxResults",
+        "NextToken",
+        "Filters",
+        "IncludePlannedDeletion",
+        "SortOrder",
+        "SortBy",
+    ),
+}
+
+UNSUPPORTED_CREATE_MEMBERS = ("AddReplicaRegions", "ForceOverwriteReplicaSecret", "Type")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling, as the face (HTTP, CLI, Python) knows it."""
+
+    principal_arn: str
+    access_key_id: str = ""
+    source_ip: str = "127.0.0.1"
+    user_agent: str = f"secret-ledger/{__version__}"
+    request_id: str = field(default_factory=lambda: str(uuid4()))
+
+
+def local_caller(account_id: str) -> Caller:
+    """A local caller: the operating-system user, as an IAM user of the account."""
+    return Caller(principal_arn=f"arn:aws:iam::{account_id}:user/{getpass.getuser()}")
+
+
+def audited_parameters(operation: str, request: Mapping[str, Any]) -> dict[str, Any]:
+    """Allow-listed request members, keys in lowerCamelCase, as CloudTrail logs them."""
+    members = AUDITED_MEMBERS.get(operation, ())
+    return {
+        lower_camel(member): lower_camel_keys(request[member])
+        for member in members
+        if request.get(member) is not None
+    }
+
+
+def lower_camel(name: str) -> str:
+    return name[:1].lower() + name[1:]
+
+
+def lower_camel_keys(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {lower_camel(key): lower_camel_keys(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [lower_camel_keys(item) for item in value]
+    return value
+
+
+Handler = Callable[["SecretsManagerApi", Mapping[str, Any], RequestContext], Outcome]
+
+
+class SecretsManagerApi:
+    """AWS Secrets Manager's operations, by name, over a `Secrets` ledger."""
+
+    def __init__(self, secrets: Secrets, *, record_calls: bool = True) -> None:
+        self.secrets = secrets
+        self.record_calls = record_calls
+
+    def context_for(
+        self, operation: str, request: Mapping[str, Any], caller: Caller | None
+    ) -> RequestContext:
+        caller = caller or local_caller(self.secrets.account_id)
+        return RequestContext(
+            request_id=caller.request_id,
+            principal_arn=caller.principal_arn,
+            access_key_id=caller.access_key_id,
+            source_ip=caller.source_ip,
+            user_agent=caller.user_agent,
+            region=self.secrets.region,
+            account_id=self.secrets.account_id,
+            operation=operation,
+            parameters=audited_parameters(operation, request),
+        )
+
+    def call(
+        self, operation: str, request: Mapping[str, Any], caller: Caller | None = None
+    ) -> dict[str, Any]:
+        """Run one operation; raises a `SecretsManagerError` subclass on any failure."""
+        handler = HANDLERS.get(operation)
+        if handler is None:
+            raise UnknownOperationException(f"The operation {operation!r} is not supported.")
+        if not isinstance(request, Mapping):
+            raise ValidationException("The request body must be a JSON object.")
+        context = self.context_for(operation, request, caller)
+        try:
+            validate_request(operation, request)
+            outcome = handler(self, request, context)
+        except SecretsManagerError as error:
+            self._record(context, operation, [], error)
+            raise
+        except Exception:
+            logger.exception("unexpected failure in %s (request %s)", operation, context.request_id)
+            error = InternalServiceError("An error occurred on the server side.")
+            self._record(context, operation, [], error)
+            raise error from None
+        if not outcome.changed:
+            self._record(context, operation, outcome.resources, None)
+        return outcome.response
+
+    def record_denial(
+        self, operation: str, request: Mapping[str, Any], caller: Caller, error: SecretsManagerError
+    ) -> None:
+        """A call refused before it reached an operation (authentication), recorded."""
+        self._record(self.context_for(operation, request, caller), operation, [], error)
+
+    def _record(
+        self,
+        context: RequestContext,
+        operation: str,
+        resources: list[dict[str, str | None]],
+        error: SecretsManagerError | None,
+    ) -> None:
+        if not self.record_calls:
+            return
+        call = ApiCall.record(
+            request=context,
+            read_only=operation in READ_ONLY_OPERATIONS,
+            now=self.secrets.now(),
+            resources=resources,
+            error_code=error.code if error else None,
+            error_message=error.message if error else None,
+        )
+        self.secrets.save(call)
+
+    # Handlers: each maps AWS members onto one `Secrets` command.
+
+    def _create_secret(self, request: Mapping[str, Any], context: RequestContext) -> Outcome:
+        for member in UNSUPPORTED_CREATE_MEMBERS:
+            if request.get(member) is not None:
+                raise InvalidParameterException(
+                    f"secret-ledger does not support {member}: it keeps no replicas or types."
+                )
+        return self.secrets.create_secret(
+            name=request["Name"],
+            request=context,
+            client_request_token=request.get("ClientRequestToken"),
+            value=value_from(request.get("SecretString"), request.get("SecretBinary")),
+            description=request.get("Description"),
+            kms_key_id=request.get("KmsKeyId"),
+            tags=[dict(tag) for tag in request.get("Tags") or []],
+        )
+
+    def _put_secret_value(self, request: Mapping[str, Any], context: RequestContext) -> Outcome:
+        stages = request.get("VersionStages")
+        return self.secrets.put_secret_value(
+            secret_id=request["SecretId"],
+            request=context,
+            client_request_token=request.get("ClientRequestToken"),
+            value=value_from(request.get("SecretString"), request.get("SecretBinary")),
+            version_stages=list(stages) if stages is not None else None,
+        )
+
+    def _update_secret(self, request: Mapping[str, Any], context: RequestContext) -> Outcome:
+        return self.secrets.update_secret(
+            secret_id=request["SecretId"],
+            request=context,
+            client_request_token=request.get("ClientRequestToken"),
+            value=value_from(request.get("SecretString"), request.get("SecretBinary")),
+            description=request.get("Description"),
+            kms_key_id=request.get("KmsKeyId"),
+        )
+
+    def _update_secret_version_stage(
+        self, request: Mapping[str, Any], context: RequestContext
+    ) -> Outcome:
+        return self.secrets.update_secret_version_stage(
+            secret_id=request["SecretId"],
+            request=context,
+            version_stage=request["VersionStage"],
+            move_to_version_id=request.get("MoveToVersionId"),
+            remove_from_version_id=request.get("RemoveFromVersionId"),
+        )
+
+    def _delete_secret(self, request: Mapping[str, Any], context: RequestContext) -> Outcome:
+        return self.secrets.delete_secret(
+            secret_id=request["SecretId"],
+            request=context,
+            recovery_window_in_days=request.get("RecoveryWindowInDays"),
+            force_delete_without_recovery=request.get("ForceDeleteWithoutRecovery"),
+        )
+
+    def _restore_secret(self, request: Mapping[str, Any], context: RequestContext) -> Outcome:
+        return self.secrets.restore_secret(secret_id=request["SecretId"], request=context)
+
+    def _get_secret_value(self, request: Mapping[str, Any], context: RequestContext) -> Outcome:
+        return self.secrets.get_secret_value(
+            secret_id=request["SecretId"],
+            request=context,
+            version_id=request.get("VersionId"),
+            version_stage=request.get("VersionStage"),
+        )
+
+    def _describe_secret(self, request: Mapping[str, Any], context: RequestContext) -> Outcome:
+        return self.secrets.describe_secret(secret_id=request["SecretId"], request=context)
+
+    def _list_secret_version_ids(
+        self, request: Mapping[str, Any], context: RequestContext
+    ) -> Outcome:
+        secret, versions = self.secrets.list_versions(secret_id=request["SecretId"])
+        include_deprecated = bool(request.get("IncludeDeprecated"))
+        entries = []
+        for version in versions:
+            labels = secret.labels_of(version["version_id"])
+            if not labels and not include_deprecated:
+                continue
+            entry: dict[str, Any] = {"VersionId": version["version_id"]}
+            if labels:
+                entry["VersionStages"] = labels
+            entry["CreatedDate"] = version["created_date"]
+            entry["KmsKeyIds"] = [secret.kms_key_id or "DefaultEncryptionKey"]
+            entries.append(entry)
+        scope = f"versions:{secret.arn}:{include_deprecated}"
+        page, next_token = paginate(
+            entries,
+            request.get("MaxResults") or LIST_PAGE_SIZE_DEFAULT,
+            request.get("NextToken"),
+            scope,
+        )
+        response: dict[str, Any] = {"Versions": page}
+        if next_token is not None:
+            response["NextToken"] = next_token
+        response["ARN"] = secret.arn
+        response["Name"] = secret.name
+        return Outcome(response, changed=False, resources=[{"secret_arn": secret.arn}])
+
+    def _list_secrets(self, request: Mapping[str, Any], context: RequestContext) -> Outcome:
+        include_planned = bool(request.get("IncludePlannedDeletion"))
+        filters = parse_filters(request.get("Filters") or [])
+        matching = [
+            secret
+            for secret in self.secrets.iterate_secrets()
+            if (include_planned or not secret.is_scheduled_for_deletion())
+            and all(matches(secret, key, values) for key, values in filters)
+        ]
+        sort_secrets(matching, request.get("SortBy"), request.get("SortOrder"))
+        entries = [list_entry(secret) for secret in matching]
+        scope = "secrets:" + json.dumps(
+            [include_planned, request.get("Filters"), request.get("SortBy"),
+             request.get("SortOrder")],
+            sort_keys=True,
+            default=str,
+        )
+        page, next_token = paginate(
+            entries,
+            request.get("MaxResults") or LIST_PAGE_SIZE_DEFAULT,
+            request.get("NextToken"),
+            scope,
+        )
+        response: dict[str, Any] = {"SecretList": page}
+        if next_token is not None:
+            response["NextToken"] = next_token
+        return Outcome(response, changed=False)
+
+    def _batch_get_secret_value(
+        self, request: Mapping[str, Any], context: RequestContext
+    ) -> Outcome:
+        identifiers = request.get("SecretIdList")
+        filters = request.get("Filters")
+        if identifiers is not None and filters is not None:
+            raise InvalidParameterException("You can't specify both SecretIdList and Filters.")
+        if identifiers is None and filters is None:
+            raise InvalidParameterException("You must specify either SecretIdList or Filters.")
+        next_token: str | None = None
+        if identifiers is None:
+            parsed = parse_filters(filters or [])
+            names = [
+                secret.arn
+                for secret in self.secrets.iterate_secrets()
+                if not secret.is_scheduled_for_deletion()
+                and all(matches(secret, key, values) for key, values in parsed)
+            ]
+            scope = "batch:" + json.dumps(filters, sort_keys=True, default=str)
+            identifiers, next_token = paginate(
+                names,
+                request.get("MaxResults") or BATCH_PAGE_SIZE_DEFAULT,
+                request.get("NextToken"),
+                scope,
+            )
+        elif request.get("MaxResults") is not None or request.get("NextToken") is not None:
+            raise InvalidParameterException(
+                "MaxResults and NextToken apply only with Filters, not with SecretIdList."
+            )
+        values: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
+        resources: list[dict[str, str | None]] = []
+        for identifier in identifiers:
+            try:
+                outcome = self.secrets.get_secret_value(secret_id=identifier, request=context)
+            except SecretsManagerError as error:
+                errors.append(
+                    {"SecretId": identifier, "ErrorCode": error.code, "Message": error.message}
+                )
+                continue
+            values.append(outcome.response)
+            resources.extend(outcome.resources)
+        response: dict[str, Any] = {"SecretValues": values}
+        if next_token is not None:
+            response["NextToken"] = next_token
+        response["Errors"] = errors
+        return Outcome(response, changed=False, resources=resources)
+
+
+HANDLERS: dict[str, Handler] = {
+    "CreateSecret": SecretsManagerApi._create_secret,
+    "PutSecretValue": SecretsManagerApi._put_secret_value,
+    "UpdateSecret": SecretsManagerApi._update_secret,
+    "UpdateSecretVersionStage": SecretsManagerApi._update_secret_version_stage,
+    "DeleteSecret": SecretsManagerApi._delete_secret,
+    "RestoreSecret": SecretsManagerApi._restore_secret,
+    "GetSecretValue": SecretsManagerApi._get_secret_value,
+    "BatchGetSecretValue": SecretsManagerApi._batch_get_secret_value,
+    "DescribeSecret": SecretsManagerApi._describe_secret,
+    "ListSecretVersionIds": SecretsManagerApi._list_secret_version_ids,
+    "ListSecrets": SecretsManagerApi._list_secrets,
+}
+
+
+def paginate(
+    entries: list[Any], page_size: int, next_token: str | None, scope: str
+) -> tuple[list[Any], str | None]:
+    """An opaque NextToken: the offset and the listing it belongs to. A token that does
+    not decode, or that belongs to another listing, is InvalidNextTokenException."""
+    offset = 0
+    if next_token is not None:
+        offset = decode_token(next_token, scope)
+    end = offset + page_size
+    page = entries[offset:end]
+    token = encode_token(end, scope) if end < len(entries) else None
+    return page, token
+
+
+def encode_token(offset: int, scope: str) -> str:
+    payload = json.dumps({"offset": offset, "scope": scope}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(payload.encode("utf-8")).decode("ascii")
+
+
+def decode_token(token: str, scope: str) -> int:
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
+    except (ValueError, UnicodeError, binascii.Error):
+        raise InvalidNextTokenException("The NextToken value is not valid.") from None
+    if (
+        not isinstance(payload, dict)
+        or payload.get("scope") != scope
+        or not isinstance(payload.get("offset"), int)
+        or payload["offset"] < 0
+    ):
+        raise InvalidNextTokenException("The NextToken value is not valid.")
+    offset: int = payload["offset"]
+    return offset
+
+
+FILTER_KEYS = frozenset(
+    {"description", "name", "tag-key", "tag-value", "primary-region", "owning-service", "all"}
+)
+
+
+def parse_filters(filters: Iterable[Mapping[str, Any]]) -> list[tuple[str, list[str]]]:
+    parsed = []
+    for index, item in enumerate(filters, start=1):
+        key = item.get("Key")
+        if key not in FILTER_KEYS:
+            raise ValidationException(
+                f"1 validation error detected: Value '{key}' at 'filters.{index}.member.key' "
+                "failed to satisfy constraint: Member must satisfy enum value set: "
+                f"[{', '.join(sorted(FILTER_KEYS))}]"
+            )
+        parsed.append((key, list(item.get("Values") or [])))
+    return parsed
+
+
+def matches(secret: Secret, key: str, values: list[str]) -> bool:
+    """A filter matches when any positive value matches and no negated value does.
+
+    Prefix matching, case-sensitive except for description and all (AWS's rules)."""
+    positives = [value for value in values if not value.startswith("!")]
+    negatives = [value[1:] for value in values if value.startswith("!")]
+    candidates = filter_candidates(secret, key)
+    folded = key in ("description", "all")
+
+    def hit(value: str) -> bool:
+        if folded:
+            return any(c.lower().startswith(value.lower()) for c in candidates)
+        return any(c.startswith(value) for c in candidates)
+
+    if any(hit(value) for value in negatives):
+        return False
+    return not positives or any(hit(value) for value in positives)
+
+
+def filter_candidates(secret: Secret, key: str) -> list[str]:
+    tag_keys = [tag.get("Key", "") for tag in secret.tags]
+    tag_values = [tag.get("Value", "") for tag in secret.tags]
+    if key == "name":
+        return [secret.name]
+    if key == "description":
+        return [secret.description or ""]
+    if key == "tag-key":
+        return tag_keys
+    if key == "tag-value":
+        return tag_values
+    if key == "all":
+        words = [secret.name, secret.description or "", *tag_keys, *tag_values]
+        return [part for word in words for part in [word, *word.split()]]
+    return []  # primary-region, owning-service: secret-ledger has no replicas or owners
+
+
+def sort_secrets(secrets: list[Secret], sort_by: str | None, sort_order: str | None) -> None:
+    """OPEN: default order is by CreatedDate, newest first ("desc")."""
+    keys: dict[str, Callable[[Secret], Any]] = {
+        "created-date": lambda secret: (secret.created_on, secret.name),
+        "last-changed-date": lambda secret: (secret.modified_on, secret.name),
+        "last-accessed-date": lambda secret: (secret.created_on, secret.name),
+        "name": lambda secret: secret.name,
+    }
+    secrets.sort(key=keys[sort_by or "created-date"], reverse=(sort_order or "desc") == "desc")
+
+
+def list_entry(secret: Secret) -> dict[str, Any]:
+    entry = describe(secret)
+    stages = entry.pop("VersionIdsToStages", None)
+    if stages:
+        entry["SecretVersionsToStages"] = stages
+    return entry

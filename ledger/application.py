@@ -1,0 +1,710 @@
+"""`Secrets`: the write-side application service.
+
+Each command resolves its secret, runs every check, encrypts the value, and
+saves all of its events (and the new version's wrapped data key) in one
+transaction. A command that raises has appended nothing. Concurrent writers to
+one secret collide on the event primary key; the loser re-runs the whole
+command (bounded attempts), so an acknowledged version is never lost and a
+racing replay of the same token becomes the idempotent no-op it should be.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets as random_source
+import string
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError, Transcoder
+
+from ledger.crypto import DecryptionError, Envelope, Keyring
+from ledger.domain import (
+    AWSCURRENT,
+    SERVICE_PRINCIPAL,
+    VERSION_COUNT_MAX_DEFAULT,
+    RequestContext,
+    SealedVersion,
+    Secret,
+    SecretName,
+    VersionRecord,
+    name_id_for,
+    secret_id_for_arn,
+)
+from ledger.errors import (
+    DecryptionFailure,
+    InternalServiceError,
+    InvalidParameterException,
+    InvalidRequestException,
+    ResourceExistsException,
+    ResourceNotFoundException,
+    ValidationException,
+    marked_for_deletion,
+    secret_not_found,
+    token_in_use,
+)
+from ledger.storage import DataKeyRecord, DataKeyStore, MsgpackTranscoder, environment_for_database
+
+DEFAULT_REGION = "us-east-1"
+DEFAULT_ACCOUNT_ID = "123456789012"
+WRITE_ATTEMPTS_MAX = 8
+WRITE_RETRY_BACKOFF_SECONDS = 0.005
+ARN_SUFFIX_ALPHABET = string.ascii_letters + string.digits
+ARN_SUFFIX_LENGTH = 6
+RECOVERY_WINDOW_DAYS_DEFAULT = 30
+RECOVERY_WINDOW_DAYS_MIN = 7
+RECOVERY_WINDOW_DAYS_MAX = 30
+NAME_CHARACTERS = frozenset(string.ascii_letters + string.digits + "/_+=.@-")
+INVALID_NAME_MESSAGE = (
+    "Invalid name. Must be a valid name containing alphanumeric characters, "
+    "or any of the following: -/_+=.@!"
+)
+TOKEN_REQUIRED_MESSAGE = (
+    "You must provide a ClientRequestToken value. We recommend a UUID-type value."
+)
+VALUE_REQUIRED_MESSAGE = "You must provide either SecretString or SecretBinary."
+BOTH_VALUES_MESSAGE = (
+    "You can't specify both a binary secret value and a string secret value in the same secret."
+)
+DECRYPTION_FAILURE_MESSAGE = (
+    "Secrets Manager can't decrypt the protected secret text using the provided KMS key."
+)
+
+T = TypeVar("T")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Value:
+    """A secret value in memory only: exactly one of text or bytes."""
+
+    secret_string: str | None = None
+    secret_binary: bytes | None = None
+
+    @property
+    def kind(self) -> str:
+        return "string" if self.secret_string is not None else "binary"
+
+    def plaintext(self) -> bytes:
+        if self.secret_string is not None:
+            return self.secret_string.encode("utf-8")
+        assert self.secret_binary is not None
+        return bytes(self.secret_binary)
+
+    def __repr__(self) -> str:
+        return f"Value(kind={self.kind!r}, <redacted>)"
+
+
+def value_from(secret_string: str | None, secret_binary: bytes | None) -> Value | None:
+    """Neither value: None; both: InvalidParameterException (rule §2.5)."""
+    if secret_string is not None and secret_binary is not None:
+        raise InvalidParameterException(BOTH_VALUES_MESSAGE)
+    if secret_string is None and secret_binary is None:
+        return None
+    return Value(secret_string=secret_string, secret_binary=secret_binary)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A command's AWS response plus what the audit trail needs to know about it."""
+
+    response: dict[str, Any]
+    changed: bool
+    resources: list[dict[str, str | None]] = field(default_factory=list)
+
+
+def new_arn_suffix() -> str:
+    return "".join(random_source.choice(ARN_SUFFIX_ALPHABET) for _ in range(ARN_SUFFIX_LENGTH))
+
+
+def service_context(region: str, account_id: str, operation: str) -> RequestContext:
+    """The context of events the service appends on its own (lazy purge)."""
+    return RequestContext(
+        request_id=str(random_source.token_hex(16)),
+        principal_arn=SERVICE_PRINCIPAL,
+        access_key_id="",
+        source_ip=SERVICE_PRINCIPAL,
+        user_agent=SERVICE_PRINCIPAL,
+        region=region,
+        account_id=account_id,
+        operation=operation,
+    )
+
+
+class Secrets(Application):
+    """The ledger of secrets, with AWS Secrets Manager semantics."""
+
+    name = "Ledger"
+    snapshotting_intervals = {Secret: 200}  # noqa: RUF012 (eventsourcing's class attribute)
+    env = {  # noqa: RUF012
+        "AGGREGATE_CACHE_MAXSIZE": "1000",
+        "AGGREGATE_CACHE_FASTFORWARD": "y",
+    }
+
+    def __init__(
+        self,
+        database: str = "memory:",
+        *,
+        keyring: Keyring | None = None,
+        keyring_path: Path | None = None,
+        region: str = DEFAULT_REGION,
+        account_id: str = DEFAULT_ACCOUNT_ID,
+        clock: Callable[[], datetime] = utc_now,
+        version_count_max: int = VERSION_COUNT_MAX_DEFAULT,
+    ) -> None:
+        super().__init__(env=environment_for_database(database))
+        self.database = database
+        self.keyring = keyring or open_keyring(database, keyring_path)
+        self.envelope = Envelope(self.keyring)
+        self.region = region
+        self.account_id = account_id
+        self.clock = clock
+        self.version_count_max = version_count_max
+        recorder = self.recorder
+        assert isinstance(recorder, DataKeyStore), "the ledger's recorder keeps data keys"
+        self.data_keys: DataKeyStore = recorder
+
+    def construct_transcoder(self) -> Transcoder:
+        return MsgpackTranscoder()
+
+    # Time
+
+    def now(self) -> datetime:
+        now = self.clock()
+        assert now.tzinfo is not None, "the clock must return timezone-aware datetimes"
+        return now
+
+    # Resolution of SecretId (names, full ARNs, partial ARNs)
+
+    def arn_for(self, name: str, suffix: str) -> str:
+        return f"arn:aws:secretsmanager:{self.region}:{self.account_id}:secret:{name}-{suffix}"
+
+    def find_secret(self, secret_id: str) -> Secret:
+        """The live secret for a name, full ARN or partial ARN, or ResourceNotFoundException.
+
+        A secret whose recovery window has passed is purged here (OPEN 15: lazily)."""
+        secret = self._lookup(secret_id)
+        if secret is None or secret.is_deleted:
+            raise secret_not_found()
+        deletion_date = secret.deletion_date
+        if deletion_date is not None and self.now() >= deletion_date:
+            self._purge(secret)
+            raise secret_not_found()
+        return secret
+
+    def _lookup(self, secret_id: str) -> Secret | None:
+        if not secret_id.startswith("arn:"):
+            return self._secret_named(secret_id)
+        parts = secret_id.split(":", 6)
+        if len(parts) != 7 or parts[1:3] != ["aws", "secretsmanager"] or parts[5] != "secret":
+            return None
+        if parts[3] != self.region or parts[4] != self.account_id:
+            return None
+        resource = parts[6]
+        if is_complete_arn_resource(resource):
+            return self._get_secret(secret_id_for_arn(secret_id))
+        return self._secret_named(resource)
+
+    def _secret_named(self, name: str) -> Secret | None:
+        holder = self._get_name(name)
+        if holder is None or holder.secret_id is None:
+            return None
+        return self._get_secret(holder.secret_id)
+
+    def _get_secret(self, secret_id: UUID) -> Secret | None:
+        try:
+            secret = self.repository.get(secret_id)
+        except AggregateNotFoundError:
+            return None
+        assert isinstance(secret, Secret)
+        return secret
+
+    def _get_name(self, name: str) -> SecretName | None:
+        try:
+            holder = self.repository.get(name_id_for(name))
+        except AggregateNotFoundError:
+            return None
+        assert isinstance(holder, SecretName)
+        return holder
+
+    def _purge(self, secret: Secret) -> None:
+        context = service_context(self.region, self.account_id, "DeleteSecret")
+        self._delete_now(secret, forced=False, request=context)
+
+    def _delete_now(self, secret: Secret, *, forced: bool, request: RequestContext) -> None:
+        now = self.now()
+        secret.delete(forced=forced, request=request, now=now)
+        holder = self._get_name(secret.name)
+        if holder is not None:
+            holder.release(secret.id, request=request, now=now)
+        self.save(secret, holder)
+
+    # Retries
+
+    def with_retries(self, command: Callable[[], T]) -> T:
+        """Re-run a whole command after an optimistic-concurrency conflict."""
+        for attempt in range(1, WRITE_ATTEMPTS_MAX + 1):
+            try:
+                return command()
+            except IntegrityError:
+                if attempt == WRITE_ATTEMPTS_MAX:
+                    break
+                backoff_seconds = WRITE_RETRY_BACKOFF_SECONDS * (2 ** (attempt - 1))
+                time.sleep(random.uniform(0, backoff_seconds))  # noqa: S311 (jitter)
+        raise InternalServiceError(
+            f"The request conflicted with {WRITE_ATTEMPTS_MAX} concurrent writes; try again."
+        )
+
+    # Commands
+
+    def create_secret(
+        self,
+        *,
+        name: str,
+        request: RequestContext,
+        client_request_token: str | None = None,
+        value: Value | None = None,
+        description: str | None = None,
+        kms_key_id: str | None = None,
+        tags: list[dict[str, str]] | None = None,
+    ) -> Outcome:
+        if not set(name) <= NAME_CHARACTERS:
+            raise ValidationException(INVALID_NAME_MESSAGE)
+        if value is not None and client_request_token is None:
+            raise InvalidRequestException(TOKEN_REQUIRED_MESSAGE)
+        return self.with_retries(
+            lambda: self._create_secret(
+                name, request, client_request_token, value, description, kms_key_id, tags or []
+            )
+        )
+
+    def _create_secret(
+        self,
+        name: str,
+        request: RequestContext,
+        token: str | None,
+        value: Value | None,
+        description: str | None,
+        kms_key_id: str | None,
+        tags: list[dict[str, str]],
+    ) -> Outcome:
+        existing = self._secret_named(name)
+        if existing is not None and not existing.is_deleted:
+            return self._create_over_existing(existing, token, value, request)
+        now = self.now()
+        holder = self._get_name(name) or SecretName.register(name, request=request, now=now)
+        secret = Secret.create(
+            name=name,
+            arn=self.arn_for(name, new_arn_suffix()),
+            description=description,
+            kms_key_id=kms_key_id,
+            tags=tags,
+            request=request,
+            now=now,
+        )
+        holder.claim(secret.id, secret.arn, request=request, now=now)
+        response: dict[str, Any] = {"ARN": secret.arn, "Name": name}
+        data_keys: list[DataKeyRecord] = []
+        if value is not None and token is not None:
+            data_keys.append(self._add_version(secret, token, value, None, request, now))
+            response["VersionId"] = token
+        self.save(holder, secret, data_keys=data_keys)
+        return Outcome(response, changed=True, resources=[{"secret_arn": secret.arn}])
+
+    def _create_over_existing(
+        self, existing: Secret, token: str | None, value: Value | None, request: RequestContext
+    ) -> Outcome:
+        """Name taken: scheduled -> InvalidRequestException; the same token and value as
+        the original create -> the same response; otherwise ResourceExistsException."""
+        if existing.is_scheduled_for_deletion():
+            raise InvalidRequestException(
+                "You can't create this secret because a secret with this name is already "
+                "scheduled for deletion."
+            )
+        if token is not None and value is not None and token in existing.versions:
+            self._require_same_value(existing, token, value)
+            response = {"ARN": existing.arn, "Name": existing.name, "VersionId": token}
+            return Outcome(response, changed=False, resources=[{"secret_arn": existing.arn}])
+        raise ResourceExistsException(
+            f"The operation failed because the secret {existing.name} already exists."
+        )
+
+    def put_secret_value(
+        self,
+        *,
+        secret_id: str,
+        request: RequestContext,
+        client_request_token: str | None,
+        value: Value | None,
+        version_stages: list[str] | None = None,
+    ) -> Outcome:
+        if client_request_token is None:
+            raise InvalidRequestException(TOKEN_REQUIRED_MESSAGE)
+        token = client_request_token
+        return self.with_retries(
+            lambda: self._put_secret_value(secret_id, request, token, value, version_stages)
+        )
+
+    def _put_secret_value(
+        self,
+        secret_id: str,
+        request: RequestContext,
+        token: str,
+        value: Value | None,
+        stages: list[str] | None,
+    ) -> Outcome:
+        secret = self.find_secret(secret_id)
+        if secret.is_scheduled_for_deletion():
+            raise marked_for_deletion()
+        if value is None:
+            raise InvalidRequestException(VALUE_REQUIRED_MESSAGE)
+        resources: list[dict[str, str | None]] = [{"secret_arn": secret.arn, "version_id": token}]
+        if token in secret.versions:
+            self._require_same_value(secret, token, value)
+            return Outcome(self._put_response(secret, token), changed=False, resources=resources)
+        data_key = self._add_version(secret, token, value, stages, request, self.now())
+        self.save(secret, data_keys=[data_key])
+        return Outcome(self._put_response(secret, token), changed=True, resources=resources)
+
+    def _put_response(self, secret: Secret, version_id: str) -> dict[str, Any]:
+        """T8: a replay answers with the version's current labels, none if deprecated."""
+        response: dict[str, Any] = {"ARN": secret.arn, "Name": secret.name, "VersionId": version_id}
+        labels = secret.labels_of(version_id)
+        if labels:
+            response["VersionStages"] = labels
+        return response
+
+    def _require_same_value(self, secret: Secret, token: str, value: Value) -> None:
+        """T5-T7: a reused token must carry the same kind and bytes."""
+        replayed = secret.replayed_version(token, self._fingerprint(secret, value))
+        assert replayed is not None, "a replayed token names an existing version"
+
+    def _fingerprint(self, secret: Secret, value: Value) -> bytes:
+        return self.keyring.fingerprint(
+            secret_binding=secret.arn, kind=value.kind, value=value.plaintext()
+        )
+
+    def _add_version(
+        self,
+        secret: Secret,
+        token: str,
+        value: Value,
+        stages: list[str] | None,
+        request: RequestContext,
+        now: datetime,
+    ) -> DataKeyRecord:
+        """Seal the value and trigger the version's events; returns its wrapped data key."""
+        if secret.removed_version_count and self.data_keys.select_data_key(secret.id, token):
+            # The token named a version that retention has since removed.
+            raise token_in_use(token, secret.arn)
+        sealed = self.envelope.seal(
+            value.plaintext(), secret_arn=secret.arn, version_id=token, kind=value.kind
+        )
+        secret.add_version(
+            SealedVersion(
+                version_id=token,
+                kind=value.kind,
+                ciphertext=sealed.ciphertext,
+                nonce=sealed.nonce,
+                fingerprint=self._fingerprint(secret, value),
+            ),
+            stages,
+            request=request,
+            now=now,
+            version_count_max=self.version_count_max,
+        )
+        return DataKeyRecord(
+            secret_id=secret.id,
+            version_id=token,
+            key_id=sealed.key_id,
+            wrapped_key=sealed.wrapped_key,
+        )
+
+    def update_secret(
+        self,
+        *,
+        secret_id: str,
+        request: RequestContext,
+        client_request_token: str | None = None,
+        value: Value | None = None,
+        description: str | None = None,
+        kms_key_id: str | None = None,
+    ) -> Outcome:
+        if value is not None and client_request_token is None:
+            raise InvalidRequestException(TOKEN_REQUIRED_MESSAGE)
+        return self.with_retries(
+            lambda: self._update_secret(
+                secret_id, request, client_request_token, value, description, kms_key_id
+            )
+        )
+
+    def _update_secret(
+        self,
+        secret_id: str,
+        request: RequestContext,
+        token: str | None,
+        value: Value | None,
+        description: str | None,
+        kms_key_id: str | None,
+    ) -> Outcome:
+        secret = self.find_secret(secret_id)
+        if secret.is_scheduled_for_deletion():
+            raise marked_for_deletion()
+        response: dict[str, Any] = {"ARN": secret.arn, "Name": secret.name}
+        resources: list[dict[str, str | None]] = [{"secret_arn": secret.arn}]
+        now = self.now()
+        data_keys: list[DataKeyRecord] = []
+        if value is not None and token is not None:
+            response["VersionId"] = token
+            if token in secret.versions:
+                self._require_same_value(secret, token, value)
+            else:
+                data_keys.append(self._add_version(secret, token, value, None, request, now))
+        secret.update_metadata(description, kms_key_id, request=request, now=now)
+        changed = bool(secret.pending_events)
+        if changed:
+            self.save(secret, data_keys=data_keys)
+        return Outcome(response, changed=changed, resources=resources)
+
+    def update_secret_version_stage(
+        self,
+        *,
+        secret_id: str,
+        request: RequestContext,
+        version_stage: str,
+        move_to_version_id: str | None = None,
+        remove_from_version_id: str | None = None,
+    ) -> Outcome:
+        def command() -> Outcome:
+            secret = self.find_secret(secret_id)
+            secret.update_stage(
+                version_stage,
+                move_to_version_id,
+                remove_from_version_id,
+                request=request,
+                now=self.now(),
+            )
+            changed = bool(secret.pending_events)
+            if changed:
+                self.save(secret)
+            response = {"ARN": secret.arn, "Name": secret.name}
+            return Outcome(response, changed=changed, resources=[{"secret_arn": secret.arn}])
+
+        return self.with_retries(command)
+
+    def delete_secret(
+        self,
+        *,
+        secret_id: str,
+        request: RequestContext,
+        recovery_window_in_days: int | None = None,
+        force_delete_without_recovery: bool | None = None,
+    ) -> Outcome:
+        forced = bool(force_delete_without_recovery)
+        if forced and recovery_window_in_days is not None:
+            raise InvalidParameterException(
+                "You can't use ForceDeleteWithoutRecovery in conjunction with "
+                "RecoveryWindowInDays."
+            )
+        window_days = recovery_window_in_days
+        if window_days is None:
+            window_days = RECOVERY_WINDOW_DAYS_DEFAULT
+        if not RECOVERY_WINDOW_DAYS_MIN <= window_days <= RECOVERY_WINDOW_DAYS_MAX:
+            raise InvalidParameterException(
+                "The RecoveryWindowInDays value must be between 7 and 30 days (inclusive)."
+            )
+        return self.with_retries(lambda: self._delete_secret(secret_id, request, forced, window_days))
+
+    def _delete_secret(
+        self, secret_id: str, request: RequestContext, forced: bool, window_days: int
+    ) -> Outcome:
+        try:
+            secret = self.find_secret(secret_id)
+        except ResourceNotFoundException:
+            if forced:
+                return Outcome(self._forced_delete_of_unknown(secret_id), changed=False)
+            raise
+        if forced:
+            self._delete_now(secret, forced=True, request=request)
+            deletion_date = secret.modified_on
+        else:
+            secret.schedule_deletion(window_days, request=request, now=self.now())
+            self.save(secret)
+            assert secret.deletion_date is not None
+            deletion_date = secret.deletion_date
+        response = {"ARN": secret.arn, "Name": secret.name, "DeletionDate": deletion_date}
+        return Outcome(response, changed=True, resources=[{"secret_arn": secret.arn}])
+
+    def _forced_delete_of_unknown(self, secret_id: str) -> dict[str, Any]:
+        """AWS reports success for a forced delete of an unknown secret, with a
+        synthesised ARN; nothing is written."""
+        if secret_id.startswith("arn:"):
+            resource = secret_id.split(":", 6)[-1]
+            name = resource[:-7] if is_complete_arn_resource(resource) else resource
+            arn = secret_id if is_complete_arn_resource(resource) else f"{secret_id}-{new_arn_suffix()}"
+        else:
+            name = secret_id
+            arn = self.arn_for(name, new_arn_suffix())
+        return {"ARN": arn, "Name": name, "DeletionDate": self.now()}
+
+    def restore_secret(self, *, secret_id: str, request: RequestContext) -> Outcome:
+        def command() -> Outcome:
+            secret = self.find_secret(secret_id)
+            secret.restore(request=request, now=self.now())
+            changed = bool(secret.pending_events)
+            if changed:
+                self.save(secret)
+            response = {"ARN": secret.arn, "Name": secret.name}
+            return Outcome(response, changed=changed, resources=[{"secret_arn": secret.arn}])
+
+        return self.with_retries(command)
+
+    # Queries
+
+    def get_secret_value(
+        self,
+        *,
+        secret_id: str,
+        request: RequestContext,
+        version_id: str | None = None,
+        version_stage: str | None = None,
+    ) -> Outcome:
+        secret = self.find_secret(secret_id)
+        if secret.is_scheduled_for_deletion():
+            raise marked_for_deletion()
+        version = select_version(secret, version_id, version_stage)
+        plaintext = self._decrypt(secret, version)
+        response: dict[str, Any] = {
+            "ARN": secret.arn,
+            "Name": secret.name,
+            "VersionId": version["version_id"],
+        }
+        if version["kind"] == "string":
+            response["SecretString"] = plaintext.decode("utf-8")
+        else:
+            response["SecretBinary"] = plaintext
+        labels = secret.labels_of(version["version_id"])
+        if labels:
+            response["VersionStages"] = labels
+        response["CreatedDate"] = version["created_date"]
+        resources: list[dict[str, str | None]] = [
+            {"secret_arn": secret.arn, "version_id": version["version_id"]}
+        ]
+        return Outcome(response, changed=False, resources=resources)
+
+    def _decrypt(self, secret: Secret, version: VersionRecord) -> bytes:
+        data_key = self.data_keys.select_data_key(secret.id, version["version_id"])
+        if data_key is None:
+            raise DecryptionFailure(DECRYPTION_FAILURE_MESSAGE)
+        try:
+            return self.envelope.open(
+                ciphertext=version["ciphertext"],
+                nonce=version["nonce"],
+                key_id=data_key.key_id,
+                wrapped_key=data_key.wrapped_key,
+                secret_arn=secret.arn,
+                version_id=version["version_id"],
+                kind=version["kind"],
+            )
+        except DecryptionError:
+            raise DecryptionFailure(DECRYPTION_FAILURE_MESSAGE) from None
+
+    def describe_secret(self, *, secret_id: str, request: RequestContext) -> Outcome:
+        secret = self.find_secret(secret_id)
+        return Outcome(describe(secret), changed=False, resources=[{"secret_arn": secret.arn}])
+
+    def list_versions(self, *, secret_id: str) -> tuple[Secret, list[VersionRecord]]:
+        """The live versions of a secret, newest first (OPEN 11); scheduled secrets allowed."""
+        secret = self.find_secret(secret_id)
+        return secret, list(reversed(secret.versions.values()))
+
+    def iterate_secrets(self, page_size: int = 500) -> Iterator[Secret]:
+        """Every live secret, in creation order, purging any whose window has passed."""
+        last_id = 0
+        while True:
+            notifications = self.recorder.select_notifications(
+                start=last_id,
+                limit=page_size,
+                topics=[Secret.Created.TOPIC],
+                inclusive_of_start=False,
+            )
+            if not notifications:
+                return
+            for notification in notifications:
+                last_id = notification.id
+                secret = self._get_secret(notification.originator_id)
+                if secret is None or secret.is_deleted:
+                    continue
+                deletion_date = secret.deletion_date
+                if deletion_date is not None and self.now() >= deletion_date:
+                    self._purge(secret)
+                    continue
+                yield secret
+
+
+def is_complete_arn_resource(resource: str) -> bool:
+    """A resource part ending in '-' plus six letters or digits is a complete ARN."""
+    if len(resource) < 8 or resource[-7] != "-":
+        return False
+    return all(character in ARN_SUFFIX_ALPHABET for character in resource[-6:])
+
+
+def select_version(
+    secret: Secret, version_id: str | None, version_stage: str | None
+) -> VersionRecord:
+    prefix = "Secrets Manager can't find the specified secret value for"
+    if version_id is not None:
+        version = secret.versions.get(version_id)
+        if version is None:
+            raise ResourceNotFoundException(f"{prefix} VersionId: {version_id}")
+        if version_stage is not None and secret.labels.get(version_stage) != version_id:
+            raise InvalidRequestException(
+                "You provided a VersionStage that is not associated to the provided VersionId."
+            )
+        return version
+    label = version_stage if version_stage is not None else AWSCURRENT
+    holder = secret.labels.get(label)
+    if holder is None:
+        raise ResourceNotFoundException(f"{prefix} staging label: {label}")
+    return secret.versions[holder]
+
+
+def describe(secret: Secret) -> dict[str, Any]:
+    """DescribeSecret's answer: only members that have a value."""
+    response: dict[str, Any] = {"ARN": secret.arn, "Name": secret.name}
+    if secret.description is not None:
+        response["Description"] = secret.description
+    if secret.kms_key_id is not None:
+        response["KmsKeyId"] = secret.kms_key_id
+    response["LastChangedDate"] = secret.modified_on
+    if secret.deletion_date is not None:
+        response["DeletedDate"] = secret.deletion_date
+    if secret.tags:
+        response["Tags"] = secret.tags
+    stages = secret.version_ids_to_stages()
+    if stages:
+        response["VersionIdsToStages"] = stages
+    response["CreatedDate"] = secret.created_on
+    return response
+
+
+def open_keyring(database: str, keyring_path: Path | None) -> Keyring:
+    """The keyring beside a SQLite file by default (``<db>.keyring``); in memory for
+    ``memory:``; PostgreSQL needs an explicit path shared by every server."""
+    if keyring_path is not None:
+        return Keyring.open(keyring_path)
+    if database == "memory:":
+        return Keyring.in_memory()
+    if database.startswith(("postgresql://", "postgres://")):
+        return Keyring.open(Path("secretledger.keyring"))
+    return Keyring.open(Path(database + ".keyring"))
+

@@ -1,0 +1,561 @@
+"""Envelope encryption of secret values and keyed fingerprints for idempotency.
+
+Every secret version is encrypted with AES-256-GCM under a fresh random 256-bit
+data key. The data key is wrapped (AES-256-GCM again) by a key-encryption key
+(KEK) from a local keyring file, and the storage layer keeps the wrapped data
+key beside the event log, never inside an event. Events then only hold the
+ciphertext and its nonce. Rotating the KEK rewraps data keys, and no event is
+rewritten.
+
+Associated data binds every ciphertext to its place. The value ciphertext is
+bound to (secret ARN, version id, kind), and so is the wrapped data key, which
+is also bound to the id of the KEK that wrapped it. Moving a ciphertext or a
+wrapped key to another secret, version or kind makes decryption fail. All
+associated data is a length-prefixed sequence of fields that starts with a
+domain tag, so value encryption, key wrapping and fingerprints can never be
+confused with one another.
+
+The fingerprint is an HMAC-SHA256, keyed by a separate random fingerprint key
+from the keyring, over (secret binding, kind, value). Equal values of the same
+secret give equal fingerprints, so an idempotent retry can be recognised
+without decrypting anything. Without the keyring a fingerprint reveals nothing
+and cannot be checked against guessed values offline. The fingerprint key is
+never rotated, because rotating it would invalidate every stored fingerprint.
+
+Keyring file (JSON, mode 0600)::
+
+    {"format": 1,
+     "active_key_id": "kek-20240101T000000Z-a1b2c3",
+     "key_encryption_keys": {"kek-20240101T000000Z-a1b2c3": "<base64 of 32 bytes>"},
+     "fingerprint_key": "<base64 of 32 bytes>"}
+
+Choices made here:
+
+* A file that grants group or others any permission bit is refused. Checking
+  the owner is left out, because tests and containers often run as root.
+* The path is resolved (symbolic links followed) once when the keyring is
+  opened, so a rotation replaces the real file and leaves a link in place.
+* A missing file is created with ``os.open(O_CREAT | O_EXCL, 0o600)`` on a
+  temporary name, filled, fsynced and then hard-linked to its final name.
+  The link fails if the name exists, so two processes that race to create the
+  keyring both end up with the one that won, and no reader ever sees a
+  half-written file. A missing parent directory is created with mode 0700.
+* Rotation holds an exclusive ``flock`` on a sidecar file ``<keyring>.lock``
+  (waiting a bounded time for it) and re-reads the file under that lock. Two
+  processes that rotate at the same time therefore cannot drop each other's
+  keys, and a lost KEK would mean lost secrets.
+* A file-backed keyring that is asked to unwrap under a key id it does not
+  know re-reads its file once, so a long-running process picks up a rotation
+  that another process (for example the CLI) made.
+* Python cannot reliably wipe memory: plaintext and data keys live in
+  ordinary ``bytes`` objects until they are garbage collected. They never
+  reach a log, an exception message or a file.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import datetime
+import errno
+import fcntl
+import hashlib
+import hmac
+import json
+import os
+import pathlib
+import re
+import secrets
+import stat
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+KEYRING_FORMAT_VERSION = 1
+KEY_SIZE_BYTES = 32
+NONCE_SIZE_BYTES = 12
+TAG_SIZE_BYTES = 16
+WRAPPED_KEY_SIZE_BYTES = NONCE_SIZE_BYTES + KEY_SIZE_BYTES + TAG_SIZE_BYTES
+FINGERPRINT_SIZE_BYTES = 32
+VALUE_SIZE_BYTES_MAX = 65_536
+"""The Secrets Manager limit for SecretString (UTF-8 bytes) and SecretBinary."""
+CIPHERTEXT_SIZE_BYTES_MAX = VALUE_SIZE_BYTES_MAX + TAG_SIZE_BYTES
+BINDING_FIELD_SIZE_BYTES_MAX = 2048
+KEYRING_FILE_SIZE_BYTES_MAX = 1_048_576
+KEY_ENCRYPTION_KEY_COUNT_MAX = 1000
+LOCK_ATTEMPT_COUNT_MAX = 200
+LOCK_RETRY_INTERVAL_SECONDS = 0.025
+VALUE_KINDS = frozenset({"string", "binary"})
+
+_VALUE_DOMAIN = b"secret-ledger/value/v1"
+_DATA_KEY_DOMAIN = b"secret-ledger/data-key/v1"
+_FINGERPRINT_DOMAIN = b"secret-ledger/fingerprint/v1"
+_KEY_ID_PATTERN = re.compile(r"kek-\d{8}T\d{6}Z-[0-9a-f]{6}")
+_PERMISSION_BITS_FORBIDDEN = stat.S_IRWXG | stat.S_IRWXO
+_FILE_MODE = 0o600
+_DIRECTORY_MODE = 0o700
+
+
+class KeyringError(Exception):
+    """The keyring file is missing, unreadable, corrupt or too permissive, or a key id
+    is unknown. Messages name the file and key ids only, never key bytes."""
+
+
+class DecryptionError(Exception):
+    """A ciphertext or wrapped key did not authenticate: wrong key, tampered bytes or
+    different associated data. Messages never contain plaintext or key bytes."""
+
+
+def encode_fields(*fields: bytes) -> bytes:
+    """Encode fields unambiguously: each one is prefixed by its length as 4 big-endian bytes."""
+    encoded = bytearray()
+    for field in fields:
+        assert len(field) < 2**32, "field too long to length-prefix"
+        encoded += len(field).to_bytes(4, "big")
+        encoded += field
+    return bytes(encoded)
+
+
+def _require_kind(kind: str) -> None:
+    if kind not in VALUE_KINDS:
+        raise ValueError(f"value kind must be 'string' or 'binary', not {kind!r}")
+
+
+def _binding_field(name: str, value: str) -> bytes:
+    encoded = value.encode("utf-8")
+    if not encoded:
+        raise ValueError(f"{name} must not be empty")
+    if len(encoded) > BINDING_FIELD_SIZE_BYTES_MAX:
+        raise ValueError(f"{name} is longer than {BINDING_FIELD_SIZE_BYTES_MAX} bytes")
+    return encoded
+
+
+def version_binding(*, secret_arn: str, version_id: str, kind: str) -> bytes:
+    """The canonical bytes that tie a value and its data key to one version of one secret."""
+    _require_kind(kind)
+    return encode_fields(
+        _binding_field("secret ARN", secret_arn),
+        _binding_field("version id", version_id),
+        kind.encode("ascii"),
+    )
+
+
+def _new_key_id() -> str:
+    timestamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"kek-{timestamp}-{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True)
+class _KeyringState:
+    active_key_id: str
+    key_encryption_keys: dict[str, bytes]
+    fingerprint_key: bytes
+
+    def __post_init__(self) -> None:
+        assert self.active_key_id in self.key_encryption_keys, "active key id has no key"
+        assert len(self.fingerprint_key) == KEY_SIZE_BYTES, "fingerprint key size"
+        assert all(len(key) == KEY_SIZE_BYTES for key in self.key_encryption_keys.values())
+
+    def __repr__(self) -> str:
+        return f"_KeyringState(active_key_id={self.active_key_id!r})"
+
+    @classmethod
+    def generate(cls) -> _KeyringState:
+        key_id = _new_key_id()
+        return cls(
+            active_key_id=key_id,
+            key_encryption_keys={key_id: AESGCM.generate_key(bit_length=256)},
+            fingerprint_key=secrets.token_bytes(KEY_SIZE_BYTES),
+        )
+
+    def with_new_key(self) -> _KeyringState:
+        if len(self.key_encryption_keys) >= KEY_ENCRYPTION_KEY_COUNT_MAX:
+            raise KeyringError(
+                f"keyring already holds {KEY_ENCRYPTION_KEY_COUNT_MAX} key-encryption keys"
+            )
+        key_id = _new_key_id()
+        while key_id in self.key_encryption_keys:
+            key_id = _new_key_id()
+        keys = dict(self.key_encryption_keys)
+        keys[key_id] = AESGCM.generate_key(bit_length=256)
+        return _KeyringState(key_id, keys, self.fingerprint_key)
+
+    def is_extended_by(self, other: _KeyringState) -> bool:
+        """Whether ``other`` still holds every key of this state, unchanged."""
+        return other.fingerprint_key == self.fingerprint_key and all(
+            other.key_encryption_keys.get(key_id) == key
+            for key_id, key in self.key_encryption_keys.items()
+        )
+
+    def to_json_bytes(self) -> bytes:
+        document = {
+            "format": KEYRING_FORMAT_VERSION,
+            "active_key_id": self.active_key_id,
+            "key_encryption_keys": {
+                key_id: base64.b64encode(key).decode("ascii")
+                for key_id, key in self.key_encryption_keys.items()
+            },
+            "fingerprint_key": base64.b64encode(self.fingerprint_key).decode("ascii"),
+        }
+        return json.dumps(document, indent=2, sort_keys=True).encode("utf-8") + b"\n"
+
+    @classmethod
+    def from_json_bytes(cls, content: bytes, *, source: str) -> _KeyringState:
+        try:
+            document = json.loads(content)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise KeyringError(f"keyring {source} is not valid JSON") from None
+        if not isinstance(document, dict):
+            raise KeyringError(f"keyring {source} is not a JSON object")
+        if document.get("format") != KEYRING_FORMAT_VERSION:
+            raise KeyringError(
+                f"keyring {source} has an unsupported format (expected {KEYRING_FORMAT_VERSION})"
+            )
+        active_key_id = document.get("active_key_id")
+        encoded_keys = document.get("key_encryption_keys")
+        if not isinstance(encoded_keys, dict) or not encoded_keys:
+            raise KeyringError(f"keyring {source} has no key-encryption keys")
+        if len(encoded_keys) > KEY_ENCRYPTION_KEY_COUNT_MAX:
+            raise KeyringError(f"keyring {source} holds too many key-encryption keys")
+        keys = {
+            _parse_key_id(key_id, source=source): _decode_key(encoded, source=source)
+            for key_id, encoded in encoded_keys.items()
+        }
+        if not isinstance(active_key_id, str) or active_key_id not in keys:
+            raise KeyringError(f"keyring {source} names an active key id that it does not hold")
+        fingerprint_key = _decode_key(document.get("fingerprint_key"), source=source)
+        return cls(active_key_id, keys, fingerprint_key)
+
+
+def _parse_key_id(key_id: str, *, source: str) -> str:
+    if _KEY_ID_PATTERN.fullmatch(key_id) is None:
+        raise KeyringError(f"keyring {source} holds a malformed key id {key_id[:64]!r}")
+    return key_id
+
+
+def _decode_key(encoded: Any, *, source: str) -> bytes:
+    if not isinstance(encoded, str):
+        raise KeyringError(f"keyring {source} holds a key that is not a base64 string")
+    try:
+        key = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise KeyringError(f"keyring {source} holds a key that is not valid base64") from None
+    if len(key) != KEY_SIZE_BYTES:
+        raise KeyringError(f"keyring {source} holds a key that is not {KEY_SIZE_BYTES} bytes")
+    return key
+
+
+def _fsync_directory(directory: pathlib.Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _write_new_private_file(path: pathlib.Path, content: bytes) -> None:
+    """Create ``path`` exclusively with mode 0600, write ``content`` and fsync it."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _FILE_MODE)
+    try:
+        os.fchmod(descriptor, _FILE_MODE)  # the umask may have removed owner bits
+        with os.fdopen(descriptor, "wb", closefd=False) as stream:
+            stream.write(content)
+            stream.flush()
+            os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _temporary_sibling(path: pathlib.Path) -> pathlib.Path:
+    return path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+
+
+def _read_private_file(path: pathlib.Path) -> bytes:
+    """Read the keyring file after checking, on the open descriptor, that it is private."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise KeyringError(f"keyring {path} does not exist") from None
+    except OSError as error:
+        raise KeyringError(f"keyring {path} cannot be opened: {error.strerror}") from None
+    try:
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
+            raise KeyringError(f"keyring {path} is not a regular file")
+        if status.st_mode & _PERMISSION_BITS_FORBIDDEN:
+            raise KeyringError(
+                f"keyring {path} has mode {stat.S_IMODE(status.st_mode):04o}; "
+                "it must not be accessible by group or others (chmod 600)"
+            )
+        if status.st_size > KEYRING_FILE_SIZE_BYTES_MAX:
+            raise KeyringError(f"keyring {path} is larger than {KEYRING_FILE_SIZE_BYTES_MAX} bytes")
+        with os.fdopen(descriptor, "rb", closefd=False) as stream:
+            return stream.read(KEYRING_FILE_SIZE_BYTES_MAX + 1)
+    except OSError as error:
+        raise KeyringError(f"keyring {path} cannot be read: {error.strerror}") from None
+    finally:
+        os.close(descriptor)
+
+
+@contextlib.contextmanager
+def _exclusive_lock(path: pathlib.Path) -> Iterator[None]:
+    """Hold an exclusive flock on ``<path>.lock``, giving up after a bounded wait."""
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
+    except OSError as error:
+        raise KeyringError(f"keyring lock {lock_path} cannot be opened: {error.strerror}") from None
+    try:
+        for _attempt in range(LOCK_ATTEMPT_COUNT_MAX):
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as error:
+                if error.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise KeyringError(
+                        f"keyring lock {lock_path} cannot be taken: {error.strerror}"
+                    ) from None
+                time.sleep(LOCK_RETRY_INTERVAL_SECONDS)
+        else:
+            raise KeyringError(f"keyring lock {lock_path} is held by another process")
+        yield
+    finally:
+        os.close(descriptor)  # closing the descriptor releases the lock
+
+
+class Keyring:
+    """Key-encryption keys (by id, one of them active) and the fingerprint key.
+
+    A keyring is either backed by a private file (``Keyring.open``) or lives only in
+    memory (``Keyring.in_memory``, for tests and the memory backend).
+    """
+
+    def __init__(self, state: _KeyringState, path: pathlib.Path | None) -> None:
+        self._state = state
+        self._path = path
+
+    def __repr__(self) -> str:
+        return f"Keyring(path={self._path!r}, active_key_id={self._state.active_key_id!r})"
+
+    @classmethod
+    def open(cls, path: pathlib.Path, *, create: bool = True) -> Keyring:
+        """Load the keyring at ``path``, creating it (mode 0600) when missing and ``create``."""
+        resolved = pathlib.Path(os.path.realpath(path))
+        if not resolved.exists():
+            if not create:
+                raise KeyringError(f"keyring {resolved} does not exist")
+            cls._create_file(resolved)
+        content = _read_private_file(resolved)
+        return cls(_KeyringState.from_json_bytes(content, source=str(resolved)), resolved)
+
+    @classmethod
+    def in_memory(cls) -> Keyring:
+        return cls(_KeyringState.generate(), None)
+
+    @staticmethod
+    def _create_file(path: pathlib.Path) -> None:
+        """Publish a fresh keyring at ``path`` unless some other process already did."""
+        try:
+            path.parent.mkdir(mode=_DIRECTORY_MODE, parents=True, exist_ok=True)
+        except OSError as error:
+            raise KeyringError(
+                f"keyring directory {path.parent} cannot be created: {error}"
+            ) from None
+        temporary = _temporary_sibling(path)
+        try:
+            _write_new_private_file(temporary, _KeyringState.generate().to_json_bytes())
+            with contextlib.suppress(FileExistsError):  # another process won the race
+                os.replace(temporary, path)
+            _fsync_directory(path.parent)
+        except OSError as error:
+            raise KeyringError(f"keyring {path} cannot be created: {error.strerror}") from None
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+
+    @property
+    def active_key_id(self) -> str:
+        return self._state.active_key_id
+
+    @property
+    def key_ids(self) -> frozenset[str]:
+        return frozenset(self._state.key_encryption_keys)
+
+    def rotate(self) -> str:
+        """Add a new key-encryption key, make it active and persist; old keys stay for unwrap."""
+        if self._path is None:
+            self._state = self._state.with_new_key()
+            return self._state.active_key_id
+        with _exclusive_lock(self._path):
+            self._adopt(self._read_file_state())
+            rotated = self._state.with_new_key()
+            self._persist(rotated)
+            self._state = rotated
+        return self._state.active_key_id
+
+    def _read_file_state(self) -> _KeyringState:
+        assert self._path is not None, "only a file-backed keyring has a file"
+        content = _read_private_file(self._path)
+        return _KeyringState.from_json_bytes(content, source=str(self._path))
+
+    def _adopt(self, state: _KeyringState) -> None:
+        """Switch to ``state`` read from the file, provided it lost none of our keys."""
+        if not self._state.is_extended_by(state):
+            raise KeyringError(
+                f"keyring {self._path} no longer holds every key this process loaded from it"
+            )
+        self._state = state
+
+    def _persist(self, state: _KeyringState) -> None:
+        assert self._path is not None, "only a file-backed keyring is persisted"
+        temporary = _temporary_sibling(self._path)
+        try:
+            _write_new_private_file(temporary, state.to_json_bytes())
+            os.replace(temporary, self._path)
+            _fsync_directory(self._path.parent)
+        except OSError as error:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise KeyringError(
+                f"keyring {self._path} cannot be written: {error.strerror}"
+            ) from None
+
+    def _key_encryption_key(self, key_id: str) -> bytes:
+        key = self._state.key_encryption_keys.get(key_id)
+        if key is None and self._path is not None:
+            self._adopt(self._read_file_state())  # another process may have rotated
+            key = self._state.key_encryption_keys.get(key_id)
+        if key is None:
+            raise KeyringError(f"keyring {self._path or '(memory)'} has no key with id {key_id!r}")
+        return key
+
+    def wrap(self, data_key: bytes, *, associated_data: bytes) -> tuple[str, bytes]:
+        """Encrypt ``data_key`` under the active KEK; returns (key id, nonce || ciphertext)."""
+        if len(data_key) != KEY_SIZE_BYTES:
+            raise ValueError(f"a data key must be {KEY_SIZE_BYTES} bytes")
+        key_id = self._state.active_key_id
+        nonce = os.urandom(NONCE_SIZE_BYTES)
+        wrapped = AESGCM(self._state.key_encryption_keys[key_id]).encrypt(
+            nonce, data_key, _wrapping_associated_data(key_id, associated_data)
+        )
+        return key_id, nonce + wrapped
+
+    def unwrap(self, key_id: str, wrapped_key: bytes, *, associated_data: bytes) -> bytes:
+        """Decrypt a data key wrapped by ``wrap`` under the KEK ``key_id``."""
+        key_encryption_key = self._key_encryption_key(key_id)
+        if len(wrapped_key) != WRAPPED_KEY_SIZE_BYTES:
+            raise DecryptionError(
+                f"wrapped data key is {len(wrapped_key)} bytes, expected {WRAPPED_KEY_SIZE_BYTES}"
+            )
+        nonce, ciphertext = wrapped_key[:NONCE_SIZE_BYTES], wrapped_key[NONCE_SIZE_BYTES:]
+        try:
+            data_key = AESGCM(key_encryption_key).decrypt(
+                nonce, ciphertext, _wrapping_associated_data(key_id, associated_data)
+            )
+        except InvalidTag:
+            raise DecryptionError(
+                f"data key wrapped under {key_id!r} does not authenticate: "
+                "wrong key-encryption key, tampered key or different associated data"
+            ) from None
+        assert len(data_key) == KEY_SIZE_BYTES, "an authenticated data key has the wrong size"
+        return data_key
+
+    def fingerprint(self, *, secret_binding: str, kind: str, value: bytes) -> bytes:
+        """HMAC-SHA256 over (binding, kind, value) under the keyring's fingerprint key.
+
+        Compare fingerprints with ``hmac.compare_digest``.
+        """
+        _require_kind(kind)
+        if len(value) > VALUE_SIZE_BYTES_MAX:
+            raise ValueError(f"a secret value is at most {VALUE_SIZE_BYTES_MAX} bytes")
+        message = encode_fields(
+            _FINGERPRINT_DOMAIN,
+            _binding_field("secret binding", secret_binding),
+            kind.encode("ascii"),
+            value,
+        )
+        digest = hmac.new(self._state.fingerprint_key, message, hashlib.sha256).digest()
+        assert len(digest) == FINGERPRINT_SIZE_BYTES
+        return digest
+
+
+def _wrapping_associated_data(key_id: str, associated_data: bytes) -> bytes:
+    return encode_fields(_DATA_KEY_DOMAIN, key_id.encode("ascii"), associated_data)
+
+
+@dataclass(frozen=True)
+class SealedValue:
+    """What is stored for one encrypted value. Holds no plaintext and no clear key."""
+
+    ciphertext: bytes  # AES-256-GCM output, tag included
+    nonce: bytes  # 12 bytes
+    key_id: str  # id of the KEK that wrapped the data key
+    wrapped_key: bytes  # nonce || AES-256-GCM(data key) under that KEK
+
+    def __post_init__(self) -> None:
+        assert len(self.nonce) == NONCE_SIZE_BYTES, "nonce size"
+        assert len(self.wrapped_key) == WRAPPED_KEY_SIZE_BYTES, "wrapped key size"
+        assert TAG_SIZE_BYTES <= len(self.ciphertext) <= CIPHERTEXT_SIZE_BYTES_MAX
+
+
+class Envelope:
+    """Seals and opens secret values with one data key per version, wrapped by the keyring."""
+
+    def __init__(self, keyring: Keyring) -> None:
+        self._keyring = keyring
+
+    def seal(self, plaintext: bytes, *, secret_arn: str, version_id: str, kind: str) -> SealedValue:
+        if len(plaintext) > VALUE_SIZE_BYTES_MAX:
+            raise ValueError(f"a secret value is at most {VALUE_SIZE_BYTES_MAX} bytes")
+        binding = version_binding(secret_arn=secret_arn, version_id=version_id, kind=kind)
+        data_key = AESGCM.generate_key(bit_length=256)
+        nonce = os.urandom(NONCE_SIZE_BYTES)
+        ciphertext = AESGCM(data_key).encrypt(nonce, plaintext, _value_associated_data(binding))
+        key_id, wrapped_key = self._keyring.wrap(data_key, associated_data=binding)
+        return SealedValue(ciphertext, nonce, key_id, wrapped_key)
+
+    def open(
+        self,
+        *,
+        ciphertext: bytes,
+        nonce: bytes,
+        key_id: str,
+        wrapped_key: bytes,
+        secret_arn: str,
+        version_id: str,
+        kind: str,
+    ) -> bytes:
+        binding = version_binding(secret_arn=secret_arn, version_id=version_id, kind=kind)
+        if len(nonce) != NONCE_SIZE_BYTES:
+            raise DecryptionError(f"nonce is {len(nonce)} bytes, expected {NONCE_SIZE_BYTES}")
+        if not TAG_SIZE_BYTES <= len(ciphertext) <= CIPHERTEXT_SIZE_BYTES_MAX:
+            raise DecryptionError(f"ciphertext of {len(ciphertext)} bytes is out of bounds")
+        data_key = self._keyring.unwrap(key_id, wrapped_key, associated_data=binding)
+        try:
+            return AESGCM(data_key).decrypt(nonce, ciphertext, _value_associated_data(binding))
+        except InvalidTag:
+            raise DecryptionError(
+                f"value of version {version_id!r} of {secret_arn!r} does not authenticate: "
+                "tampered ciphertext or different associated data"
+            ) from None
+
+    def rewrap(
+        self, *, key_id: str, wrapped_key: bytes, secret_arn: str, version_id: str, kind: str
+    ) -> tuple[str, bytes]:
+        """Unwrap under KEK ``key_id`` and wrap again under the active KEK.
+
+        The value ciphertext is untouched, so no event changes. A key already under the
+        active KEK is rewrapped too (with a fresh nonce); callers may skip those.
+        """
+        binding = version_binding(secret_arn=secret_arn, version_id=version_id, kind=kind)
+        data_key = self._keyring.unwrap(key_id, wrapped_key, associated_data=binding)
+        return self._keyring.wrap(data_key, associated_data=binding)
+
+
+def _value_associated_data(binding: bytes) -> bytes:
+    return encode_fields(_VALUE_DOMAIN, binding)

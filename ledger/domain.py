@@ -1,0 +1,634 @@
+"""The domain: a `Secret` whose history is an append-only log of versions and label moves.
+
+The label rules follow AWS Secrets Manager (see docs/decisions.md for every open
+point and the choice made). Label moves are computed as a whole new label map
+and the `LabelMoved` events are the difference between the old and the new map,
+so one command yields exactly one event per label that attaches, moves or
+detaches, and a command that fails raises before any event is triggered.
+
+The domain never sees plaintext: a version arrives already sealed (ciphertext,
+nonce) with a keyed fingerprint for idempotency comparison.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypedDict
+
+from eventsourcing.domain import Aggregate
+
+from ledger.errors import (
+    InvalidParameterException,
+    LimitExceededException,
+    ResourceExistsException,
+    marked_for_deletion,
+    token_in_use,
+)
+
+AWSCURRENT = "AWSCURRENT"
+AWSPREVIOUS = "AWSPREVIOUS"
+AWSPENDING = "AWSPENDING"
+
+LABEL_ATTACHMENTS_MAX = 20
+VERSION_RETENTION_THRESHOLD = 100
+VERSION_RETENTION_AGE = timedelta(hours=24)
+VERSION_COUNT_MAX_DEFAULT = 100
+
+SERVICE_PRINCIPAL = "secretsmanager.amazonaws.com"
+
+NAMESPACE = uuid.UUID("5e0c7d1a-2f4b-4c57-9a8e-6b1f3d2c9e70")
+
+
+def secret_id_for_arn(arn: str) -> uuid.UUID:
+    """The aggregate id of a secret: its ARN carries a random suffix, so a
+    re-created name gets a new identity."""
+    return uuid.uuid5(NAMESPACE, "secret:" + arn)
+
+
+def name_id_for(name: str) -> uuid.UUID:
+    return uuid.uuid5(NAMESPACE, "name:" + name)
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """Who asked for what: carried by every event so that audit records can be
+    rebuilt from the log alone. ``parameters`` holds only allow-listed,
+    non-sensitive request members (never a secret value)."""
+
+    request_id: str
+    principal_arn: str
+    access_key_id: str
+    source_ip: str
+    user_agent: str
+    region: str
+    account_id: str
+    operation: str
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_event(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "principal_arn": self.principal_arn,
+            "access_key_id": self.access_key_id,
+            "source_ip": self.source_ip,
+            "user_agent": self.user_agent,
+            "region": self.region,
+            "account_id": self.account_id,
+            "operation": self.operation,
+            "parameters": dict(self.parameters),
+        }
+
+
+class VersionRecord(TypedDict):
+    """A version as the aggregate holds it (a plain dict, so snapshots encode)."""
+
+    version_id: str
+    kind: str
+    ciphertext: bytes
+    nonce: bytes
+    fingerprint: bytes
+    created_date: datetime
+
+
+@dataclass(frozen=True)
+class SealedVersion:
+    """A new version as the application hands it to the domain: already encrypted."""
+
+    version_id: str
+    kind: str
+    ciphertext: bytes
+    nonce: bytes
+    fingerprint: bytes
+
+
+def moves_between(before: Mapping[str, str], after: Mapping[str, str]) -> list[tuple[str, str | None, str | None]]:
+    """One (label, from, to) per label whose holder differs, ordered by label."""
+    labels = sorted(set(before) | set(after))
+    return [
+        (label, before.get(label), after.get(label))
+        for label in labels
+        if before.get(label) != after.get(label)
+    ]
+
+
+def labels_after_put(
+    before: Mapping[str, str], new_version_id: str, stages: list[str] | None, has_versions: bool
+) -> dict[str, str]:
+    """Rules P1-P8 of PutSecretValue (and of CreateSecret/UpdateSecret with a value)."""
+    attach = set(stages) if stages is not None else {AWSCURRENT}
+    if not has_versions:
+        attach.add(AWSCURRENT)
+    after = dict(before)
+    old_current = before.get(AWSCURRENT)
+    for label in attach:
+        after[label] = new_version_id
+    if AWSCURRENT in attach and old_current is not None:
+        if AWSPREVIOUS not in attach:
+            after[AWSPREVIOUS] = old_current
+        if AWSPENDING not in attach and before.get(AWSPENDING) == old_current:
+            del after[AWSPENDING]
+    return after
+
+
+def labels_after_stage_update(
+    before: Mapping[str, str],
+    versions: Mapping[str, object],
+    label: str,
+    move_to_version_id: str | None,
+    remove_from_version_id: str | None,
+) -> dict[str, str]:
+    """Rules U1-U11 of UpdateSecretVersionStage; raises on any refusal."""
+    if move_to_version_id is None and remove_from_version_id is None:
+        raise InvalidParameterException(
+            "You must specify MoveToVersionId, RemoveFromVersionId, or both."
+        )
+    for version_id in (move_to_version_id, remove_from_version_id):
+        if version_id is not None and version_id not in versions:
+            raise InvalidParameterException(
+                f"The version {version_id} doesn't exist for this secret."
+            )
+    holder = before.get(label)
+    if remove_from_version_id is not None and holder != remove_from_version_id:
+        raise InvalidParameterException(
+            f"Staging label {label} is not attached to version {remove_from_version_id}, "
+            "so you can't remove it from that version."
+        )
+    after = dict(before)
+    if move_to_version_id is not None:
+        if holder is not None and holder != move_to_version_id and remove_from_version_id is None:
+            raise InvalidParameterException(
+                f"The parameter RemoveFromVersionId can't be empty. Staging label {label} is "
+                f"currently attached to version {holder}, so you must explicitly reference "
+                "that version in RemoveFromVersionId."
+            )
+        after[label] = move_to_version_id
+    else:
+        if label == AWSCURRENT:
+            raise InvalidParameterException(
+                "You can't remove the staging label AWSCURRENT without moving it to another "
+                "version: a secret with versions always has exactly one AWSCURRENT version."
+            )
+        del after[label]
+    if label == AWSCURRENT and holder is not None and after[AWSCURRENT] != holder:
+        after[AWSPREVIOUS] = holder
+    return after
+
+
+def check_label_quota(after: Mapping[str, str], secret_arn: str) -> None:
+    if len(after) > LABEL_ATTACHMENTS_MAX:
+        raise LimitExceededException(
+            f"You can't attach more than {LABEL_ATTACHMENTS_MAX} staging labels to the versions "
+            f"of secret {secret_arn}; this request would attach {len(after)}."
+        )
+
+
+class Secret(Aggregate):
+    """A secret: metadata, its versions (sealed values) and its label map."""
+
+    TOPIC = "secretledger/Secret"
+
+    class Event(Aggregate.Event):
+        TOPIC = "secretledger/Secret.Event"
+        request: dict[str, Any]
+
+    class Created(Event, Aggregate.Created):
+        TOPIC = "secretledger/SecretCreated"
+        name: str
+        arn: str
+        description: str | None
+        kms_key_id: str | None
+        tags: list[dict[str, str]]
+
+    class VersionCreated(Event):
+        TOPIC = "secretledger/VersionCreated"
+        version_id: str
+        kind: str
+        ciphertext: bytes
+        nonce: bytes
+        fingerprint: bytes
+
+        def apply(self, aggregate: Secret) -> None:
+            aggregate.versions[self.version_id] = VersionRecord(
+                version_id=self.version_id,
+                kind=self.kind,
+                ciphertext=self.ciphertext,
+                nonce=self.nonce,
+                fingerprint=self.fingerprint,
+                created_date=self.timestamp,
+            )
+
+    class LabelMoved(Event):
+        TOPIC = "secretledger/LabelMoved"
+        label: str
+        from_version_id: str | None
+        to_version_id: str | None
+
+        def apply(self, aggregate: Secret) -> None:
+            if self.to_version_id is None:
+                del aggregate.labels[self.label]
+            else:
+                aggregate.labels[self.label] = self.to_version_id
+
+    class VersionRemoved(Event):
+        TOPIC = "secretledger/VersionRemoved"
+        version_id: str
+        reason: str
+
+        def apply(self, aggregate: Secret) -> None:
+            del aggregate.versions[self.version_id]
+            aggregate.removed_version_count += 1
+
+    class MetadataUpdated(Event):
+        TOPIC = "secretledger/SecretMetadataUpdated"
+        description: str | None
+        kms_key_id: str | None
+
+        def apply(self, aggregate: Secret) -> None:
+            if self.description is not None:
+                aggregate.description = self.description
+            if self.kms_key_id is not None:
+                aggregate.kms_key_id = self.kms_key_id
+
+    class DeletionScheduled(Event):
+        TOPIC = "secretledger/SecretDeletionScheduled"
+        deletion_date: datetime
+        recovery_window_days: int
+
+        def apply(self, aggregate: Secret) -> None:
+            aggregate.deletion_date = self.deletion_date
+
+    class Restored(Event):
+        TOPIC = "secretledger/SecretRestored"
+
+        def apply(self, aggregate: Secret) -> None:
+            aggregate.deletion_date = None
+
+    class Deleted(Event):
+        TOPIC = "secretledger/SecretDeleted"
+        forced: bool
+
+        def apply(self, aggregate: Secret) -> None:
+            aggregate.is_deleted = True
+
+    def __init__(
+        self,
+        name: str,
+        arn: str,
+        description: str | None,
+        kms_key_id: str | None,
+        tags: list[dict[str, str]],
+        request: dict[str, Any],
+    ) -> None:
+        self.name = name
+        self.arn = arn
+        self.description = description
+        self.kms_key_id = kms_key_id
+        self.tags = tags
+        self.versions: dict[str, VersionRecord] = {}
+        self.labels: dict[str, str] = {}
+        self.deletion_date: datetime | None = None
+        self.is_deleted = False
+        self.removed_version_count = 0
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        name: str,
+        arn: str,
+        description: str | None,
+        kms_key_id: str | None,
+        tags: list[dict[str, str]],
+        request: RequestContext,
+        now: datetime,
+    ) -> Secret:
+        return cls._create(
+            cls.Created,
+            id=secret_id_for_arn(arn),
+            timestamp=now,
+            name=name,
+            arn=arn,
+            description=description,
+            kms_key_id=kms_key_id,
+            tags=tags,
+            request=request.to_event(),
+        )
+
+    # Queries
+
+    def is_scheduled_for_deletion(self) -> bool:
+        return self.deletion_date is not None
+
+    def labels_of(self, version_id: str) -> list[str]:
+        return sorted(label for label, holder in self.labels.items() if holder == version_id)
+
+    def version_ids_to_stages(self) -> dict[str, list[str]]:
+        """Labelled versions only, in creation order; deprecated ones are absent."""
+        stages: dict[str, list[str]] = {}
+        for version_id in self.versions:
+            labels = self.labels_of(version_id)
+            if labels:
+                stages[version_id] = labels
+        return stages
+
+    def replayed_version(self, version_id: str, fingerprint: bytes) -> VersionRecord | None:
+        """T5/T7: the existing version for a reused token, or None for a new token."""
+        existing = self.versions.get(version_id)
+        if existing is None:
+            return None
+        if existing["fingerprint"] != fingerprint:
+            raise token_in_use(version_id, self.arn)
+        return existing
+
+    # Commands
+
+    def add_version(
+        self,
+        sealed: SealedVersion,
+        stages: list[str] | None,
+        *,
+        request: RequestContext,
+        now: datetime,
+        version_count_max: int = VERSION_COUNT_MAX_DEFAULT,
+    ) -> None:
+        """Create a version and move labels (P1-P9), removing old deprecated versions
+        beyond the retention threshold; all checks run before any event."""
+        self._refuse_if_scheduled()
+        if sealed.version_id in self.versions:
+            raise ResourceExistsException(
+                f"Version {sealed.version_id} already exists for secret {self.arn}."
+            )
+        after = labels_after_put(self.labels, sealed.version_id, stages, bool(self.versions))
+        check_label_quota(after, self.arn)
+        removals = self._versions_to_remove(after, now)
+        count_after = len(self.versions) + 1 - len(removals)
+        if count_after > version_count_max:
+            raise LimitExceededException(
+                f"You can't create more than {version_count_max} versions of secret {self.arn}: "
+                "deprecated versions are removed only when they are older than 24 hours."
+            )
+        timestamp = self._event_time(now)
+        context = request.to_event()
+        self.trigger_event(
+            self.VersionCreated,
+            timestamp=timestamp,
+            request=context,
+            version_id=sealed.version_id,
+            kind=sealed.kind,
+            ciphertext=sealed.ciphertext,
+            nonce=sealed.nonce,
+            fingerprint=sealed.fingerprint,
+        )
+        self._move_labels(after, timestamp, context)
+        for version_id in removals:
+            self.trigger_event(
+                self.VersionRemoved,
+                timestamp=timestamp,
+                request=context,
+                version_id=version_id,
+                reason="retention",
+            )
+        self.assert_invariants()
+
+    def update_stage(
+        self,
+        label: str,
+        move_to_version_id: str | None,
+        remove_from_version_id: str | None,
+        *,
+        request: RequestContext,
+        now: datetime,
+    ) -> None:
+        self._refuse_if_scheduled()
+        after = labels_after_stage_update(
+            self.labels, self.versions, label, move_to_version_id, remove_from_version_id
+        )
+        check_label_quota(after, self.arn)
+        self._move_labels(after, self._event_time(now), request.to_event())
+        self.assert_invariants()
+
+    def update_metadata(
+        self,
+        description: str | None,
+        kms_key_id: str | None,
+        *,
+        request: RequestContext,
+        now: datetime,
+    ) -> None:
+        self._refuse_if_scheduled()
+        if description is None and kms_key_id is None:
+            return
+        self.trigger_event(
+            self.MetadataUpdated,
+            timestamp=self._event_time(now),
+            request=request.to_event(),
+            description=description,
+            kms_key_id=kms_key_id,
+        )
+
+    def schedule_deletion(
+        self, recovery_window_days: int, *, request: RequestContext, now: datetime
+    ) -> None:
+        self._refuse_if_scheduled()
+        timestamp = self._event_time(now)
+        self.trigger_event(
+            self.DeletionScheduled,
+            timestamp=timestamp,
+            request=request.to_event(),
+            deletion_date=timestamp + timedelta(days=recovery_window_days),
+            recovery_window_days=recovery_window_days,
+        )
+
+    def restore(self, *, request: RequestContext, now: datetime) -> None:
+        """OPEN 14: restoring a secret that is not scheduled succeeds with no change."""
+        if self.deletion_date is None:
+            return
+        self.trigger_event(
+            self.Restored, timestamp=self._event_time(now), request=request.to_event()
+        )
+
+    def delete(self, *, forced: bool, request: RequestContext, now: datetime) -> None:
+        assert not self.is_deleted, "a deleted secret is never loaded for a command"
+        self.trigger_event(
+            self.Deleted,
+            timestamp=self._event_time(now),
+            request=request.to_event(),
+            forced=forced,
+        )
+
+    # Invariants and helpers
+
+    def assert_invariants(self) -> None:
+        assert len(self.labels) <= LABEL_ATTACHMENTS_MAX, "label quota exceeded"
+        for label, version_id in self.labels.items():
+            assert version_id in self.versions, f"label {label} on a missing version"
+        if self.versions:
+            assert AWSCURRENT in self.labels, "a secret with versions has no AWSCURRENT"
+
+    def _refuse_if_scheduled(self) -> None:
+        if self.deletion_date is not None:
+            raise marked_for_deletion()
+
+    def _event_time(self, now: datetime) -> datetime:
+        """Event times never go backwards within a secret, so time order agrees with
+        log order for time-travel queries."""
+        return max(now, self.modified_on)
+
+    def _move_labels(
+        self, after: Mapping[str, str], timestamp: datetime, context: dict[str, Any]
+    ) -> None:
+        for label, from_version_id, to_version_id in moves_between(self.labels, after):
+            self.trigger_event(
+                self.LabelMoved,
+                timestamp=timestamp,
+                request=context,
+                label=label,
+                from_version_id=from_version_id,
+                to_version_id=to_version_id,
+            )
+
+    def _versions_to_remove(self, after: Mapping[str, str], now: datetime) -> list[str]:
+        """Deprecated versions older than 24 hours, oldest first, just enough to bring
+        the count (the new version included) back to the retention threshold."""
+        excess = len(self.versions) + 1 - VERSION_RETENTION_THRESHOLD
+        if excess <= 0:
+            return []
+        labelled = set(after.values())
+        cutoff = now - VERSION_RETENTION_AGE
+        removable = [
+            version_id
+            for version_id, version in self.versions.items()
+            if version_id not in labelled and version["created_date"] <= cutoff
+        ]
+        return removable[:excess]
+
+
+class SecretName(Aggregate):
+    """Which secret currently holds a name. Creating a secret claims its name in the
+    same transaction, so two concurrent creates of one name conflict and the loser
+    sees ResourceExistsException on retry. Force deletion or purge releases it."""
+
+    TOPIC = "secretledger/SecretName"
+
+    class Event(Aggregate.Event):
+        TOPIC = "secretledger/SecretName.Event"
+        request: dict[str, Any]
+
+    class Registered(Event, Aggregate.Created):
+        TOPIC = "secretledger/SecretNameRegistered"
+        name: str
+
+    class Claimed(Event):
+        TOPIC = "secretledger/SecretNameClaimed"
+        secret_id: uuid.UUID
+        arn: str
+
+        def apply(self, aggregate: SecretName) -> None:
+            aggregate.secret_id = self.secret_id
+            aggregate.arn = self.arn
+
+    class Released(Event):
+        TOPIC = "secretledger/SecretNameReleased"
+        secret_id: uuid.UUID
+
+        def apply(self, aggregate: SecretName) -> None:
+            aggregate.secret_id = None
+            aggregate.arn = None
+
+    def __init__(self, name: str, request: dict[str, Any]) -> None:
+        self.name = name
+        self.secret_id: uuid.UUID | None = None
+        self.arn: str | None = None
+
+    @classmethod
+    def register(cls, name: str, *, request: RequestContext, now: datetime) -> SecretName:
+        return cls._create(
+            cls.Registered,
+            id=name_id_for(name),
+            timestamp=now,
+            name=name,
+            request=request.to_event(),
+        )
+
+    def claim(self, secret_id: uuid.UUID, arn: str, *, request: RequestContext, now: datetime) -> None:
+        assert self.secret_id is None, "a name is claimed by one secret at a time"
+        self.trigger_event(
+            self.Claimed,
+            timestamp=max(now, self.modified_on),
+            request=request.to_event(),
+            secret_id=secret_id,
+            arn=arn,
+        )
+
+    def release(self, secret_id: uuid.UUID, *, request: RequestContext, now: datetime) -> None:
+        if self.secret_id != secret_id:
+            return
+        self.trigger_event(
+            self.Released,
+            timestamp=max(now, self.modified_on),
+            request=request.to_event(),
+            secret_id=secret_id,
+        )
+
+
+class ApiCall(Aggregate):
+    """A call that changed no secret: a read, an idempotent replay, a failure or a
+    denial. Kept out of the `Secret` streams (it is not a state change of a secret)
+    but in the same log, so the audit projection sees every call in log order."""
+
+    TOPIC = "secretledger/ApiCall"
+
+    class Event(Aggregate.Event):
+        TOPIC = "secretledger/ApiCall.Event"
+        request: dict[str, Any]
+
+    class Created(Event, Aggregate.Created):
+        TOPIC = "secretledger/ApiCall.Created"
+
+    class Recorded(Created):
+        TOPIC = "secretledger/ApiCallRecorded"
+        read_only: bool
+        resources: list[dict[str, str | None]]
+        error_code: str | None
+        error_message: str | None
+
+    def __init__(
+        self,
+        request: dict[str, Any],
+        read_only: bool,
+        resources: list[dict[str, str | None]],
+        error_code: str | None,
+        error_message: str | None,
+    ) -> None:
+        self.request = request
+        self.read_only = read_only
+        self.resources = resources
+        self.error_code = error_code
+        self.error_message = error_message
+
+    @classmethod
+    def record(
+        cls,
+        *,
+        request: RequestContext,
+        read_only: bool,
+        now: datetime,
+        resources: list[dict[str, str | None]],
+        error_code: str | None = None,
+        error_message: str | None = None,
+    ) -> ApiCall:
+        """``resources`` names each secret the call touched (``secret_arn``) and, for
+        reads, the version actually served (``version_id``)."""
+        return cls._create(
+            cls.Recorded,
+            id=uuid.uuid5(NAMESPACE, "call:" + request.request_id),
+            timestamp=now,
+            request=request.to_event(),
+            read_only=read_only,
+            resources=resources,
+            error_code=error_code,
+            error_message=error_message,
+        )

@@ -1,0 +1,105 @@
+"""Exceptions named exactly as AWS Secrets Manager names them on the wire.
+
+Each exception's class name is the wire ``__type`` and its message is the wire
+``Message``, so the HTTP layer is only a mapping (``code``, ``message``,
+``http_status``). Messages never contain a secret value: callers build them
+from names, ARNs, tokens and labels only.
+"""
+
+from __future__ import annotations
+
+
+class SecretsManagerError(Exception):
+    """Base of every AWS-shaped error; ``code`` is the wire ``__type``."""
+
+    http_status: int = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    @property
+    def code(self) -> str:
+        return type(self).__name__
+
+
+class ResourceNotFoundException(SecretsManagerError):
+    pass
+
+
+class InvalidParameterException(SecretsManagerError):
+    pass
+
+
+class InvalidRequestException(SecretsManagerError):
+    pass
+
+
+class ResourceExistsException(SecretsManagerError):
+    pass
+
+
+class LimitExceededException(SecretsManagerError):
+    pass
+
+
+class ValidationException(SecretsManagerError):
+    pass
+
+
+class InvalidNextTokenException(SecretsManagerError):
+    pass
+
+
+class DecryptionFailure(SecretsManagerError):
+    pass
+
+
+class InternalServiceError(SecretsManagerError):
+    http_status = 500
+
+
+class UnknownOperationException(SecretsManagerError):
+    pass
+
+
+class SerializationException(SecretsManagerError):
+    pass
+
+
+class UnrecognizedClientException(SecretsManagerError):
+    pass
+
+
+class InvalidSignatureException(SecretsManagerError):
+    pass
+
+
+class IncompleteSignature(SecretsManagerError):
+    pass
+
+
+class MissingAuthenticationTokenException(SecretsManagerError):
+    http_status = 403
+
+
+SECRET_NOT_FOUND_MESSAGE = "Secrets Manager can't find the specified secret."
+MARKED_FOR_DELETION_MESSAGE = (
+    "You can't perform this operation on the secret because it was marked for deletion."
+)
+
+
+def secret_not_found() -> ResourceNotFoundException:
+    return ResourceNotFoundException(SECRET_NOT_FOUND_MESSAGE)
+
+
+def marked_for_deletion() -> InvalidRequestException:
+    return InvalidRequestException(MARKED_FOR_DELETION_MESSAGE)
+
+
+def token_in_use(token: str, secret_arn: str) -> ResourceExistsException:
+    return ResourceExistsException(
+        f"You can't use ClientRequestToken {token} because that value is already in use "
+        f"for a version of secret {secret_arn}."
+    )
+

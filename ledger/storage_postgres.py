@@ -1,0 +1,165 @@
+"""PostgreSQL persistence with the data-key table (needs the ``postgres`` extra).
+
+Kept apart from :mod:`ledger.storage` so that the package imports without psycopg;
+eventsourcing resolves ``PERSISTENCE_MODULE=ledger.storage_postgres:LedgerPostgresFactory``
+only when a ``postgresql://`` database is chosen.
+
+The data-key table is ``<application name>_data_keys`` in the application's schema
+(``ledger_data_keys`` for the ``Ledger`` application), next to ``ledger_events``.
+
+Crypto-shredding caveat: ``DELETE`` leaves the old tuple in the heap until VACUUM
+reuses its space, and in WAL archives and backups. The wrapped key is still
+ciphertext under the key-encryption key, so shredding is complete once that key, or
+the old storage, is gone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Final, ParamSpec, TypeVar
+from uuid import UUID
+
+from eventsourcing.persistence import (
+    InterfaceError,
+    OperationalError,
+    ProgrammingError,
+    StoredEvent,
+)
+from eventsourcing.postgres import (
+    PostgresApplicationRecorder,
+    PostgresDatastore,
+    PostgresFactory,
+)
+from eventsourcing.utils import retry
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier
+
+from ledger.storage import (
+    DATA_KEYS_ARGUMENT,
+    DataKeyNotFoundError,
+    DataKeyRecord,
+    validated_data_keys,
+)
+
+EVENTS_TABLE_SUFFIX: Final = "_events"
+DATA_KEYS_TABLE_SUFFIX: Final = "_data_keys"
+RETRY_ATTEMPTS_MAX: Final = 10
+RETRY_WAIT_SECONDS: Final = 0.2
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def retried_on_connection_errors(function: Callable[P, R]) -> Callable[P, R]:
+    """Retries on dropped connections and lock timeouts, like the library's recorders."""
+    retried: Callable[P, R] = retry(
+        (InterfaceError, OperationalError),
+        max_attempts=RETRY_ATTEMPTS_MAX,
+        wait=RETRY_WAIT_SECONDS,
+    )(function)
+    return retried
+
+
+class PostgresDataKeyRecorder(PostgresApplicationRecorder):
+    """PostgreSQL application recorder with the ``<app>_data_keys`` table.
+
+    Data keys are inserted in the ``_insert_events`` hook, i.e. inside the same
+    transaction (and pipeline) as the events: a unique violation on either table
+    rolls back both.
+    """
+
+    def __init__(
+        self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"
+    ) -> None:
+        super().__init__(datastore, events_table_name=events_table_name)
+        if self.datastore.enable_db_functions:
+            msg = "POSTGRES_ENABLE_DB_FUNCTIONS bypasses the data-key table; turn it off"
+            raise ProgrammingError(msg)
+        self.data_keys_table_name = (
+            events_table_name.removesuffix(EVENTS_TABLE_SUFFIX) + DATA_KEYS_TABLE_SUFFIX
+        )
+        self.check_identifier_length(self.data_keys_table_name)
+        table = Identifier(self.datastore.schema, self.data_keys_table_name)
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {table} ("
+                "secret_id uuid NOT NULL, "
+                "version_id text NOT NULL, "
+                "key_id text NOT NULL, "
+                "wrapped_key bytea NOT NULL, "
+                "PRIMARY KEY (secret_id, version_id))"
+            ).format(table=table)
+        )
+        self.insert_data_key_statement = SQL(
+            "INSERT INTO {table} (secret_id, version_id, key_id, wrapped_key) "
+            "VALUES (%s, %s, %s, %s)"
+        ).format(table=table)
+        self.select_data_key_statement = SQL(
+            "SELECT key_id, wrapped_key FROM {table} WHERE secret_id = %s AND version_id = %s"
+        ).format(table=table)
+        self.delete_data_key_statement = SQL(
+            "DELETE FROM {table} WHERE secret_id = %s AND version_id = %s RETURNING secret_id"
+        ).format(table=table)
+        self.update_data_key_statement = SQL(
+            "UPDATE {table} SET key_id = %s, wrapped_key = %s "
+            "WHERE secret_id = %s AND version_id = %s RETURNING secret_id"
+        ).format(table=table)
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        kwargs[DATA_KEYS_ARGUMENT] = validated_data_keys(stored_events, kwargs)
+        notification_ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+        return notification_ids
+
+    def _insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        super()._insert_events(curs, stored_events, **kwargs)
+        records: tuple[DataKeyRecord, ...] = kwargs[DATA_KEYS_ARGUMENT]
+        if records:
+            curs.executemany(
+                self.insert_data_key_statement,
+                [
+                    (record.secret_id, record.version_id, record.key_id, record.wrapped_key)
+                    for record in records
+                ],
+            )
+
+    @retried_on_connection_errors
+    def select_data_key(self, secret_id: UUID, version_id: str) -> DataKeyRecord | None:
+        with self.datastore.get_connection() as connection, connection.cursor() as curs:
+            curs.execute(self.select_data_key_statement, (secret_id, version_id), prepare=True)
+            row = curs.fetchone()
+        if row is None:
+            return None
+        return DataKeyRecord(
+            secret_id=secret_id,
+            version_id=version_id,
+            key_id=row["key_id"],
+            wrapped_key=bytes(row["wrapped_key"]),
+        )
+
+    @retried_on_connection_errors
+    def destroy_data_key(self, secret_id: UUID, version_id: str) -> bool:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(self.delete_data_key_statement, (secret_id, version_id))
+            return curs.fetchone() is not None
+
+    @retried_on_connection_errors
+    def replace_data_key(self, record: DataKeyRecord) -> None:
+        assert isinstance(record, DataKeyRecord)
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                self.update_data_key_statement,
+                (record.key_id, record.wrapped_key, record.secret_id, record.version_id),
+            )
+            if curs.fetchone() is None:
+                raise DataKeyNotFoundError(record.secret_id, record.version_id)
+
+
+class LedgerPostgresFactory(PostgresFactory):
+    """PostgreSQL persistence with the data-key table."""
+
+    application_recorder_class = PostgresDataKeyRecorder
