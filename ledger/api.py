@@ -125,11 +125,12 @@ class SecretsManagerApi:
     def __init__(self, secrets: Secrets, *, record_calls: bool = True) -> None:
         self.secrets = secrets
         self.record_calls = record_calls
+        self.local_caller_principal_arn = local_caller(secrets.account_id).principal_arn
 
     def context_for(
         self, operation: str, request: Mapping[str, Any], caller: Caller | None
     ) -> RequestContext:
-        caller = caller or local_caller(self.secrets.account_id)
+        caller = caller or Caller(principal_arn=self.local_caller_principal_arn)
         return RequestContext(
             request_id=caller.request_id,
             principal_arn=caller.principal_arn,
@@ -160,9 +161,9 @@ class SecretsManagerApi:
             raise
         except Exception:
             logger.exception("unexpected failure in %s (request %s)", operation, context.request_id)
-            error = InternalServiceError("An error occurred on the server side.")
-            self._record(context, operation, [], error)
-            raise error from None
+            internal = InternalServiceError("An error occurred on the server side.")
+            self._record(context, operation, [], internal)
+            raise internal from None
         if not outcome.changed:
             self._record(context, operation, outcome.resources, None)
         return outcome.response

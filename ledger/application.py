@@ -15,14 +15,16 @@ import secrets as random_source
 import string
 import time
 from collections.abc import Callable, Iterator
+from copy import deepcopy
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, Transcoder
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.domain import Snapshot
+from eventsourcing.persistence import IntegrityError, Recording, Transcoder
 
 from ledger.crypto import DecryptionError, Envelope, Keyring
 from ledger.domain import (
@@ -54,6 +56,7 @@ from ledger.storage import DataKeyRecord, DataKeyStore, MsgpackTranscoder, envir
 DEFAULT_REGION = "us-east-1"
 DEFAULT_ACCOUNT_ID = "123456789012"
 WRITE_ATTEMPTS_MAX = 8
+NAMES_REMEMBERED_MAX = 100_000
 WRITE_RETRY_BACKOFF_SECONDS = 0.005
 ARN_SUFFIX_ALPHABET = string.ascii_letters + string.digits
 ARN_SUFFIX_LENGTH = 6
@@ -140,7 +143,7 @@ def service_context(region: str, account_id: str, operation: str) -> RequestCont
     )
 
 
-class Secrets(Application):
+class Secrets(Application[UUID]):
     """The ledger of secrets, with AWS Secrets Manager semantics."""
 
     name = "Ledger"
@@ -172,6 +175,34 @@ class Secrets(Application):
         recorder = self.recorder
         assert isinstance(recorder, DataKeyStore), "the ledger's recorder keeps data keys"
         self.data_keys: DataKeyStore = recorder
+        self.secret_ids_by_name: dict[str, UUID] = {}
+
+    def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
+        """Keep a copy of each saved aggregate in the cache, so the next command does
+        not fold the events it has just written again."""
+        recordings = super()._record(processing_event)
+        cache = self.repository.cache
+        if cache is not None:
+            for aggregate_id, aggregate in processing_event.aggregates.items():
+                cache.put(aggregate_id, deepcopy(aggregate))
+        return recordings
+
+    def _take_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:
+        """Snapshot from the aggregate just saved (it is exactly at its stored version)
+        instead of the library's way of folding the events again from the store."""
+        if self.snapshots is None:
+            return
+        for aggregate in processing_event.aggregates.values():
+            interval = self.snapshotting_intervals.get(type(aggregate))
+            if interval is None:
+                continue
+            versions = [
+                event.originator_version
+                for event in processing_event.events
+                if event.originator_id == aggregate.id
+            ]
+            if versions and (min(versions) - 1) // interval != max(versions) // interval:
+                self.snapshots.put([Snapshot.take(aggregate)])
 
     def construct_transcoder(self) -> Transcoder:
         return MsgpackTranscoder()
@@ -215,14 +246,24 @@ class Secrets(Application):
         return self._secret_named(resource)
 
     def _secret_named(self, name: str) -> Secret | None:
+        """Names are remembered once resolved: a remembered secret that has since been
+        deleted (here or by another process) sends the lookup back to the name."""
+        remembered = self.secret_ids_by_name.get(name)
+        if remembered is not None:
+            secret = self._get_secret(remembered)
+            if secret is not None and not secret.is_deleted:
+                return secret
         holder = self._get_name(name)
         if holder is None or holder.secret_id is None:
             return None
+        if len(self.secret_ids_by_name) >= NAMES_REMEMBERED_MAX:
+            self.secret_ids_by_name.clear()
+        self.secret_ids_by_name[name] = holder.secret_id
         return self._get_secret(holder.secret_id)
 
     def _get_secret(self, secret_id: UUID) -> Secret | None:
         try:
-            secret = self.repository.get(secret_id)
+            secret: object = self.repository.get(secret_id)
         except AggregateNotFoundError:
             return None
         assert isinstance(secret, Secret)
@@ -230,7 +271,7 @@ class Secrets(Application):
 
     def _get_name(self, name: str) -> SecretName | None:
         try:
-            holder = self.repository.get(name_id_for(name))
+            holder: object = self.repository.get(name_id_for(name))
         except AggregateNotFoundError:
             return None
         assert isinstance(holder, SecretName)
@@ -259,7 +300,7 @@ class Secrets(Application):
                 if attempt == WRITE_ATTEMPTS_MAX:
                     break
                 backoff_seconds = WRITE_RETRY_BACKOFF_SECONDS * (2 ** (attempt - 1))
-                time.sleep(random.uniform(0, backoff_seconds))  # noqa: S311 (jitter)
+                time.sleep(random.uniform(0, backoff_seconds))
         raise InternalServiceError(
             f"The request conflicted with {WRITE_ATTEMPTS_MAX} concurrent writes; try again."
         )
@@ -522,7 +563,9 @@ class Secrets(Application):
             raise InvalidParameterException(
                 "The RecoveryWindowInDays value must be between 7 and 30 days (inclusive)."
             )
-        return self.with_retries(lambda: self._delete_secret(secret_id, request, forced, window_days))
+        return self.with_retries(
+            lambda: self._delete_secret(secret_id, request, forced, window_days)
+        )
 
     def _delete_secret(
         self, secret_id: str, request: RequestContext, forced: bool, window_days: int
@@ -550,7 +593,8 @@ class Secrets(Application):
         if secret_id.startswith("arn:"):
             resource = secret_id.split(":", 6)[-1]
             name = resource[:-7] if is_complete_arn_resource(resource) else resource
-            arn = secret_id if is_complete_arn_resource(resource) else f"{secret_id}-{new_arn_suffix()}"
+            complete = is_complete_arn_resource(resource)
+            arn = secret_id if complete else f"{secret_id}-{new_arn_suffix()}"
         else:
             name = secret_id
             arn = self.arn_for(name, new_arn_suffix())
@@ -641,7 +685,9 @@ class Secrets(Application):
                 return
             for notification in notifications:
                 last_id = notification.id
-                secret = self._get_secret(notification.originator_id)
+                originator_id = notification.originator_id
+                assert isinstance(originator_id, UUID)
+                secret = self._get_secret(originator_id)
                 if secret is None or secret.is_deleted:
                     continue
                 deletion_date = secret.deletion_date

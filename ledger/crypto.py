@@ -370,7 +370,7 @@ class Keyring:
         try:
             _write_new_private_file(temporary, _KeyringState.generate().to_json_bytes())
             with contextlib.suppress(FileExistsError):  # another process won the race
-                os.replace(temporary, path)
+                os.link(temporary, path)
             _fsync_directory(path.parent)
         except OSError as error:
             raise KeyringError(f"keyring {path} cannot be created: {error.strerror}") from None

@@ -104,7 +104,9 @@ class SealedVersion:
     fingerprint: bytes
 
 
-def moves_between(before: Mapping[str, str], after: Mapping[str, str]) -> list[tuple[str, str | None, str | None]]:
+def moves_between(
+    before: Mapping[str, str], after: Mapping[str, str]
+) -> list[tuple[str, str | None, str | None]]:
     """One (label, from, to) per label whose holder differs, ordered by label."""
     labels = sorted(set(before) | set(after))
     return [
@@ -317,6 +319,19 @@ class Secret(Aggregate):
             request=request.to_event(),
         )
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Secret:
+        """The repository copies cached aggregates on every get. Version records are
+        never mutated once created, so sharing them keeps a put's cost independent of
+        how many versions the secret holds in anything but a shallow dict copy."""
+        assert not self.pending_events, "only saved aggregates are cached"
+        duplicate = object.__new__(type(self))
+        duplicate.__dict__.update(self.__dict__)
+        duplicate.versions = dict(self.versions)
+        duplicate.labels = dict(self.labels)
+        duplicate.tags = [dict(tag) for tag in self.tags]
+        duplicate._pending_events = []
+        return duplicate
+
     # Queries
 
     def is_scheduled_for_deletion(self) -> bool:
@@ -498,12 +513,13 @@ class Secret(Aggregate):
             return []
         labelled = set(after.values())
         cutoff = now - VERSION_RETENTION_AGE
-        removable = [
-            version_id
-            for version_id, version in self.versions.items()
-            if version_id not in labelled and version["created_date"] <= cutoff
-        ]
-        return removable[:excess]
+        removable: list[str] = []
+        for version_id, version in self.versions.items():
+            if len(removable) == excess:
+                break
+            if version_id not in labelled and version["created_date"] <= cutoff:
+                removable.append(version_id)
+        return removable
 
 
 class SecretName(Aggregate):
@@ -553,7 +569,9 @@ class SecretName(Aggregate):
             request=request.to_event(),
         )
 
-    def claim(self, secret_id: uuid.UUID, arn: str, *, request: RequestContext, now: datetime) -> None:
+    def claim(
+        self, secret_id: uuid.UUID, arn: str, *, request: RequestContext, now: datetime
+    ) -> None:
         assert self.secret_id is None, "a name is claimed by one secret at a time"
         self.trigger_event(
             self.Claimed,

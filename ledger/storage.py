@@ -305,6 +305,34 @@ class POPODataKeyRecorder(POPOApplicationRecorder):
             self._data_keys[(record.secret_id, record.version_id)] = record
         return notification_ids
 
+    def select_events(
+        self,
+        originator_id: UUID | str,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> Sequence[StoredEvent]:
+        """Walk only the requested version range: the library scans every version of
+        the aggregate, which makes a put's cost grow with the secret's history."""
+        with self._database_lock:
+            index = self._stored_events_index[str(originator_id)]
+            if not index:
+                return []
+            low = next(iter(index)) if gt is None else gt + 1
+            high = next(reversed(index)) if lte is None else lte
+            versions = range(high, low - 1, -1) if desc else range(low, high + 1)
+            results: list[StoredEvent] = []
+            for version in versions:
+                position = index.get(version)
+                if position is None:
+                    continue
+                results.append(self._stored_events[position])
+                if limit is not None and len(results) == limit:
+                    break
+            return results
+
     def select_data_key(self, secret_id: UUID, version_id: str) -> DataKeyRecord | None:
         with self._database_lock:
             return self._data_keys.get((secret_id, version_id))
@@ -503,14 +531,19 @@ def environment_for_database(database: str) -> dict[str, str]:
       the port defaults to 5432, query strings and fragments are rejected;
     * anything else is a SQLite database file path.
 
-    The keys are unprefixed, so ``LEDGER_…`` variables in ``os.environ`` still
-    override them. Error messages never repeat the URL, which may hold a password.
+    ``SQLITE_LOCK_TIMEOUT`` is always set, for SQLite stores used next to any backend
+    (e.g. projection views). The keys are unprefixed, so ``LEDGER_…`` variables in
+    ``os.environ`` still override them. Error messages never repeat the URL, which
+    may hold a password.
     """
     if not isinstance(database, str) or not database.strip():
         msg = "database must be a non-empty string: a SQLite path, a postgresql:// URL or memory:"
         raise ValueError(msg)
     if database == MEMORY_DATABASE:
-        return {"PERSISTENCE_MODULE": MEMORY_FACTORY_TOPIC}
+        return {
+            "PERSISTENCE_MODULE": MEMORY_FACTORY_TOPIC,
+            "SQLITE_LOCK_TIMEOUT": str(SQLITE_LOCK_TIMEOUT_SECONDS),
+        }
     scheme, separator, _ = database.partition("://")
     if separator and scheme.lower() in POSTGRES_URL_SCHEMES:
         return _postgres_environment(database)

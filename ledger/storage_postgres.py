@@ -7,10 +7,10 @@ only when a ``postgresql://`` database is chosen.
 The data-key table is ``<application name>_data_keys`` in the application's schema
 (``ledger_data_keys`` for the ``Ledger`` application), next to ``ledger_events``.
 
-Crypto-shredding caveat: ``DELETE`` leaves the old tuple in the heap until VACUUM
-reuses its space, and in WAL archives and backups. The wrapped key is still
-ciphertext under the key-encryption key, so shredding is complete once that key, or
-the old storage, is gone.
+Crypto-shredding caveat: ``DELETE`` (and ``UPDATE``) leave the old tuple in the heap
+until VACUUM and later writes reuse its space, and in WAL archives and backups.
+Until those are gone, recovering a destroyed data key still needs the
+key-encryption key that wrapped it.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any, Final, ParamSpec, TypeVar
 from uuid import UUID
 
 from eventsourcing.persistence import (
+    IntegrityError,
     InterfaceError,
     OperationalError,
     ProgrammingError,
@@ -65,8 +66,8 @@ class PostgresDataKeyRecorder(PostgresApplicationRecorder):
     """PostgreSQL application recorder with the ``<app>_data_keys`` table.
 
     Data keys are inserted in the ``_insert_events`` hook, i.e. inside the same
-    transaction (and pipeline) as the events: a unique violation on either table
-    rolls back both.
+    transaction (and pipeline) as the events: a conflict on either table rolls back
+    both.
     """
 
     def __init__(
@@ -91,9 +92,10 @@ class PostgresDataKeyRecorder(PostgresApplicationRecorder):
                 "PRIMARY KEY (secret_id, version_id))"
             ).format(table=table)
         )
-        self.insert_data_key_statement = SQL(
+        self.insert_data_keys_statement = SQL(
             "INSERT INTO {table} (secret_id, version_id, key_id, wrapped_key) "
-            "VALUES (%s, %s, %s, %s)"
+            "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::bytea[]) "
+            "ON CONFLICT DO NOTHING RETURNING secret_id"
         ).format(table=table)
         self.select_data_key_statement = SQL(
             "SELECT key_id, wrapped_key FROM {table} WHERE secret_id = %s AND version_id = %s"
@@ -116,16 +118,34 @@ class PostgresDataKeyRecorder(PostgresApplicationRecorder):
     def _insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> None:
+        """Inserts the data keys, first thing in the events' transaction.
+
+        The statement runs in psycopg's pipeline mode, where a server-side error
+        would surface later as "pipeline aborted" (an ``OperationalError``, which the
+        library retries). So a conflict must not raise on the server: rows that
+        already exist are skipped, counted, and reported as ``IntegrityError`` here,
+        which rolls back the whole transaction. The fetch syncs the pipeline.
+        """
         super()._insert_events(curs, stored_events, **kwargs)
         records: tuple[DataKeyRecord, ...] = kwargs[DATA_KEYS_ARGUMENT]
-        if records:
-            curs.executemany(
-                self.insert_data_key_statement,
-                [
-                    (record.secret_id, record.version_id, record.key_id, record.wrapped_key)
-                    for record in records
-                ],
+        if not records:
+            return
+        curs.execute(
+            self.insert_data_keys_statement,
+            (
+                [record.secret_id for record in records],
+                [record.version_id for record in records],
+                [record.key_id for record in records],
+                [record.wrapped_key for record in records],
+            ),
+        )
+        inserted_count = len(curs.fetchall())
+        if inserted_count != len(records):
+            msg = (
+                f"Data key already recorded: {len(records) - inserted_count} of "
+                f"{len(records)} (secret_id, version_id) pairs exist"
             )
+            raise IntegrityError(msg)
 
     @retried_on_connection_errors
     def select_data_key(self, secret_id: UUID, version_id: str) -> DataKeyRecord | None:

@@ -89,9 +89,8 @@ def _check_value(shape: Shape, value: Any, path: str, problems: list[str]) -> No
         if isinstance(value, bool) or not isinstance(value, int):
             raise SerializationException(f"Expected a whole number at '{path}'.")
         _check_range(shape, value, path, problems)
-    elif type_name == "boolean":
-        if not isinstance(value, bool):
-            raise SerializationException(f"Expected true or false at '{path}'.")
+    elif type_name == "boolean" and not isinstance(value, bool):
+        raise SerializationException(f"Expected true or false at '{path}'.")
 
 
 def _shown(shape: Shape, value: str) -> str | None:
