@@ -15,7 +15,7 @@ import getpass
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from uuid import uuid4
 
@@ -80,13 +80,17 @@ UNSUPPORTED_CREATE_MEMBERS = ("AddReplicaRegions", "ForceOverwriteReplicaSecret"
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling, as the face (HTTP, CLI, Python) knows it."""
+    """Who is calling, as the face (HTTP, CLI, Python) knows it.
+
+    ``request_id`` is for faces that already gave the request an id (the HTTP
+    endpoint's ``x-amzn-RequestId``); without one, every call gets a fresh id, so
+    one `Caller` can make many calls."""
 
     principal_arn: str
     access_key_id: str = ""
     source_ip: str = "127.0.0.1"
     user_agent: str = f"secret-ledger/{__version__}"
-    request_id: str = field(default_factory=lambda: str(uuid4()))
+    request_id: str | None = None
 
 
 def local_caller(account_id: str) -> Caller:
@@ -132,7 +136,7 @@ class SecretsManagerApi:
     ) -> RequestContext:
         caller = caller or Caller(principal_arn=self.local_caller_principal_arn)
         return RequestContext(
-            request_id=caller.request_id,
+            request_id=caller.request_id or str(uuid4()),
             principal_arn=caller.principal_arn,
             access_key_id=caller.access_key_id,
             source_ip=caller.source_ip,
@@ -191,7 +195,12 @@ class SecretsManagerApi:
             error_code=error.code if error else None,
             error_message=error.message if error else None,
         )
-        self.secrets.save(call)
+        try:
+            self.secrets.save(call)
+        except Exception:
+            # No answer (above all no secret value) leaves without its audit record.
+            logger.exception("could not record %s (request %s)", operation, context.request_id)
+            raise InternalServiceError("The call could not be recorded; try again.") from None
 
     # Handlers: each maps AWS members onto one `Secrets` command.
 
@@ -213,12 +222,15 @@ class SecretsManagerApi:
 
     def _put_secret_value(self, request: Mapping[str, Any], context: RequestContext) -> Outcome:
         stages = request.get("VersionStages")
+        secret_string, secret_binary = request.get("SecretString"), request.get("SecretBinary")
+        both_values = secret_string is not None and secret_binary is not None
         return self.secrets.put_secret_value(
             secret_id=request["SecretId"],
             request=context,
             client_request_token=request.get("ClientRequestToken"),
-            value=value_from(request.get("SecretString"), request.get("SecretBinary")),
+            value=None if both_values else value_from(secret_string, secret_binary),
             version_stages=list(stages) if stages is not None else None,
+            both_values=both_values,
         )
 
     def _update_secret(self, request: Mapping[str, Any], context: RequestContext) -> Outcome:

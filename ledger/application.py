@@ -223,13 +223,20 @@ class Secrets(Application[UUID]):
         """The live secret for a name, full ARN or partial ARN, or ResourceNotFoundException.
 
         A secret whose recovery window has passed is purged here (OPEN 15: lazily)."""
-        secret = self._lookup(secret_id)
-        if secret is None or secret.is_deleted:
+        secret = self._alive(self._lookup(secret_id))
+        if secret is None:
             raise secret_not_found()
+        return secret
+
+    def _alive(self, secret: Secret | None) -> Secret | None:
+        """None for a deleted secret, and for one whose recovery window has passed,
+        which is purged on the way (its name is released)."""
+        if secret is None or secret.is_deleted:
+            return None
         deletion_date = secret.deletion_date
         if deletion_date is not None and self.now() >= deletion_date:
             self._purge(secret)
-            raise secret_not_found()
+            return None
         return secret
 
     def _lookup(self, secret_id: str) -> Secret | None:
@@ -338,8 +345,8 @@ class Secrets(Application[UUID]):
         kms_key_id: str | None,
         tags: list[dict[str, str]],
     ) -> Outcome:
-        existing = self._secret_named(name)
-        if existing is not None and not existing.is_deleted:
+        existing = self._alive(self._secret_named(name))
+        if existing is not None:
             return self._create_over_existing(existing, token, value, request)
         now = self.now()
         holder = self._get_name(name) or SecretName.register(name, request=request, now=now)
@@ -387,12 +394,18 @@ class Secrets(Application[UUID]):
         client_request_token: str | None,
         value: Value | None,
         version_stages: list[str] | None = None,
+        both_values: bool = False,
     ) -> Outcome:
+        """Checks in the order of reference section 2.2: token, secret, deletion state,
+        value (``both_values``: the request carried SecretString and SecretBinary),
+        replay, labels and quota."""
         if client_request_token is None:
             raise InvalidRequestException(TOKEN_REQUIRED_MESSAGE)
         token = client_request_token
         return self.with_retries(
-            lambda: self._put_secret_value(secret_id, request, token, value, version_stages)
+            lambda: self._put_secret_value(
+                secret_id, request, token, value, version_stages, both_values
+            )
         )
 
     def _put_secret_value(
@@ -402,10 +415,13 @@ class Secrets(Application[UUID]):
         token: str,
         value: Value | None,
         stages: list[str] | None,
+        both_values: bool,
     ) -> Outcome:
         secret = self.find_secret(secret_id)
         if secret.is_scheduled_for_deletion():
             raise marked_for_deletion()
+        if both_values:
+            raise InvalidParameterException(BOTH_VALUES_MESSAGE)
         if value is None:
             raise InvalidRequestException(VALUE_REQUIRED_MESSAGE)
         resources: list[dict[str, str | None]] = [{"secret_arn": secret.arn, "version_id": token}]
@@ -687,14 +703,9 @@ class Secrets(Application[UUID]):
                 last_id = notification.id
                 originator_id = notification.originator_id
                 assert isinstance(originator_id, UUID)
-                secret = self._get_secret(originator_id)
-                if secret is None or secret.is_deleted:
-                    continue
-                deletion_date = secret.deletion_date
-                if deletion_date is not None and self.now() >= deletion_date:
-                    self._purge(secret)
-                    continue
-                yield secret
+                secret = self._alive(self._get_secret(originator_id))
+                if secret is not None:
+                    yield secret
 
 
 def is_complete_arn_resource(resource: str) -> bool:

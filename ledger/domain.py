@@ -323,13 +323,12 @@ class Secret(Aggregate):
         """The repository copies cached aggregates on every get. Version records are
         never mutated once created, so sharing them keeps a put's cost independent of
         how many versions the secret holds in anything but a shallow dict copy."""
-        assert not self.pending_events, "only saved aggregates are cached"
         duplicate = object.__new__(type(self))
         duplicate.__dict__.update(self.__dict__)
         duplicate.versions = dict(self.versions)
         duplicate.labels = dict(self.labels)
         duplicate.tags = [dict(tag) for tag in self.tags]
-        duplicate._pending_events = []
+        duplicate._pending_events = list(self._pending_events)
         return duplicate
 
     # Queries
