@@ -126,9 +126,18 @@ Handler = Callable[["SecretsManagerApi", Mapping[str, Any], RequestContext], Out
 class SecretsManagerApi:
     """AWS Secrets Manager's operations, by name, over a `Secrets` ledger."""
 
-    def __init__(self, secrets: Secrets, *, record_calls: bool = True) -> None:
+    def __init__(
+        self,
+        secrets: Secrets,
+        *,
+        record_calls: bool = True,
+        save_record: Callable[[ApiCall], object] | None = None,
+    ) -> None:
+        """``save_record`` saves one `ApiCall` (default: ``secrets.save``); a server
+        may pass a group-committing recorder (`ledger.call_records.CallRecorder`)."""
         self.secrets = secrets
         self.record_calls = record_calls
+        self.save_record = save_record or secrets.save
         self.local_caller_principal_arn = local_caller(secrets.account_id).principal_arn
 
     def context_for(
@@ -196,7 +205,7 @@ class SecretsManagerApi:
             error_message=error.message if error else None,
         )
         try:
-            self.secrets.save(call)
+            self.save_record(call)
         except Exception:
             # No answer (above all no secret value) leaves without its audit record.
             logger.exception("could not record %s (request %s)", operation, context.request_id)
