@@ -80,7 +80,19 @@ class IncompleteSignature(SecretsManagerError):
 
 
 class MissingAuthenticationTokenException(SecretsManagerError):
-    http_status = 403
+    """HTTP 400, as Secrets Manager answers an unsigned request (aws/aws-sdk-cpp#2407)."""
+
+
+class RequestEntityTooLargeException(SecretsManagerError):
+    http_status = 413
+
+
+class ServiceUnavailable(SecretsManagerError):
+    http_status = 503
+
+
+class RequestTimeoutException(SecretsManagerError):
+    http_status = 408
 
 
 SECRET_NOT_FOUND_MESSAGE = "Secrets Manager can't find the specified secret."

@@ -1,1 +1,222 @@
-"""Commands: to be written."""
+"""`secretledger serve`: the AWS-compatible endpoint, under uvicorn.
+
+Point any AWS SDK or the AWS CLI at it with ``--endpoint-url``; every request
+must be signed (SigV4) by a principal of the credentials file. Choices:
+
+* Without ``--credentials`` the file ``secretledger-credentials.toml`` next to the
+  SQLite database (in the current directory for ``memory:`` and PostgreSQL) is
+  used; if it does not exist it is created, mode 0600, with one fresh principal
+  whose keys are printed once. The server never starts without a principal.
+* Loopback (127.0.0.1) by default; any other address gets a warning, as answers
+  travel unencrypted over HTTP. Proxy headers (``X-Forwarded-For``) are ignored,
+  so the source IP in audit records is the peer's address and cannot be set by a
+  client.
+* ``--region`` and ``--account-id`` name the ledger's ARNs and audit records,
+  whatever region a client's signature is scoped to.
+* Limits: request bodies of at most 1 MiB kept in memory, arriving within 30 s
+  (uvicorn sets no deadline on request heads: one more reason to stay on loopback
+  or behind a proxy); 8 worker threads for ledger calls, at most 64 calls
+  pending; at most 128 open connections and tasks (uvicorn ``limit_concurrency``;
+  beyond it uvicorn answers 503) and a listen backlog of 128; idle keep-alive
+  connections closed after 5 s.
+* SIGTERM or Ctrl-C stops accepting connections and finishes the calls in flight
+  (for at most 30 s) before the ledger is closed.
+* Calls that change no secret are recorded through a group-committing
+  `CallRecorder`: ``--call-records durable`` (the default) answers them once their
+  record is committed, ``async`` once it is queued, with the loss bound of
+  `ledger.call_records`.
+"""
+
+from __future__ import annotations
+
+import getpass
+import ipaddress
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import click
+import uvicorn
+from eventsourcing.persistence import PersistenceError
+
+from ledger.api import SecretsManagerApi
+from ledger.application import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, Secrets
+from ledger.auth import (
+    CREDENTIALS_FILE_NAME,
+    CredentialsFileError,
+    Principal,
+    Principals,
+    SignatureVerifier,
+    new_principal,
+    write_credentials_file,
+)
+from ledger.call_records import BACKLOG_MAX_DEFAULT, CallRecorder
+from ledger.cli.common import database_option, main
+from ledger.crypto import KeyringError
+from ledger.http import Application, Endpoint
+
+PORT_DEFAULT = 8080
+CONNECTIONS_MAX = 128
+LISTEN_BACKLOG = 128
+KEEP_ALIVE_SECONDS = 5
+GRACEFUL_SHUTDOWN_SECONDS = 30
+MEMORY_DATABASE = "memory:"
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+
+Command = Callable[..., None]
+with_database: Callable[[Command], Command] = database_option()
+
+
+@main.command("serve")
+@with_database
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", default=PORT_DEFAULT, show_default=True, type=click.IntRange(0, 65535),
+    help="TCP port to listen on.",
+)
+@click.option(
+    "--credentials", "credentials_path", type=click.Path(path_type=Path, dir_okay=False),
+    help=f"TOML file of principals. Default: {CREDENTIALS_FILE_NAME} next to the database, "
+    "created with one fresh principal if missing.",
+)
+@click.option(
+    "--region", default=DEFAULT_REGION, show_default=True, envvar="SECRETLEDGER_REGION",
+    help="Region named in ARNs and audit records.",
+)
+@click.option(
+    "--account-id", default=DEFAULT_ACCOUNT_ID, show_default=True,
+    envvar="SECRETLEDGER_ACCOUNT_ID", help="12-digit account named in ARNs.",
+)
+@click.option(
+    "--keyring", "keyring_path", type=click.Path(path_type=Path, dir_okay=False),
+    help="Keyring file (default: <db>.keyring for SQLite).",
+)
+@click.option(
+    "--call-records", type=click.Choice(["durable", "async"]), default="durable",
+    show_default=True,
+    help="When a call that changes no secret (a read, a failure, a refusal) is answered: "
+    "durable, once its audit record is committed; async, once the record is queued "
+    f"(committed within milliseconds; a crash loses at most {BACKLOG_MAX_DEFAULT}).",
+)
+def serve(
+    database: str,
+    host: str,
+    port: int,
+    credentials_path: Path | None,
+    region: str,
+    account_id: str,
+    keyring_path: Path | None,
+    call_records: str,
+) -> None:
+    """Serve the AWS Secrets Manager API (JSON 1.1, SigV4) over the ledger.
+
+    \b
+    Example:
+      secretledger serve --db ./secretledger.db --port 8080
+      aws --endpoint-url http://127.0.0.1:8080 secretsmanager list-secrets
+    """
+    if not (account_id.isdigit() and len(account_id) == 12):
+        raise click.BadParameter("must be 12 digits", param_hint="--account-id")
+    if not is_loopback(host):
+        click.echo(
+            f"secret-ledger: warning: listening on {host}: requests are signed, but answers "
+            "(secret values included) travel unencrypted over HTTP; put a TLS-terminating "
+            "proxy in front, on the same host.",
+            err=True,
+        )
+    principals = load_or_create_principals(
+        credentials_path, database, account_id, region, f"http://{host}:{port}"
+    )
+    secrets = open_secrets(database, keyring_path, region, account_id)
+    recorder = CallRecorder(
+        lambda calls: secrets.save(*calls), asynchronous=call_records == "async"
+    )
+    endpoint = Endpoint(
+        SecretsManagerApi(secrets, save_record=recorder.record),
+        SignatureVerifier(principals),
+        recorder=recorder,
+        on_close=secrets.close,
+    )
+    try:
+        uvicorn.Server(server_config(endpoint, host, port)).run()
+    finally:
+        endpoint.close()  # after a failed start; a clean shutdown has closed it already
+
+
+def server_config(application: Application, host: str, port: int) -> uvicorn.Config:
+    """uvicorn's settings for the endpoint (also used by the benchmark's floor server)."""
+    return uvicorn.Config(
+        application,
+        host=host,
+        port=port,
+        http="h11",
+        ws="none",
+        loop="asyncio",
+        lifespan="on",
+        proxy_headers=False,
+        server_header=False,
+        access_log=False,
+        limit_concurrency=CONNECTIONS_MAX,
+        backlog=LISTEN_BACKLOG,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
+
+
+def open_secrets(
+    database: str, keyring_path: Path | None, region: str, account_id: str
+) -> Secrets:
+    try:
+        return Secrets(database, keyring_path=keyring_path, region=region, account_id=account_id)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--db") from None
+    except (KeyringError, OSError, PersistenceError) as error:
+        raise click.ClickException(f"cannot open the ledger: {error}") from None
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def default_credentials_path(database: str) -> Path:
+    if database == MEMORY_DATABASE or urlsplit(database).scheme in POSTGRES_SCHEMES:
+        return Path(CREDENTIALS_FILE_NAME)
+    return Path(database).parent / CREDENTIALS_FILE_NAME
+
+
+def load_or_create_principals(
+    credentials_path: Path | None, database: str, account_id: str, region: str, url: str
+) -> Principals:
+    """The principals of --credentials; without it, of the default file (created with
+    one fresh principal, printed once, if it does not exist yet)."""
+    path = credentials_path or default_credentials_path(database)
+    if credentials_path is None and not path.exists():
+        principal = new_principal(f"arn:aws:iam::{account_id}:user/{getpass.getuser()}")
+        try:
+            write_credentials_file(path, [principal])
+        except OSError as error:
+            raise click.ClickException(
+                f"cannot create the credentials file {path}: {error.strerror}"
+            ) from None
+        print_usage(path, principal, region, url)
+    try:
+        principals = Principals.load(path)
+    except CredentialsFileError as error:
+        raise click.ClickException(f"credentials file: {error}") from None
+    click.echo(f"secret-ledger: {len(principals.by_access_key_id)} principal(s) from {path}")
+    return principals
+
+
+def print_usage(path: Path, principal: Principal, region: str, url: str) -> None:
+    """Shown once, when the file is created: the secret access key is not printed again."""
+    click.echo(
+        f"secret-ledger: created {path} (mode 0600) with one principal, {principal.arn}.\n"
+        "Use it from a shell (the secret access key is shown only this once):\n"
+        f"  export AWS_ACCESS_KEY_ID={principal.access_key_id}\n"
+        f"  export AWS_SECRET_ACCESS_KEY={principal.secret_access_key}\n"
+        f"  export AWS_DEFAULT_REGION={region}\n"
+        f"  aws --endpoint-url {url} secretsmanager list-secrets"
+    )

@@ -1,0 +1,435 @@
+"""The AWS JSON 1.1 face of the ledger: a raw ASGI application, wire translation only.
+
+``POST /`` with ``X-Amz-Target: secretsmanager.<Operation>`` and a JSON object body.
+Each request is, in order: read (at most ``body_size_bytes_max`` kept in memory),
+authenticated (`ledger.auth.SignatureVerifier`), decoded (``SecretBinary`` from
+base64 to bytes), passed to `SecretsManagerApi.call`, and encoded (datetimes as
+epoch seconds with millisecond precision, bytes as base64). Every answer has an
+``x-amzn-RequestId``; that same id is the ``Caller.request_id``, so the audit
+record of a call carries the id the client saw.
+
+Errors are always ``{"__type": <code>, "Message": <text>}`` with the error's HTTP
+status and ``application/x-amz-json-1.1``, never a traceback:
+
+* no or unknown ``X-Amz-Target``, another method or path: ``UnknownOperationException``;
+* a body that is not a JSON object (or not UTF-8, or with invalid base64 or lone
+  surrogates): ``SerializationException``;
+* a body over the size cap: ``RequestEntityTooLargeException`` (413). The excess is
+  read and discarded (never kept) up to ``drain_size_bytes_max`` so that the client,
+  which sends its whole body before reading, sees the answer and the connection
+  stays usable; a larger declared body is answered at once and the connection
+  closed;
+* a body that does not arrive within ``body_read_seconds_max`` (30 s):
+  ``RequestTimeoutException`` (408), and the connection is closed;
+* more than ``pending_calls_max`` calls waiting for a worker thread:
+  ``ServiceUnavailable`` (503, retried by the SDKs), so the queue stays bounded;
+* an unexpected failure: ``InternalServiceError`` (500), logged with its type and
+  stack but not its message (which might quote a value).
+
+Audit: refused authentication is recorded with `SecretsManagerApi.record_denial`
+(empty principal ARN, the access key id the client claimed, the operation its
+target named, no request parameters: unauthenticated input is not trusted into
+the ledger); an authenticated call whose body cannot be decoded is recorded the
+same way when its operation exists. Requests naming no supported operation,
+calls turned away by the queue bound and bodies over the size cap are not
+recorded (cloudtrail-records.md §2.2). Everything else is recorded by
+`SecretsManagerApi` itself, through the server's `CallRecorder` when one is given
+(group commit; see `ledger.call_records`), which is flushed before each call that
+may change a secret, so that the log keeps the order of the answers.
+
+Blocking ledger work (verification, the call, its records) runs on a bounded pool
+of worker threads over one shared `Secrets` (eventsourcing's connection pool and
+repository are thread-safe). Calls that may change a secret take one lock, so
+this process never races itself on a secret: without it, eight clients writing
+one secret exhaust the ledger's bounded optimistic-concurrency retries. The cost
+is nothing on SQLite, which commits one writer at a time anyway; other processes
+writing the same ledger still meet the retries. Reads run in parallel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import re
+import threading
+import traceback
+from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import uuid4
+
+from ledger.api import HANDLERS, READ_ONLY_OPERATIONS, Caller, SecretsManagerApi
+from ledger.auth import Denial, ReceivedRequest, SignatureVerifier
+from ledger.call_records import CallRecorder, RecorderUnavailable
+from ledger.errors import (
+    InternalServiceError,
+    RequestEntityTooLargeException,
+    RequestTimeoutException,
+    SecretsManagerError,
+    SerializationException,
+    ServiceUnavailable,
+    UnknownOperationException,
+)
+
+logger = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Application = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+CONTENT_TYPE = "application/x-amz-json-1.1"
+TARGET_PREFIX = "secretsmanager."
+BODY_SIZE_BYTES_MAX_DEFAULT = 1024 * 1024
+DRAIN_SIZE_BYTES_MAX_DEFAULT = 16 * 1024 * 1024
+BODY_READ_SECONDS_MAX_DEFAULT = 30.0
+WORKER_THREADS_DEFAULT = 8
+PENDING_CALLS_MAX_DEFAULT = 64
+USER_AGENT_LENGTH_MAX = 1024
+OPERATION_NAME_PATTERN = re.compile(r"[A-Za-z]{1,64}")
+INTERNAL_ERROR_MESSAGE = "An error occurred on the server side."
+UNAVAILABLE_MESSAGE = "The request has failed due to a temporary failure of the server."
+RECORDS_UNAVAILABLE_MESSAGE = "Earlier calls could not be recorded; try again."
+
+
+@dataclass(frozen=True)
+class WireResponse:
+    status: int
+    body: bytes
+    request_id: str
+    close_connection: bool = False
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        headers = [
+            (b"content-type", CONTENT_TYPE.encode("ascii")),
+            (b"content-length", str(len(self.body)).encode("ascii")),
+            (b"x-amzn-requestid", self.request_id.encode("ascii")),
+        ]
+        if self.close_connection:
+            headers.append((b"connection", b"close"))
+        return headers
+
+
+def error_response(
+    error: SecretsManagerError, request_id: str, *, close_connection: bool = False
+) -> WireResponse:
+    body = json.dumps({"__type": error.code, "Message": error.message}).encode("utf-8")
+    return WireResponse(error.http_status, body, request_id, close_connection)
+
+
+def success_response(response: dict[str, Any], request_id: str) -> WireResponse:
+    return WireResponse(200, json.dumps(to_wire(response)).encode("ascii"), request_id)
+
+
+def to_wire(value: Any) -> Any:
+    """AWS JSON 1.1 values: timestamps as epoch seconds, blobs as base64."""
+    if isinstance(value, datetime):
+        return round(value.timestamp(), 3)
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, dict):
+        return {key: to_wire(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_wire(item) for item in value]
+    return value
+
+
+def operation_of(target: str | None) -> str:
+    """The operation an ``X-Amz-Target`` names, or UnknownOperationException."""
+    if target is None:
+        raise UnknownOperationException(
+            "The request has no X-Amz-Target header; expected secretsmanager.<Operation>."
+        )
+    prefix, _, operation = target.partition(".")
+    if prefix + "." != TARGET_PREFIX or not OPERATION_NAME_PATTERN.fullmatch(operation):
+        raise UnknownOperationException(
+            "The X-Amz-Target header must be secretsmanager.<Operation>."
+        )
+    return operation
+
+
+def decode_body(body: bytes) -> dict[str, Any]:
+    """The request members, SecretBinary as bytes; SerializationException otherwise."""
+    if not body.strip():
+        return {}
+    try:
+        document = json.loads(body, parse_constant=reject_constant)
+    except (ValueError, RecursionError):
+        raise SerializationException("The request body is not valid JSON.") from None
+    if not isinstance(document, dict):
+        raise SerializationException("The request body must be a JSON object.")
+    require_unicode(document)
+    binary = document.get("SecretBinary")
+    if binary is not None:
+        if not isinstance(binary, str):
+            raise SerializationException("SecretBinary must be a base64-encoded string.")
+        try:
+            document["SecretBinary"] = base64.b64decode(binary, validate=True)
+        except (binascii.Error, ValueError):
+            raise SerializationException("SecretBinary is not valid base64.") from None
+    return document
+
+
+def reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def require_unicode(value: Any) -> None:
+    """Strings decoded from ``\\ud800``-style escapes cannot be stored or answered."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise SerializationException(
+                "The request body contains an unpaired surrogate escape."
+            ) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            require_unicode(key)
+            require_unicode(item)
+    elif isinstance(value, list):
+        for item in value:
+            require_unicode(item)
+
+
+class BodyTooLarge(Exception):
+    """The body exceeded the cap; ``drained`` tells whether all of it was consumed."""
+
+    def __init__(self, drained: bool) -> None:
+        super().__init__("request body too large")
+        self.drained = drained
+
+
+class ClientDisconnected(Exception):
+    pass
+
+
+class Endpoint:
+    """The ASGI application over one `SecretsManagerApi`."""
+
+    def __init__(
+        self,
+        api: SecretsManagerApi,
+        verifier: SignatureVerifier,
+        *,
+        body_size_bytes_max: int = BODY_SIZE_BYTES_MAX_DEFAULT,
+        drain_size_bytes_max: int = DRAIN_SIZE_BYTES_MAX_DEFAULT,
+        body_read_seconds_max: float = BODY_READ_SECONDS_MAX_DEFAULT,
+        worker_threads: int = WORKER_THREADS_DEFAULT,
+        pending_calls_max: int = PENDING_CALLS_MAX_DEFAULT,
+        recorder: CallRecorder | None = None,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        """``recorder`` is the `CallRecorder` the API saves its records with, if any:
+        flushed before each call that may change a secret, closed with the endpoint."""
+        assert 0 < body_size_bytes_max <= drain_size_bytes_max, "cap within the drain bound"
+        assert 0 < worker_threads <= pending_calls_max, "every worker can have a call"
+        self.api = api
+        self.verifier = verifier
+        self.body_size_bytes_max = body_size_bytes_max
+        self.drain_size_bytes_max = drain_size_bytes_max
+        self.body_read_seconds_max = body_read_seconds_max
+        self.pending_calls_max = pending_calls_max
+        self.pending_calls = 0  # touched only on the event loop's thread
+        self.executor = ThreadPoolExecutor(worker_threads, thread_name_prefix="ledger-call")
+        self.write_lock = threading.Lock()
+        self.recorder = recorder
+        self.on_close = on_close
+        self.closed = False
+
+    def close(self) -> None:
+        """Wait for the calls in flight, commit the queued call records, then run
+        ``on_close`` (once). The server calls it at lifespan shutdown, after the last
+        response: uvicorn re-raises SIGTERM once it has shut down, so code after
+        ``Server.run()`` may never run."""
+        if self.closed:
+            return
+        self.closed = True
+        self.executor.shutdown(wait=True)
+        if self.recorder is not None:
+            self.recorder.close()
+        if self.on_close is not None:
+            self.on_close()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            await self._http(scope, receive, send)
+        # Other protocols (websocket) are not served: returning closes them.
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request_id = str(uuid4())
+        try:
+            async with asyncio.timeout(self.body_read_seconds_max):
+                body = await self._read_body(scope, receive)
+        except ClientDisconnected:
+            return
+        except TimeoutError:
+            late = RequestTimeoutException(
+                f"The request body did not arrive within {self.body_read_seconds_max} seconds."
+            )
+            await respond(send, error_response(late, request_id, close_connection=True))
+            return
+        except BodyTooLarge as too_large:
+            error = RequestEntityTooLargeException(
+                f"The request body is larger than {self.body_size_bytes_max} bytes."
+            )
+            await respond(send, error_response(
+                error, request_id, close_connection=not too_large.drained
+            ))
+            return
+        if self.pending_calls >= self.pending_calls_max:
+            await respond(send, error_response(ServiceUnavailable(UNAVAILABLE_MESSAGE), request_id))
+            return
+        request = received_request(scope, body)
+        client = scope.get("client")
+        source_ip = str(client[0]) if client else ""
+        self.pending_calls += 1
+        try:
+            loop = asyncio.get_running_loop()
+            response = await loop.run_in_executor(
+                self.executor, self.respond, request, source_ip, request_id
+            )
+        finally:
+            self.pending_calls -= 1
+        await respond(send, response)
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        declared = declared_length(scope)
+        if declared is not None and declared > self.drain_size_bytes_max:
+            raise BodyTooLarge(drained=False)
+        chunks: list[bytes] = []
+        size_bytes = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnected()
+            chunk = message.get("body", b"")
+            size_bytes += len(chunk)
+            more = bool(message.get("more_body", False))
+            if size_bytes > self.body_size_bytes_max:
+                chunks.clear()  # never keep more than the cap
+                if size_bytes > self.drain_size_bytes_max:
+                    raise BodyTooLarge(drained=False)
+                if not more:
+                    raise BodyTooLarge(drained=True)
+                continue
+            chunks.append(chunk)
+            if not more:
+                return b"".join(chunks)
+
+    def respond(self, request: ReceivedRequest, source_ip: str, request_id: str) -> WireResponse:
+        """Authenticate, decode, call, encode: runs on a worker thread, never raises."""
+        try:
+            return self._respond(request, source_ip, request_id)
+        except Exception as error:  # a bug: answer AWS-shaped, log without the message
+            stack = "".join(traceback.format_tb(error.__traceback__))
+            logger.error(
+                "unexpected %s in request %s:\n%s", type(error).__name__, request_id, stack
+            )
+            return error_response(InternalServiceError(INTERNAL_ERROR_MESSAGE), request_id)
+
+    def _respond(self, request: ReceivedRequest, source_ip: str, request_id: str) -> WireResponse:
+        user_agent = (request.header("user-agent") or "")[:USER_AGENT_LENGTH_MAX]
+        target = request.header("x-amz-target")
+        try:
+            try:
+                identity = self.verifier.verify(request)
+            except Denial as denial:
+                refused = Caller("", denial.claimed_access_key_id, source_ip, user_agent,
+                                 request_id)
+                self.api.record_denial(operation_named(target), {}, refused, denial.error)
+                return error_response(denial.error, request_id)
+            caller = Caller(identity.principal.arn, identity.principal.access_key_id,
+                            source_ip, user_agent, request_id)
+            return success_response(self._call(request, target, caller), request_id)
+        except SecretsManagerError as error:
+            return error_response(error, request_id)
+
+    def _call(self, request: ReceivedRequest, target: str | None, caller: Caller) -> dict[str, Any]:
+        """An authenticated request, decoded and passed to the API."""
+        if request.method != "POST" or request.path != "/":
+            raise UnknownOperationException(
+                "secret-ledger answers POST / with X-Amz-Target: secretsmanager.<Operation>."
+            )
+        operation = operation_of(target)
+        members = self._decoded(request, operation, caller)
+        if operation in READ_ONLY_OPERATIONS:
+            return self.api.call(operation, members, caller)
+        with self.write_lock:
+            self._flush_call_records()
+            return self.api.call(operation, members, caller)
+
+    def _flush_call_records(self) -> None:
+        """Before a change: the records of calls answered earlier come first in the log."""
+        if self.recorder is None:
+            return
+        try:
+            self.recorder.flush()
+        except RecorderUnavailable:
+            raise InternalServiceError(RECORDS_UNAVAILABLE_MESSAGE) from None
+
+    def _decoded(self, request: ReceivedRequest, operation: str, caller: Caller) -> dict[str, Any]:
+        try:
+            return decode_body(request.body)
+        except SerializationException as error:
+            if operation in HANDLERS:
+                self.api.record_denial(operation, {}, caller, error)
+            raise
+
+
+def operation_named(target: str | None) -> str:
+    """The operation a target names, for the record of a refused call ("" if none)."""
+    try:
+        return operation_of(target)
+    except UnknownOperationException:
+        return ""
+
+
+def declared_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def received_request(scope: Scope, body: bytes) -> ReceivedRequest:
+    raw_path = scope.get("raw_path")
+    path = raw_path.decode("latin-1") if raw_path else str(scope.get("path", "/"))
+    return ReceivedRequest(
+        method=str(scope.get("method", "")),
+        path=path,
+        query_string=bytes(scope.get("query_string", b"")).decode("latin-1"),
+        headers=[
+            (name.decode("latin-1").lower(), value.decode("latin-1"))
+            for name, value in scope.get("headers", [])
+        ],
+        body=body,
+    )
+
+
+async def respond(send: Send, response: WireResponse) -> None:
+    await send(
+        {"type": "http.response.start", "status": response.status, "headers": response.headers()}
+    )
+    await send({"type": "http.response.body", "body": response.body})

@@ -1,0 +1,189 @@
+"""Authentication against a real server: every request is signed by a principal of the
+credentials file, or refused with the error AWS gives; a refusal is recorded (who
+claimed to call, from where, under the request id of the answer) and nothing else
+is written. The verifier's finer cases are in test_http_verifier.py.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from http_harness import (
+    ALICE,
+    RunningServer,
+    calls_with_request_id,
+    secret_event_count,
+    start_server,
+    target_headers,
+)
+
+from ledger.auth import Principal
+
+pytestmark = pytest.mark.slow
+
+SIGNATURE_MISMATCH = (
+    "The request signature we calculated does not match the signature you provided. "
+    "Check your AWS Secret Access Key and signing method. "
+    "Consult the service documentation for details."
+)
+UNRECOGNIZED = "The security token included in the request is invalid."
+MALLORY = Principal(
+    access_key_id="AKIAEXAMPLEMALLORY03",
+    secret_access_key="mallory-secret-access-key-00000000000000",
+    arn="arn:aws:iam::111122223333:user/mallory",
+)
+ALICE_WITH_WRONG_SECRET = Principal(
+    access_key_id=ALICE.access_key_id,
+    secret_access_key="not-alices-secret-access-key-0000000000",
+    arn=ALICE.arn,
+)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    running = start_server(tmp_path_factory.mktemp("http-auth"))
+    yield running
+    assert running.stop() in (0, -signal.SIGTERM), running.log()
+    assert "Traceback" not in running.log()
+
+
+@pytest.fixture
+def secret(server: RunningServer) -> dict[str, Any]:
+    """A secret of alice's holding "original", and how many events it has."""
+    name = f"auth/{uuid.uuid4().hex[:12]}"
+    arn = server.client().create_secret(Name=name, SecretString="original")["ARN"]
+    return {"name": name, "arn": arn, "events": secret_event_count(server, arn)}
+
+
+def put_body(name: str, value: str) -> bytes:
+    return json.dumps(
+        {"SecretId": name, "SecretString": value, "ClientRequestToken": str(uuid.uuid4())}
+    ).encode()
+
+
+def assert_refused_and_recorded(
+    server: RunningServer,
+    secret: dict[str, Any],
+    response: Any,
+    *,
+    code: str,
+    message_prefix: str,
+    claimed_access_key_id: str,
+) -> None:
+    """The AWS-shaped refusal; the secret untouched; one denial in the ledger."""
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/x-amz-json-1.1"
+    body = response.json()
+    assert body["__type"] == code
+    assert body["Message"].startswith(message_prefix)
+    assert secret_event_count(server, secret["arn"]) == secret["events"]
+    read = server.client().get_secret_value(SecretId=secret["name"])
+    assert read["SecretString"] == "original"
+    [denial] = calls_with_request_id(server, response.headers["x-amzn-RequestId"])
+    assert (denial.error_code, denial.error_message) == (code, body["Message"])
+    assert denial.request["principal_arn"] == ""
+    assert denial.request["access_key_id"] == claimed_access_key_id
+    assert denial.request["operation"] == "PutSecretValue"
+    assert denial.request["parameters"] == {}
+    assert denial.resources == []
+
+
+def test_an_unsigned_request_is_refused(server: RunningServer, secret: dict[str, Any]) -> None:
+    response = server.post(
+        put_body(secret["name"], "unsigned"), target_headers("PutSecretValue"), principal=None
+    )
+    assert_refused_and_recorded(
+        server, secret, response, code="MissingAuthenticationTokenException",
+        message_prefix="Missing Authentication Token", claimed_access_key_id="",
+    )
+
+
+def test_a_request_signed_with_the_wrong_secret_key_is_refused(
+    server: RunningServer, secret: dict[str, Any]
+) -> None:
+    response = server.post(
+        put_body(secret["name"], "wrong key"), target_headers("PutSecretValue"),
+        principal=ALICE_WITH_WRONG_SECRET,
+    )
+    assert_refused_and_recorded(
+        server, secret, response, code="InvalidSignatureException",
+        message_prefix=SIGNATURE_MISMATCH,
+        claimed_access_key_id=ALICE.access_key_id,
+    )
+
+
+def test_an_unknown_access_key_is_refused(server: RunningServer, secret: dict[str, Any]) -> None:
+    response = server.post(
+        put_body(secret["name"], "intruder"), target_headers("PutSecretValue"), principal=MALLORY
+    )
+    assert_refused_and_recorded(
+        server, secret, response, code="UnrecognizedClientException", message_prefix=UNRECOGNIZED,
+        claimed_access_key_id=MALLORY.access_key_id,
+    )
+
+
+def test_a_body_changed_after_signing_is_refused(
+    server: RunningServer, secret: dict[str, Any]
+) -> None:
+    signed = put_body(secret["name"], "harmless")
+    tampered = signed.replace(b"harmless", b"replaced")
+    assert len(tampered) == len(signed) and tampered != signed
+    response = server.post(signed, target_headers("PutSecretValue"), body_sent=tampered)
+    assert_refused_and_recorded(
+        server, secret, response, code="InvalidSignatureException",
+        message_prefix=SIGNATURE_MISMATCH,
+        claimed_access_key_id=ALICE.access_key_id,
+    )
+
+
+def test_a_request_signed_twenty_minutes_ago_has_expired(
+    server: RunningServer, secret: dict[str, Any]
+) -> None:
+    signed_at = datetime.now(UTC) - timedelta(minutes=20)
+    response = server.post(
+        put_body(secret["name"], "stale"), target_headers("PutSecretValue"), signed_at=signed_at
+    )
+    assert_refused_and_recorded(
+        server, secret, response, code="InvalidSignatureException",
+        message_prefix=f"Signature expired: {signed_at.strftime('%Y%m%dT%H%M%SZ')} is now earlier "
+        "than ",
+        claimed_access_key_id=ALICE.access_key_id,
+    )
+    assert response.json()["Message"].endswith(" - 15 min.)")
+
+
+def test_a_request_signed_twenty_minutes_ahead_is_not_yet_valid(
+    server: RunningServer, secret: dict[str, Any]
+) -> None:
+    signed_at = datetime.now(UTC) + timedelta(minutes=20)
+    response = server.post(
+        put_body(secret["name"], "early"), target_headers("PutSecretValue"), signed_at=signed_at
+    )
+    assert_refused_and_recorded(
+        server, secret, response, code="InvalidSignatureException",
+        message_prefix=f"Signature not yet current: {signed_at.strftime('%Y%m%dT%H%M%SZ')} is "
+        "still later than ",
+        claimed_access_key_id=ALICE.access_key_id,
+    )
+
+
+def test_boto3_sees_the_refusals_as_aws_client_errors(server: RunningServer) -> None:
+    for principal, code in ((MALLORY, "UnrecognizedClientException"),
+                            (ALICE_WITH_WRONG_SECRET, "InvalidSignatureException")):
+        with pytest.raises(ClientError) as raised:
+            server.client(principal).list_secrets()
+        assert raised.value.response["Error"]["Code"] == code
+        assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+def test_the_server_keeps_serving_after_refusals(server: RunningServer) -> None:
+    for _ in range(3):
+        server.post(b"{}", target_headers("ListSecrets"), principal=MALLORY)
+    assert "SecretList" in server.client().list_secrets()

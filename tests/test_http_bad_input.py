@@ -1,0 +1,187 @@
+"""Bad input against a real server: each gets a clear AWS-shaped 4xx (never a 500 or a
+traceback), and the server keeps serving, on the same connection when it can."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+from http_harness import (
+    ALICE,
+    RunningServer,
+    calls_with_request_id,
+    recorded_calls,
+    start_server,
+    target_headers,
+)
+
+pytestmark = pytest.mark.slow
+
+BODY_SIZE_BYTES_MAX = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    running = start_server(tmp_path_factory.mktemp("http-bad-input"))
+    yield running
+    assert running.stop() in (0, -signal.SIGTERM), running.log()
+    assert "Traceback" not in running.log()
+
+
+@pytest.fixture(scope="module")
+def session() -> Iterator[requests.Session]:
+    with requests.Session() as kept_alive:
+        yield kept_alive
+
+
+def aws_error_of(response: requests.Response) -> tuple[int, str]:
+    assert response.headers["content-type"] == "application/x-amz-json-1.1"
+    assert uuid.UUID(response.headers["x-amzn-RequestId"])
+    body = response.json()
+    assert set(body) == {"__type", "Message"} and body["Message"]
+    return response.status_code, body["__type"]
+
+
+def still_serving(server: RunningServer, session: requests.Session | None = None) -> None:
+    response = server.call("ListSecrets", {}, session=session)
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"{", b"not json", b'{"SecretId": }', b"\xff\xfe\x00", b"[1, 2]", b'"a string"', b"42",
+     b'{"MaxResults": NaN}', b"[" * 100_000],
+    ids=["truncated", "text", "syntax", "not utf-8", "array", "string", "number", "nan",
+         "deeply nested"],
+)
+def test_a_body_that_is_not_a_json_object_is_a_serialization_error(
+    server: RunningServer, session: requests.Session, body: bytes
+) -> None:
+    response = server.post(body, target_headers("ListSecrets"), session=session)
+    assert aws_error_of(response) == (400, "SerializationException")
+    still_serving(server, session)
+
+
+@pytest.mark.parametrize(
+    ("operation", "members"),
+    [
+        ("GetSecretValue", {"SecretId": 5}),
+        ("ListSecrets", {"MaxResults": "ten"}),
+        ("ListSecrets", {"IncludePlannedDeletion": "yes"}),
+        ("PutSecretValue", {"SecretId": "x", "VersionStages": "AWSCURRENT"}),
+        ("CreateSecret", {"Name": "x", "Tags": {"Key": "k"}}),
+        ("CreateSecret", {"Name": "x", "SecretBinary": "not base64!"}),
+        ("CreateSecret", {"Name": "x", "SecretBinary": 12}),
+        ("CreateSecret", {"Name": "x", "SecretString": "\ud800"}),
+    ],
+    ids=["number id", "text count", "text flag", "string list", "object list",
+         "bad base64", "number blob", "lone surrogate"],
+)
+def test_a_member_of_the_wrong_type_is_a_serialization_error(
+    server: RunningServer, operation: str, members: dict[str, Any]
+) -> None:
+    response = server.call(operation, members)
+    assert aws_error_of(response) == (400, "SerializationException")
+    still_serving(server)
+
+
+def test_an_undecodable_body_of_a_real_operation_is_recorded(server: RunningServer) -> None:
+    response = server.post(b"{", target_headers("GetSecretValue"))
+    [call] = calls_with_request_id(server, response.headers["x-amzn-RequestId"])
+    assert call.error_code == "SerializationException"
+    assert call.request["principal_arn"] == ALICE.arn
+    assert call.request["operation"] == "GetSecretValue"
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["secretsmanager.Frobnicate", "secretsmanager.RotateSecret", "kms.Encrypt",
+     "secretsmanager.", "secretsmanager.Get Secret Value", "GetSecretValue"],
+)
+def test_an_unknown_target_is_an_unknown_operation(server: RunningServer, target: str) -> None:
+    headers = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": target}
+    response = server.post(b"{}", headers)
+    assert aws_error_of(response) == (400, "UnknownOperationException")
+    assert calls_with_request_id(server, response.headers["x-amzn-RequestId"]) == []
+    still_serving(server)
+
+
+def test_a_request_without_a_target_is_an_unknown_operation(server: RunningServer) -> None:
+    response = server.post(b"{}", {"Content-Type": "application/x-amz-json-1.1"})
+    assert aws_error_of(response) == (400, "UnknownOperationException")
+    assert "X-Amz-Target" in response.json()["Message"]
+
+
+def test_other_methods_and_paths_are_unknown_operations(server: RunningServer) -> None:
+    unsigned = requests.get(server.url + "/", timeout=10)
+    assert aws_error_of(unsigned) == (400, "MissingAuthenticationTokenException")
+    elsewhere = server.post(b"{}", target_headers("ListSecrets"), path="/some/path")
+    assert aws_error_of(elsewhere) == (400, "UnknownOperationException")
+    still_serving(server)
+
+
+def test_an_empty_body_is_an_empty_request(server: RunningServer) -> None:
+    response = server.post(b"", target_headers("ListSecrets"))
+    assert response.status_code == 200
+    assert "SecretList" in response.json()
+
+
+def test_a_body_at_the_size_cap_is_accepted(server: RunningServer) -> None:
+    members = {"MaxResults": 1, "Padding": ""}
+    members["Padding"] = "x" * (BODY_SIZE_BYTES_MAX - len(json.dumps(members)))
+    body = json.dumps(members).encode()
+    assert len(body) == BODY_SIZE_BYTES_MAX
+    response = server.post(body, target_headers("ListSecrets"))
+    assert response.status_code == 200, response.text
+
+
+def test_a_body_over_the_size_cap_is_refused_and_the_connection_kept(
+    server: RunningServer, session: requests.Session
+) -> None:
+    still_serving(server, session)
+    body = b"{" + b" " * BODY_SIZE_BYTES_MAX + b"}"
+    response = server.post(body, target_headers("PutSecretValue"), session=session)
+    assert aws_error_of(response) == (413, "RequestEntityTooLargeException")
+    assert response.headers.get("connection") != "close"
+    still_serving(server, session)
+
+
+def test_a_chunked_body_over_the_size_cap_is_refused(server: RunningServer) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(3):
+            yield b" " * BODY_SIZE_BYTES_MAX
+
+    response = requests.post(
+        server.url + "/", data=chunks(), headers=target_headers("ListSecrets"), timeout=30
+    )
+    assert aws_error_of(response) == (413, "RequestEntityTooLargeException")
+    still_serving(server)
+
+
+def test_a_huge_declared_body_is_refused_before_it_is_read(server: RunningServer) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+        connection.sendall(
+            b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Target: secretsmanager.ListSecrets\r\n"
+            b"Content-Type: application/x-amz-json-1.1\r\nContent-Length: 1000000000\r\n\r\n{"
+        )
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk  # the server closes the connection after answering
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413 ")
+    assert b"connection: close" in head.lower()
+    assert json.loads(body)["__type"] == "RequestEntityTooLargeException"
+    still_serving(server)
+
+
+def test_no_bad_input_ever_caused_a_server_error(server: RunningServer) -> None:
+    assert not [call for call in recorded_calls(server)
+                if call.error_code == "InternalServiceError"]
+    assert "Traceback" not in server.log()
+    assert "unexpected" not in server.log()

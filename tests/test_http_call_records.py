@@ -1,0 +1,214 @@
+"""Group commit of call records: concurrent calls share commits, no answer leaves
+without its record (durable mode), and the asynchronous mode keeps its bound on
+what could be lost and fails closed when storage is down."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from http_harness import RunningServer, open_ledger, start_server
+
+from ledger.call_records import CallRecorder, RecorderUnavailable
+from ledger.domain import ApiCall, RequestContext
+
+THREADS = 10
+SLOW_SAVE_SECONDS = 0.05
+
+
+def new_call() -> ApiCall:
+    context = RequestContext(
+        request_id=str(uuid.uuid4()), principal_arn="arn:aws:iam::111122223333:user/alice",
+        access_key_id="AKIAEXAMPLEALICE0001", source_ip="127.0.0.1", user_agent="test",
+        region="eu-west-1", account_id="111122223333", operation="GetSecretValue",
+    )
+    return ApiCall.record(request=context, read_only=True, now=datetime.now(UTC), resources=[])
+
+
+class Storage:
+    """A stand-in for ``secrets.save``: remembers batches, can be slow or failing."""
+
+    def __init__(self, delay_seconds: float = 0.0) -> None:
+        self.batches: list[list[ApiCall]] = []
+        self.delay_seconds = delay_seconds
+        self.failures_left = 0
+        self.gate = threading.Event()
+        self.gate.set()
+        self.lock = threading.Lock()
+
+    def save(self, calls: Sequence[ApiCall]) -> None:
+        self.gate.wait()
+        time.sleep(self.delay_seconds)
+        with self.lock:
+            if self.failures_left:
+                self.failures_left -= 1
+                raise OSError("disk unavailable")
+            self.batches.append(list(calls))
+
+    def saved(self) -> list[ApiCall]:
+        return [call for batch in self.batches for call in batch]
+
+
+def in_parallel(action: Callable[[ApiCall], None], calls: list[ApiCall]) -> list[BaseException]:
+    def attempt(call: ApiCall) -> BaseException | None:
+        try:
+            action(call)
+        except BaseException as error:
+            return error
+        return None
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return [error for error in pool.map(attempt, calls) if error is not None]
+
+
+def test_a_lone_durable_record_is_saved_before_record_returns() -> None:
+    storage = Storage()
+    recorder = CallRecorder(storage.save)
+    call = new_call()
+    recorder.record(call)
+    assert storage.batches == [[call]]
+    recorder.close()
+
+
+def test_concurrent_durable_records_share_commits_and_each_is_saved_once() -> None:
+    storage = Storage(delay_seconds=SLOW_SAVE_SECONDS)
+    recorder = CallRecorder(storage.save)
+    calls = [new_call() for _ in range(THREADS)]
+    assert in_parallel(recorder.record, calls) == []
+    assert sorted(id(call) for call in storage.saved()) == sorted(id(call) for call in calls)
+    assert len(storage.batches) < THREADS, "callers arriving during a commit share the next"
+    recorder.close()
+
+
+def test_when_a_durable_commit_fails_every_call_of_the_batch_fails() -> None:
+    storage = Storage()
+    storage.failures_left = 1
+    recorder = CallRecorder(storage.save)
+    with pytest.raises(RecorderUnavailable) as raised:
+        recorder.record(new_call())
+    assert isinstance(raised.value.__cause__, OSError)
+    assert storage.saved() == []
+    later = new_call()
+    recorder.record(later)
+    assert storage.saved() == [later]
+    recorder.close()
+
+
+def test_an_asynchronous_record_returns_at_once_and_flush_waits_for_the_commit() -> None:
+    storage = Storage()
+    storage.gate.clear()
+    recorder = CallRecorder(storage.save, asynchronous=True)
+    call = new_call()
+    recorder.record(call)
+    assert storage.saved() == []
+    storage.gate.set()
+    recorder.flush()
+    assert storage.saved() == [call]
+    recorder.close()
+
+
+def test_asynchronous_records_keep_their_order_across_batches() -> None:
+    storage = Storage(delay_seconds=0.005)
+    recorder = CallRecorder(storage.save, asynchronous=True)
+    calls = [new_call() for _ in range(50)]
+    for call in calls:
+        recorder.record(call)
+    recorder.close()
+    assert storage.saved() == calls
+
+
+def test_a_full_backlog_refuses_new_records_instead_of_answering_unrecorded() -> None:
+    storage = Storage()
+    storage.gate.clear()
+    recorder = CallRecorder(storage.save, asynchronous=True, backlog_max=2,
+                            wait_seconds_max=0.1)
+    recorder.record(new_call())  # taken by the writer, which is now stuck saving it
+    time.sleep(0.05)
+    recorder.record(new_call())
+    recorder.record(new_call())
+    with pytest.raises(RecorderUnavailable):
+        recorder.record(new_call())
+    storage.gate.set()
+    recorder.close()
+    assert len(storage.saved()) == 3
+
+
+def test_the_writer_retries_until_storage_is_back_and_loses_nothing() -> None:
+    storage = Storage()
+    storage.failures_left = 3
+    recorder = CallRecorder(storage.save, asynchronous=True)
+    calls = [new_call() for _ in range(5)]
+    for call in calls:
+        recorder.record(call)
+    recorder.flush()
+    assert storage.saved() == calls
+    recorder.close()
+
+
+def test_closing_with_storage_down_gives_up_after_bounded_attempts_and_says_how_many(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    storage = Storage()
+    storage.failures_left = 1_000
+    recorder = CallRecorder(storage.save, asynchronous=True)
+    for _ in range(3):
+        recorder.record(new_call())
+    with caplog.at_level(logging.ERROR, logger="ledger.call_records"):
+        recorder.close()
+    assert "3 call record(s) could not be saved and are lost" in caplog.text
+    with pytest.raises(RecorderUnavailable):
+        recorder.record(new_call())
+
+
+def test_a_closed_recorder_accepts_nothing() -> None:
+    recorder = CallRecorder(Storage().save)
+    recorder.close()
+    with pytest.raises(RecorderUnavailable):
+        recorder.record(new_call())
+
+
+# --------------------------------------------------------------------------------------
+# A server recording asynchronously
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_an_async_server_records_every_read_and_keeps_reads_before_later_writes(
+    tmp_path: Path,
+) -> None:
+    server = start_server(tmp_path, options=["--call-records", "async"])
+    try:
+        client = server.client()
+        client.create_secret(Name="async/secret", SecretString="one")
+        read_ids = [
+            client.get_secret_value(SecretId="async/secret")["ResponseMetadata"]["RequestId"]
+            for _ in range(20)
+        ]
+        put = client.put_secret_value(SecretId="async/secret", SecretString="two")
+    finally:
+        assert server.stop() in (0, -signal.SIGTERM), server.log()
+    order = log_positions(server)
+    assert all(order[request_id] < order[put["ResponseMetadata"]["RequestId"]]
+               for request_id in read_ids)
+
+
+def log_positions(server: RunningServer) -> dict[str, int]:
+    """The notification id of the first event of each request id."""
+    secrets = open_ledger(server)
+    try:
+        notifications = secrets.recorder.select_notifications(start=0, limit=1_000_000)
+        positions: dict[str, int] = {}
+        for notification in notifications:
+            event = secrets.mapper.to_domain_event(notification)
+            positions.setdefault(event.request["request_id"], notification.id)
+    finally:
+        secrets.close()
+    return positions

@@ -1,0 +1,196 @@
+"""The ASGI endpoint in-process, driven message by message: the queue bound, the
+shutdown hook, disconnects, unexpected failures, and the wire encoding."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from http_harness import ALICE
+
+from ledger.api import Caller, SecretsManagerApi
+from ledger.application import Secrets
+from ledger.auth import Identity, Principals, ReceivedRequest, SignatureVerifier
+from ledger.errors import SerializationException
+from ledger.http import Endpoint, decode_body, to_wire
+
+
+class TrustingVerifier(SignatureVerifier):
+    """Every request is alice's: these tests are about what happens after SigV4."""
+
+    def verify(self, request: ReceivedRequest) -> Identity:
+        return Identity(principal=ALICE, region="eu-west-1")
+
+
+class FailingApi(SecretsManagerApi):
+    """An API with a bug: it fails with a message that quotes a value."""
+
+    def call(
+        self, operation: str, request: Mapping[str, Any], caller: Caller | None = None
+    ) -> dict[str, Any]:
+        value = "".join(reversed("2retnuh"))  # built at run time, as a real value would be
+        raise RuntimeError(f"leaked value: {value}")
+
+
+@pytest.fixture
+def secrets() -> Iterator[Secrets]:
+    ledger = Secrets("memory:")
+    yield ledger
+    ledger.close()
+
+
+def endpoint_over(secrets: Secrets, api_class: type[SecretsManagerApi] = SecretsManagerApi,
+                  **options: Any) -> Endpoint:
+    return Endpoint(api_class(secrets), TrustingVerifier(Principals.of([ALICE])), **options)
+
+
+def drive(
+    endpoint: Endpoint,
+    chunks: list[bytes],
+    *,
+    target: str = "secretsmanager.ListSecrets",
+    disconnect: bool = False,
+) -> list[dict[str, Any]]:
+    """One HTTP request through the ASGI interface; the messages the app sent."""
+    scope = {
+        "type": "http", "method": "POST", "path": "/", "raw_path": b"/", "query_string": b"",
+        "headers": [(b"x-amz-target", target.encode()), (b"host", b"127.0.0.1")],
+        "client": ("127.0.0.1", 50000),
+    }
+    incoming = [{"type": "http.request", "body": chunk, "more_body": index < len(chunks) - 1}
+                for index, chunk in enumerate(chunks)]
+    if disconnect:
+        incoming[-1] = {"type": "http.disconnect"}
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0)
+
+    async def send(message: Any) -> None:
+        sent.append(dict(message))
+
+    asyncio.run(endpoint(scope, receive, send))
+    return sent
+
+
+def answer(sent: list[dict[str, Any]]) -> tuple[int, dict[bytes, bytes], dict[str, Any]]:
+    start, body = sent
+    return start["status"], dict(start["headers"]), json.loads(body["body"])
+
+
+def test_a_call_is_answered_as_aws_json_with_a_request_id(secrets: Secrets) -> None:
+    endpoint = endpoint_over(secrets)
+    status, headers, body = answer(drive(endpoint, [b'{"MaxRes', b'ults": 5}']))
+    assert (status, body) == (200, {"SecretList": []})
+    assert headers[b"content-type"] == b"application/x-amz-json-1.1"
+    assert headers[b"content-length"] == str(len(json.dumps(body))).encode()
+    assert len(headers[b"x-amzn-requestid"]) == 36
+    endpoint.close()
+
+
+def test_calls_beyond_the_pending_bound_are_turned_away_as_retryable(secrets: Secrets) -> None:
+    endpoint = endpoint_over(secrets, worker_threads=1, pending_calls_max=1)
+    endpoint.pending_calls = 1  # one call already waiting for the worker
+    status, _, body = answer(drive(endpoint, [b"{}"]))
+    assert (status, body["__type"]) == (503, "ServiceUnavailable")
+    endpoint.pending_calls = 0
+    assert answer(drive(endpoint, [b"{}"]))[0] == 200
+    endpoint.close()
+
+
+def test_a_client_that_leaves_mid_body_gets_nothing_and_costs_nothing(secrets: Secrets) -> None:
+    endpoint = endpoint_over(secrets)
+    assert drive(endpoint, [b'{"Max', b""], disconnect=True) == []
+    assert endpoint.pending_calls == 0
+    endpoint.close()
+
+
+def test_an_oversized_body_is_drained_and_refused_with_413(secrets: Secrets) -> None:
+    endpoint = endpoint_over(secrets, body_size_bytes_max=10, drain_size_bytes_max=100)
+    status, headers, body = answer(drive(endpoint, [b"{" + b" " * 20, b"}"]))
+    assert (status, body["__type"]) == (413, "RequestEntityTooLargeException")
+    assert b"connection" not in headers
+    status, headers, _ = answer(drive(endpoint, [b" " * 60, b" " * 60]))
+    assert status == 413 and headers[b"connection"] == b"close"
+    endpoint.close()
+
+
+def test_a_bug_is_an_aws_shaped_500_logged_without_its_message(
+    secrets: Secrets, caplog: pytest.LogCaptureFixture
+) -> None:
+    endpoint = endpoint_over(secrets, FailingApi)
+    with caplog.at_level(logging.ERROR, logger="ledger.http"):
+        status, _, body = answer(drive(endpoint, [b"{}"]))
+    assert (status, body) == (
+        500, {"__type": "InternalServiceError", "Message": "An error occurred on the server side."}
+    )
+    assert "RuntimeError" in caplog.text
+    assert "hunter2" not in caplog.text
+    endpoint.close()
+
+
+def test_lifespan_shutdown_closes_the_ledger_once(secrets: Secrets) -> None:
+    closed: list[str] = []
+    endpoint = endpoint_over(secrets, on_close=lambda: closed.append("closed"))
+    messages = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[str] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: Any) -> None:
+        sent.append(message["type"])
+
+    asyncio.run(endpoint({"type": "lifespan"}, receive, send))
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    endpoint.close()
+    assert closed == ["closed"]
+
+
+def test_timestamps_go_out_as_epoch_seconds_and_blobs_as_base64() -> None:
+    moment = datetime(2025, 3, 19, 9, 20, 11, 482_913, tzinfo=UTC)
+    assert to_wire({"CreatedDate": moment, "SecretBinary": b"\x00\xff", "List": [moment]}) == {
+        "CreatedDate": 1742376011.483,
+        "SecretBinary": "AP8=",
+        "List": [1742376011.483],
+    }
+
+
+def test_secret_binary_arrives_as_bytes() -> None:
+    encoded = base64.b64encode(b"\x00\x01\x02").decode()
+    assert decode_body(json.dumps({"SecretBinary": encoded}).encode()) == {
+        "SecretBinary": b"\x00\x01\x02"
+    }
+    assert decode_body(b"  ") == {}
+    with pytest.raises(SerializationException):
+        decode_body(b'{"SecretBinary": "@@@"}')
+
+
+def test_a_body_that_never_arrives_times_out_and_closes_the_connection(
+    secrets: Secrets,
+) -> None:
+    endpoint = endpoint_over(secrets, body_read_seconds_max=0.05)
+    scope = {
+        "type": "http", "method": "POST", "path": "/", "raw_path": b"/", "query_string": b"",
+        "headers": [(b"x-amz-target", b"secretsmanager.ListSecrets")], "client": None,
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.sleep(10)
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        sent.append(dict(message))
+
+    asyncio.run(endpoint(scope, receive, send))
+    status, headers, body = answer(sent)
+    assert (status, body["__type"]) == (408, "RequestTimeoutException")
+    assert headers[b"connection"] == b"close"
+    endpoint.close()

@@ -1,0 +1,301 @@
+"""`python3 tools/bench.py http`: one boto3 client against three servers, side by side.
+
+- floor: a constant-answer ASGI app under exactly the uvicorn settings of
+  `secretledger serve` (`ledger.cli.serve.server_config`): it reads the request
+  and returns a fixed PutSecretValue or GetSecretValue answer, so it measures the
+  client, HTTP and uvicorn, and nothing else;
+- moto server (``python -m moto.server``), the usual local stand-in;
+- secret-ledger: `secretledger serve` on SQLite (durable: WAL, synchronous=FULL),
+  verifying SigV4; twice: recording every read before answering it
+  (``--call-records durable``, the default) and queueing the read's record, which
+  is committed within milliseconds (``--call-records async``). Puts are durable
+  before they are answered in both.
+
+PutSecretValue and GetSecretValue calls per second for one client, in
+interleaved rounds (the order rotates, so noise from other work on the machine
+hits every server alike), median of the rounds, and each server's ratio to the
+floor. Target (issue 3): secret-ledger at 0.8 or more of the floor.
+
+Puts are spread over many secrets (a new one every 90 puts), as every server is
+given the same work and secret-ledger keeps AWS's limit of 100 versions younger
+than a day per secret.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import uvicorn
+from botocore.config import Config
+
+from ledger.auth import Principal, write_credentials_file
+from ledger.cli.serve import server_config
+
+REGION = "us-east-1"
+PRINCIPAL = Principal(
+    access_key_id="AKIABENCHMARK0000001",
+    secret_access_key="benchmark-secret-access-key-000000000000",
+    arn="arn:aws:iam::123456789012:user/benchmark",
+)
+VALUE = "v" * 32
+PUTS_PER_SECRET = 90
+READY_TIMEOUT_SECONDS = 60
+STOP_TIMEOUT_SECONDS = 30
+WARM_UP_CALLS = 20
+TARGET_RATIO = 0.8
+FLOOR_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:bench-AbCdEf"
+FLOOR_VERSION_ID = "00000000-0000-4000-8000-000000000000"
+FLOOR_ANSWERS = {
+    "secretsmanager.PutSecretValue": {
+        "ARN": FLOOR_ARN, "Name": "bench", "VersionId": FLOOR_VERSION_ID,
+        "VersionStages": ["AWSCURRENT"],
+    },
+    "secretsmanager.GetSecretValue": {
+        "ARN": FLOOR_ARN, "Name": "bench", "VersionId": FLOOR_VERSION_ID,
+        "SecretString": VALUE, "VersionStages": ["AWSCURRENT"], "CreatedDate": 1742376011.482,
+    },
+    "secretsmanager.CreateSecret": {"ARN": FLOOR_ARN, "Name": "bench"},
+}
+
+
+# --------------------------------------------------------------------------------------
+# The floor server (runs in its own process: `bench_http.py --serve-floor PORT`)
+# --------------------------------------------------------------------------------------
+
+
+class ConstantAnswers:
+    """A minimal ASGI app: reads the whole request, answers the fixed body for its target."""
+
+    def __init__(self) -> None:
+        self.bodies = {target: json.dumps(answer).encode() for target, answer in
+                       FLOOR_ANSWERS.items()}
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        while (await receive()).get("more_body"):
+            pass
+        target = dict(scope["headers"]).get(b"x-amz-target", b"").decode()
+        body = self.bodies.get(target, b"{}")
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"application/x-amz-json-1.1"),
+            (b"content-length", str(len(body)).encode()),
+            (b"x-amzn-requestid", FLOOR_VERSION_ID.encode()),
+        ]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def serve_floor(port: int) -> None:
+    uvicorn.Server(server_config(ConstantAnswers(), "127.0.0.1", port)).run()
+
+
+# --------------------------------------------------------------------------------------
+# Servers under test
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Subject:
+    label: str
+    command: list[str]
+    port: int
+    puts_per_second: list[float] = field(default_factory=list)
+    gets_per_second: list[float] = field(default_factory=list)
+    client: Any = None
+    put_count: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextmanager
+def running(subject: Subject, log_directory: Path) -> Iterator[None]:
+    log_path = log_directory / f"{subject.port}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(subject.command, stdout=log, stderr=subprocess.STDOUT,
+                                   cwd=log_directory)
+    try:
+        wait_until_listening(process, subject.port, log_path)
+        yield
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_until_listening(process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{log_path.read_text(errors='replace')}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"server on port {port} did not listen in {READY_TIMEOUT_SECONDS} s")
+
+
+def subjects(directory: Path, with_moto: bool) -> list[Subject]:
+    credentials = directory / "credentials.toml"
+    write_credentials_file(credentials, [PRINCIPAL])
+    floor_port, moto_port = free_port(), free_port()
+    ledger_port, async_port = free_port(), free_port()
+    chosen = [
+        Subject("constant answer (floor)",
+                [sys.executable, __file__, "--serve-floor", str(floor_port)], floor_port),
+    ]
+    if with_moto:
+        chosen.append(Subject(
+            "moto server",
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)],
+            moto_port,
+        ))
+    for call_records, port in (("durable", ledger_port), ("async", async_port)):
+        chosen.append(Subject(
+            f"secret-ledger (SQLite, {call_records} records)",
+            [sys.executable, "-c", "import sys; from ledger.cli import main; sys.exit(main())",
+             "serve", "--db", str(directory / f"ledger-{call_records}.db"),
+             "--port", str(port), "--credentials", str(credentials), "--region", REGION,
+             "--call-records", call_records],
+            port,
+        ))
+    return chosen
+
+
+# --------------------------------------------------------------------------------------
+# The client and the measurements
+# --------------------------------------------------------------------------------------
+
+
+def client_for(subject: Subject) -> Any:
+    return boto3.client(
+        "secretsmanager", endpoint_url=subject.url, region_name=REGION,
+        aws_access_key_id=PRINCIPAL.access_key_id,
+        aws_secret_access_key=PRINCIPAL.secret_access_key,
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+
+
+def put_secret_name(index: int) -> str:
+    return f"bench/put-{index // PUTS_PER_SECRET}"
+
+
+def prepare(subject: Subject, puts_total: int) -> None:
+    subject.client = client_for(subject)
+    for index in range(0, puts_total + PUTS_PER_SECRET, PUTS_PER_SECRET):
+        subject.client.create_secret(Name=put_secret_name(index))
+    subject.client.create_secret(Name="bench/get", SecretString=VALUE)
+    measure(functools.partial(put, subject), WARM_UP_CALLS)
+    measure(functools.partial(get, subject), WARM_UP_CALLS)
+
+
+def put(subject: Subject) -> None:
+    subject.client.put_secret_value(
+        SecretId=put_secret_name(subject.put_count), SecretString=VALUE
+    )
+    subject.put_count += 1
+
+
+def get(subject: Subject) -> None:
+    subject.client.get_secret_value(SecretId="bench/get")
+
+
+def measure(call: Callable[[], None], operations: int) -> float:
+    start = time.perf_counter()
+    for _ in range(operations):
+        call()
+    return operations / (time.perf_counter() - start)
+
+
+def run_rounds(chosen: list[Subject], rounds: int, operations: int) -> None:
+    for round_index in range(rounds):
+        shift = round_index % len(chosen)
+        for subject in chosen[shift:] + chosen[:shift]:
+            subject.puts_per_second.append(measure(functools.partial(put, subject), operations))
+            subject.gets_per_second.append(measure(functools.partial(get, subject), operations))
+
+
+def report(chosen: list[Subject], rounds: int, operations: int) -> None:
+    floor = chosen[0]
+    floor_put = statistics.median(floor.puts_per_second)
+    floor_get = statistics.median(floor.gets_per_second)
+    print(f"HTTP endpoint, one boto3 client, {len(VALUE)}-byte SecretString; "
+          f"median of {rounds} interleaved round(s) x {operations} calls per operation")
+    print(f"{'server':<44}{'Put ops/s':>11}{'ratio':>8}{'Get ops/s':>12}{'ratio':>8}")
+    for subject in chosen:
+        put_rate = statistics.median(subject.puts_per_second)
+        get_rate = statistics.median(subject.gets_per_second)
+        print(f"{subject.label:<44}{put_rate:>11.0f}{put_rate / floor_put:>8.2f}"
+              f"{get_rate:>12.0f}{get_rate / floor_get:>8.2f}")
+    for ledger in chosen[-2:]:
+        put_ratio = statistics.median(ledger.puts_per_second) / floor_put
+        get_ratio = statistics.median(ledger.gets_per_second) / floor_get
+        print(f"target >= {TARGET_RATIO} of the floor, {ledger.label}: "
+              f"Put {put_ratio:.2f} ({verdict(put_ratio)}), "
+              f"Get {get_ratio:.2f} ({verdict(get_ratio)})")
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+
+
+def verdict(ratio: float) -> str:
+    return "met" if ratio >= TARGET_RATIO else "missed"
+
+
+def main(arguments: list[str]) -> int:
+    if arguments[:1] == ["--serve-floor"]:
+        serve_floor(int(arguments[1]))
+        return 0
+    parser = argparse.ArgumentParser(prog="bench.py http", description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
+    parser.add_argument("--operations", type=int, default=300,
+                        help="calls per operation per round (default 300)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke test: 1 round of 20 calls, without moto")
+    parser.add_argument("--without-moto", action="store_true", help="skip the moto server")
+    options = parser.parse_args(arguments)
+    rounds, operations = (1, 20) if options.quick else (options.rounds, options.operations)
+    if rounds < 1 or operations < 1:
+        parser.error("--rounds and --operations must be positive")
+    with tempfile.TemporaryDirectory(prefix="bench-http-") as directory, ExitStack() as stack:
+        chosen = subjects(Path(directory), with_moto=not (options.quick or options.without_moto))
+        for subject in chosen:
+            stack.enter_context(running(subject, Path(directory)))
+        for subject in chosen:
+            prepare(subject, rounds * operations + WARM_UP_CALLS)
+        run_rounds(chosen, rounds, operations)
+        report(chosen, rounds, operations)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
