@@ -26,7 +26,7 @@ from eventsourcing.application import AggregateNotFoundError, Application, Proce
 from eventsourcing.domain import Snapshot
 from eventsourcing.persistence import IntegrityError, Recording, Transcoder
 
-from ledger.crypto import DecryptionError, Envelope, Keyring
+from ledger.crypto import DecryptionError, Envelope, Keyring, KeyringError
 from ledger.domain import (
     AWSCURRENT,
     SERVICE_PRINCIPAL,
@@ -675,7 +675,9 @@ class Secrets(Application[UUID]):
                 version_id=version["version_id"],
                 kind=version["kind"],
             )
-        except DecryptionError:
+        except (DecryptionError, KeyringError):
+            # KeyringError: the keyring lacks the key-encryption key that wrapped this
+            # version's data key (another or a lost keyring file): a decryption failure.
             raise DecryptionFailure(DECRYPTION_FAILURE_MESSAGE) from None
 
     def describe_secret(self, *, secret_id: str, request: RequestContext) -> Outcome:
