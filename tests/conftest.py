@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from ledger_helpers import Harness, open_harness
 
 if TYPE_CHECKING:
     import psycopg
@@ -172,3 +173,10 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     assert kind == "postgres", kind
     url: str = request.getfixturevalue("postgres_database_url")
     return url
+
+
+@pytest.fixture
+def manager(backend: str) -> Iterator[Harness]:
+    """A ledger on each backend with a fake clock, driven through the AWS-shaped API."""
+    with open_harness(backend) as harness:
+        yield harness

@@ -4,7 +4,6 @@ sections 8 and 9), including the recovery window and its lazy expiry."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -20,7 +19,6 @@ from ledger_helpers import (
     TOKEN_REQUIRED_MESSAGE,
     Harness,
     case,
-    open_harness,
     open_oracle,
     outcome_of,
     token,
@@ -40,12 +38,6 @@ WINDOW_MESSAGE = "The RecoveryWindowInDays value must be between 7 and 30 days (
 WINDOW_AND_FORCE_MESSAGE = (
     "You can't use ForceDeleteWithoutRecovery in conjunction with RecoveryWindowInDays."
 )
-
-
-@pytest.fixture
-def manager(backend: str) -> Iterator[Harness]:
-    with open_harness(backend) as harness:
-        yield harness
 
 
 def arn_pattern(name: str) -> re.Pattern[str]:

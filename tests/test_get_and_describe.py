@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -15,7 +14,6 @@ from ledger_helpers import (
     NOT_FOUND_MESSAGE,
     START,
     Harness,
-    open_harness,
     open_oracle,
     outcome_of,
     token,
@@ -26,12 +24,6 @@ from ledger.domain import ApiCall
 NAME = "team/app/db"
 VALUE_MESSAGE_PREFIX = "Secrets Manager can't find the specified secret value for"
 MISMATCH_MESSAGE = "You provided a VersionStage that is not associated to the provided VersionId."
-
-
-@pytest.fixture
-def manager(backend: str) -> Iterator[Harness]:
-    with open_harness(backend) as harness:
-        yield harness
 
 
 @pytest.fixture

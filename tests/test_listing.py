@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -17,18 +16,11 @@ from ledger_helpers import (
     START,
     Harness,
     case,
-    open_harness,
     token,
 )
 
 NAME = "billing/ledger"
 INVALID_TOKEN_MESSAGE = "The NextToken value is not valid."
-
-
-@pytest.fixture
-def manager(backend: str) -> Iterator[Harness]:
-    with open_harness(backend) as harness:
-        yield harness
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ value rules and quotas (semantics reference, section 2), on every backend."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,7 +21,6 @@ from ledger_helpers import (
     case,
     label,
     labelled_only,
-    open_harness,
     open_oracle,
     run_step,
     short_label_map,
@@ -34,12 +32,6 @@ from ledger_helpers import (
 from ledger.domain import ApiCall, Secret
 
 NAME = "payments/api-key"
-
-
-@pytest.fixture
-def manager(backend: str) -> Iterator[Harness]:
-    with open_harness(backend) as harness:
-        yield harness
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -24,12 +24,6 @@ from ledger.crypto import Keyring
 
 HIERARCHICAL_NAME = "team/app/db"
 PARTIAL_PREFIX = "arn:aws:secretsmanager:us-east-1:123456789012:secret:"
-
-
-@pytest.fixture
-def manager(backend: str) -> Iterator[Harness]:
-    with open_harness(backend) as harness:
-        yield harness
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ LimitExceededException and changes nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -27,12 +26,6 @@ from ledger.domain import Secret
 NAME = "busy/secret"
 THRESHOLD = 100
 DAY = timedelta(hours=24)
-
-
-@pytest.fixture
-def manager(backend: str) -> Iterator[Harness]:
-    with open_harness(backend) as harness:
-        yield harness
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ reference, section 7). Every refusal changes nothing at all."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,7 +18,6 @@ from ledger_helpers import (
     case,
     label,
     labelled_only,
-    open_harness,
     open_oracle,
     outcome_of,
     run_step,
@@ -31,12 +29,6 @@ from ledger_helpers import (
 from ledger.domain import Secret
 
 NAME = "orders/db"
-
-
-@pytest.fixture
-def manager(backend: str) -> Iterator[Harness]:
-    with open_harness(backend) as harness:
-        yield harness
 
 
 @pytest.fixture
