@@ -44,6 +44,23 @@ ALICE = Principal(
     secret_access_key="alice-secret-access-key-0000000000000000",
     arn=f"arn:aws:iam::{ACCOUNT_ID}:user/alice",
 )
+
+SIGNATURE_MISMATCH = (
+    "The request signature we calculated does not match the signature you provided. "
+    "Check your AWS Secret Access Key and signing method. "
+    "Consult the service documentation for details."
+)
+UNRECOGNIZED = "The security token included in the request is invalid."
+MALLORY = Principal(
+    access_key_id="AKIAEXAMPLEMALLORY03",
+    secret_access_key="mallory-secret-access-key-00000000000000",
+    arn="arn:aws:iam::111122223333:user/mallory",
+)
+ALICE_WITH_WRONG_SECRET = Principal(
+    access_key_id=ALICE.access_key_id,
+    secret_access_key="not-alices-secret-access-key-0000000000",
+    arn=ALICE.arn,
+)
 BOB = Principal(
     access_key_id="AKIAEXAMPLEBOB000002",
     secret_access_key="bob-secret-access-key-00000000000000000000",

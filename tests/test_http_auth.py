@@ -17,6 +17,10 @@ import pytest
 from botocore.exceptions import ClientError
 from http_harness import (
     ALICE,
+    ALICE_WITH_WRONG_SECRET,
+    MALLORY,
+    SIGNATURE_MISMATCH,
+    UNRECOGNIZED,
     RunningServer,
     calls_with_request_id,
     secret_event_count,
@@ -24,26 +28,8 @@ from http_harness import (
     target_headers,
 )
 
-from ledger.auth import Principal
-
 pytestmark = pytest.mark.slow
 
-SIGNATURE_MISMATCH = (
-    "The request signature we calculated does not match the signature you provided. "
-    "Check your AWS Secret Access Key and signing method. "
-    "Consult the service documentation for details."
-)
-UNRECOGNIZED = "The security token included in the request is invalid."
-MALLORY = Principal(
-    access_key_id="AKIAEXAMPLEMALLORY03",
-    secret_access_key="mallory-secret-access-key-00000000000000",
-    arn="arn:aws:iam::111122223333:user/mallory",
-)
-ALICE_WITH_WRONG_SECRET = Principal(
-    access_key_id=ALICE.access_key_id,
-    secret_access_key="not-alices-secret-access-key-0000000000",
-    arn=ALICE.arn,
-)
 
 
 @pytest.fixture(scope="module")

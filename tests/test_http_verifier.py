@@ -11,7 +11,15 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from http_harness import ALICE, REGION, target_headers
+from http_harness import (
+    ALICE,
+    ALICE_WITH_WRONG_SECRET,
+    MALLORY,
+    REGION,
+    SIGNATURE_MISMATCH,
+    UNRECOGNIZED,
+    target_headers,
+)
 
 from ledger.auth import (
     CredentialsFileError,
@@ -22,23 +30,6 @@ from ledger.auth import (
     SignatureVerifier,
     new_principal,
     write_credentials_file,
-)
-
-SIGNATURE_MISMATCH = (
-    "The request signature we calculated does not match the signature you provided. "
-    "Check your AWS Secret Access Key and signing method. "
-    "Consult the service documentation for details."
-)
-UNRECOGNIZED = "The security token included in the request is invalid."
-MALLORY = Principal(
-    access_key_id="AKIAEXAMPLEMALLORY03",
-    secret_access_key="mallory-secret-access-key-00000000000000",
-    arn="arn:aws:iam::111122223333:user/mallory",
-)
-ALICE_WITH_WRONG_SECRET = Principal(
-    access_key_id=ALICE.access_key_id,
-    secret_access_key="not-alices-secret-access-key-0000000000",
-    arn=ALICE.arn,
 )
 
 NOW = datetime(2025, 3, 19, 12, 0, 0, tzinfo=UTC)
