@@ -207,13 +207,15 @@ class Secrets(Application[UUID]):
         return recordings
 
     def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
-        """Keep a copy of each saved aggregate in the cache, so the next command does
-        not fold the events it has just written again."""
+        """Keep a copy of each saved secret and name in the cache, so the next command
+        does not fold the events it has just written again. (Call records are never
+        read back through the repository, so they stay out of the cache.)"""
         recordings = super()._record(processing_event)
         cache = self.repository.cache
         if cache is not None:
             for aggregate_id, aggregate in processing_event.aggregates.items():
-                cache.put(aggregate_id, deepcopy(aggregate))
+                if isinstance(aggregate, Secret | SecretName):
+                    cache.put(aggregate_id, deepcopy(aggregate))
         return recordings
 
     def _take_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:
