@@ -1,0 +1,740 @@
+"""The audit projection: one CloudTrail-style record per API call, plus service events.
+
+Which events make which records (shapes: :mod:`projections.cloudtrail`):
+
+* A successful mutation's events all carry its request context; the first event of
+  the request on a ``Secret`` stream makes the one ``AwsApiCall`` record (eventTime:
+  that event's time). ``SecretName`` events make no record.
+* ``ApiCall.Recorded`` (reads, idempotent replays, no-op mutations, failures,
+  denials) makes one ``AwsApiCall`` record each, with errorCode/errorMessage for
+  failures.
+* Service events (``AwsServiceEvent``), one per version, ordered by version creation:
+  ``StartSecretVersionDelete`` when a deletion is scheduled, ``CancelSecretVersionDelete``
+  when it is restored, ``EndSecretVersionDelete`` when versions really go (a forced
+  delete, the service's purge after the recovery window, or retention removing a
+  deprecated version: ``VersionRemoved``). A put that takes AWSPENDING off the old
+  current version (rule P6) makes a ``RotationAbandoned`` for that version. The
+  service's own purge (principal ``secretsmanager.amazonaws.com``) makes no
+  ``AwsApiCall`` record.
+
+Storage: a record is stored as its fields, one row of ``projection_audit_records``:
+the ones searched by in columns (time, event name, principal, secret, error code,
+account, region), the others (request id, allow-listed request parameters, user
+agent, served version, …) in one msgpack blob; it is rendered into its CloudTrail
+JSON when read or exported, by one deterministic function (:func:`render`), so that
+rebuilding writes a fraction of the bytes. Rows are keyed by ``record_key = position * 65536 +
+sequence``: the log position of the event that made the record, then 0 for the API
+call record and 1, 2, … for service records; rebuilding therefore appends in key
+order. The API call record of a request is made by its first event: a request's
+events are contiguous in the log (one transaction), so the projection keeps the id of
+the last request it recorded (``projection_audit_state``, written with the rows and
+the position) and skips the request's later events.
+
+Secrets are keyed by ``secret_key``, the position of their ``Secret.Created``; a call
+that resolved no secret keeps the ``secretId``/``name`` the caller sent
+(``secret_reference``), so that both can be searched.
+
+No secret value can reach a record: events carry values only as ciphertext in
+``VersionCreated``, which this projection reads for the version id alone, and
+request parameters are allow-listed on the write side.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar, Final, NamedTuple
+from uuid import UUID
+
+from ledger.domain import AWSPENDING, SERVICE_PRINCIPAL, ApiCall, Secret
+from ledger.storage import MsgpackTranscoder
+from projections.base import Projection, from_microseconds, to_microseconds
+from projections.cloudtrail import (
+    API_CALL,
+    RECORDS_PER_FILE_MAX,
+    SERVICE_EVENT,
+    LogFileGroup,
+    LogFileWriter,
+    api_call_record,
+    format_event_time,
+    record_text,
+    service_event_record,
+)
+from projections.labels import ARN_PARTS
+from projections.log import Entry, LogReader
+from projections.store import ViewCursor, ViewStore
+
+AUDIT_PROJECTION_NAME: Final = "audit"
+MICROSECONDS_PER_HOUR: Final = 3_600_000_000
+SECRET_CACHE_SIZE_MAX: Final = 100_000
+SEQUENCES_PER_POSITION: Final = 1 << 16
+RECORDED_REQUEST_STATE: Final = "recorded_request_id"
+QUERY_PAGE_SIZE: Final = 1_000
+TRANSCODER: Final = MsgpackTranscoder()
+PUT_OPERATIONS: Final = frozenset({"CreateSecret", "PutSecretValue", "UpdateSecret"})
+
+
+@dataclass(frozen=True)
+class _KnownSecret:
+    secret_key: int
+    arn: str
+    name: str
+
+
+@dataclass
+class _Pending:
+    recorded_request_id: str
+    records: list[tuple[Any, ...]] = field(default_factory=list)
+    extra_resources: list[tuple[int, int]] = field(default_factory=list)
+    secrets: dict[UUID, _KnownSecret] = field(default_factory=dict)
+
+
+class AuditProjection(Projection):
+    """CloudTrail-style records (see the module docstring)."""
+
+    name: ClassVar[str] = AUDIT_PROJECTION_NAME
+    version: ClassVar[int] = 5
+    tables: ClassVar[tuple[str, ...]] = (
+        "projection_audit_records",
+        "projection_audit_resources",
+        "projection_audit_secrets",
+        "projection_audit_state",
+    )
+    retired: ClassVar[tuple[str, ...]] = ("projection_audit_versions",)
+
+    def __init__(self, log: LogReader) -> None:
+        self.log = log
+        # Secret id (as an int) -> key, ARN and name; ARN -> key: facts of the log that
+        # never change, so safe to keep across batches and rolled-back transactions.
+        self._by_id: OrderedDict[int, _KnownSecret] = OrderedDict()
+        self._by_arn: OrderedDict[str, int] = OrderedDict()
+
+    def create_statements(self, store: ViewStore) -> list[str]:
+        keyed = store.table_options()
+        key = store.integer_key_type()
+        return [
+            "CREATE TABLE IF NOT EXISTS projection_audit_records ("
+            f"record_key {key} PRIMARY KEY, event_time BIGINT NOT NULL, "
+            "event_hour BIGINT NOT NULL, event_name TEXT NOT NULL, "
+            "principal_arn TEXT NOT NULL, secret_key BIGINT, secret_reference TEXT, "
+            "error_code TEXT, account_id TEXT NOT NULL, region TEXT NOT NULL, "
+            f"details {store.blob_type()} NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS projection_audit_resources ("
+            "secret_key BIGINT NOT NULL, record_key BIGINT NOT NULL, "
+            f"PRIMARY KEY (secret_key, record_key)){keyed}",
+            "CREATE TABLE IF NOT EXISTS projection_audit_secrets ("
+            f"secret_key {key} PRIMARY KEY, secret_id TEXT NOT NULL UNIQUE, "
+            "arn TEXT NOT NULL UNIQUE, name TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS projection_audit_state ("
+            f"name TEXT PRIMARY KEY, value TEXT NOT NULL){keyed}",
+        ]
+
+    def forget(self) -> None:
+        """The caches hold only facts of the log (secret keys, ARNs): nothing to drop."""
+
+    def deferred_statements(self, store: ViewStore) -> list[str]:
+        return [
+            "CREATE INDEX IF NOT EXISTS projection_audit_records_by_secret "
+            "ON projection_audit_records (secret_key, record_key)",
+            "CREATE INDEX IF NOT EXISTS projection_audit_records_by_reference "
+            "ON projection_audit_records (secret_reference, record_key) "
+            "WHERE secret_reference IS NOT NULL",
+            "CREATE INDEX IF NOT EXISTS projection_audit_records_by_principal "
+            "ON projection_audit_records (principal_arn, record_key)",
+            "CREATE INDEX IF NOT EXISTS projection_audit_records_by_hour "
+            "ON projection_audit_records (event_hour, record_key)",
+            "CREATE INDEX IF NOT EXISTS projection_audit_secrets_by_name "
+            "ON projection_audit_secrets (name)",
+        ]
+
+    def process(self, cursor: ViewCursor, entries: Sequence[Entry]) -> None:
+        row = cursor.execute(
+            "SELECT value FROM projection_audit_state WHERE name = ?", (RECORDED_REQUEST_STATE,)
+        ).fetchone()
+        pending = _Pending(recorded_request_id=row[0] if row is not None else "")
+        handlers = self._handlers
+        for position, event in entries:
+            handler = handlers.get(type(event))
+            if handler is not None:
+                handler(self, cursor, pending, position, event)
+        self._write(cursor, pending)
+
+    # Secrets and versions known to this projection
+
+    def _remember(self, secret_id: UUID, known: _KnownSecret) -> None:
+        self._by_id[secret_id.int] = known
+        self._by_arn[known.arn] = known.secret_key
+        if len(self._by_id) > SECRET_CACHE_SIZE_MAX:
+            self._by_id.popitem(last=False)
+        if len(self._by_arn) > SECRET_CACHE_SIZE_MAX:
+            self._by_arn.popitem(last=False)
+
+    def _secret(self, cursor: ViewCursor, secret_id: UUID) -> _KnownSecret:
+        known = self._by_id.get(secret_id.int)
+        if known is None:
+            row = cursor.execute(
+                "SELECT secret_key, arn, name FROM projection_audit_secrets WHERE secret_id = ?",
+                (secret_id.hex,),
+            ).fetchone()
+            assert row is not None, "every Secret stream starts with Secret.Created"
+            known = _KnownSecret(row[0], row[1], row[2])
+            self._remember(secret_id, known)
+        return known
+
+    def _key_of_arn(self, cursor: ViewCursor, arn: str) -> int | None:
+        secret_key = self._by_arn.get(arn)
+        if secret_key is None:
+            row = cursor.execute(
+                "SELECT secret_key FROM projection_audit_secrets WHERE arn = ?", (arn,)
+            ).fetchone()
+            secret_key = None if row is None else int(row[0])
+        return secret_key
+
+    def _live_versions(self, event: Any) -> list[str]:
+        """The secret's versions just before ``event``, in creation order: read from the
+        secret's own stream (only deletions and restorations ask, so this is rare)."""
+        stored = self.log.recorder.select_events(
+            event.originator_id, lte=event.originator_version - 1
+        )
+        versions: dict[str, None] = {}
+        for item in stored:
+            earlier = self.log.mapper.to_domain_event(item)
+            if isinstance(earlier, Secret.VersionCreated):
+                versions[earlier.version_id] = None
+            elif isinstance(earlier, Secret.VersionRemoved):
+                del versions[earlier.version_id]
+        return list(versions)
+
+    # Records
+
+    def _api_call_row(
+        self,
+        pending: _Pending,
+        position: int,
+        event: Any,
+        *,
+        read_only: bool,
+        secret_keys: Sequence[int],
+        version_id: str | None = None,
+        deletion_date: datetime | None = None,
+        resources: list[dict[str, str | None]] | None = None,
+        error_code: str | None = None,
+        error_message: str | None = None,
+    ) -> None:
+        request = event.request
+        record_key = position * SEQUENCES_PER_POSITION
+        event_time = to_microseconds(event.timestamp)
+        parameters = request["parameters"]
+        details = [  # the fields of Details, in order
+            API_CALL,
+            request["access_key_id"],
+            request["source_ip"],
+            request["user_agent"],
+            request["request_id"],
+            parameters or None,
+            read_only,
+            error_message,
+            version_id,
+            None if deletion_date is None else to_microseconds(deletion_date),
+            resources,
+        ]
+        pending.records.append(
+            (
+                record_key,
+                event_time,
+                event_time // MICROSECONDS_PER_HOUR,
+                request["operation"],
+                request["principal_arn"],
+                secret_keys[0] if secret_keys else None,
+                None if secret_keys else secret_reference(parameters),
+                error_code,
+                request["account_id"],
+                request["region"],
+                TRANSCODER.encode(details),
+            )
+        )
+        pending.extra_resources += [(secret_key, record_key) for secret_key in secret_keys[1:]]
+
+    def _service_rows(
+        self,
+        pending: _Pending,
+        event_name: str,
+        position: int,
+        event: Any,
+        known: _KnownSecret,
+        version_ids: Sequence[str],
+    ) -> None:
+        """Service events about versions, caused by the request of ``event``."""
+        assert len(version_ids) < SEQUENCES_PER_POSITION, "records of one event are bounded"
+        request = event.request
+        event_time = to_microseconds(event.timestamp)
+        for offset, version_id in enumerate(version_ids):
+            details = [  # the fields of Details, in order
+                SERVICE_EVENT,
+                "",
+                SERVICE_PRINCIPAL,
+                SERVICE_PRINCIPAL,
+                request["request_id"],
+                None,
+                False,
+                None,
+                version_id,
+                None,
+                None,
+            ]
+            pending.records.append(
+                (
+                    position * SEQUENCES_PER_POSITION + 1 + offset,
+                    event_time,
+                    event_time // MICROSECONDS_PER_HOUR,
+                    event_name,
+                    SERVICE_PRINCIPAL,
+                    known.secret_key,
+                    None,
+                    None,
+                    request["account_id"],
+                    request["region"],
+                    TRANSCODER.encode(details),
+                )
+            )
+
+    def _mutation_record(
+        self,
+        cursor: ViewCursor,
+        pending: _Pending,
+        position: int,
+        event: Any,
+        *,
+        deletion_date: datetime | None = None,
+    ) -> None:
+        """The API call record of a successful mutation, once per request."""
+        request = event.request
+        request_id = request["request_id"]
+        if request_id == pending.recorded_request_id:
+            return
+        if request["principal_arn"] == SERVICE_PRINCIPAL:
+            return
+        pending.recorded_request_id = request_id
+        known = self._secret(cursor, event.originator_id)
+        self._api_call_row(
+            pending,
+            position,
+            event,
+            read_only=False,
+            secret_keys=[known.secret_key],
+            deletion_date=deletion_date,
+        )
+
+    # Handlers
+
+    def _on_created(
+        self, cursor: ViewCursor, pending: _Pending, position: int, event: Secret.Created
+    ) -> None:
+        known = _KnownSecret(position, event.arn, event.name)
+        pending.secrets[event.originator_id] = known
+        self._remember(event.originator_id, known)
+        self._mutation_record(cursor, pending, position, event)
+
+    def _on_label_moved(
+        self, cursor: ViewCursor, pending: _Pending, position: int, event: Secret.LabelMoved
+    ) -> None:
+        self._mutation_record(cursor, pending, position, event)
+        abandoned = (
+            event.label == AWSPENDING
+            and event.to_version_id is None
+            and event.from_version_id is not None
+            and event.request["operation"] in PUT_OPERATIONS
+        )
+        if abandoned:
+            assert event.from_version_id is not None
+            known = self._secret(cursor, event.originator_id)
+            self._service_rows(
+                pending, "RotationAbandoned", position, event, known, [event.from_version_id]
+            )
+
+    def _on_mutation(
+        self, cursor: ViewCursor, pending: _Pending, position: int, event: Any
+    ) -> None:
+        self._mutation_record(cursor, pending, position, event)
+
+    def _on_version_removed(
+        self, cursor: ViewCursor, pending: _Pending, position: int, event: Secret.VersionRemoved
+    ) -> None:
+        self._mutation_record(cursor, pending, position, event)
+        known = self._secret(cursor, event.originator_id)
+        self._service_rows(
+            pending, "EndSecretVersionDelete", position, event, known, [event.version_id]
+        )
+
+    def _on_deletion_scheduled(
+        self, cursor: ViewCursor, pending: _Pending, position: int, event: Secret.DeletionScheduled
+    ) -> None:
+        self._mutation_record(cursor, pending, position, event, deletion_date=event.deletion_date)
+        self._version_service_rows(cursor, pending, "StartSecretVersionDelete", position, event)
+
+    def _on_restored(
+        self, cursor: ViewCursor, pending: _Pending, position: int, event: Secret.Restored
+    ) -> None:
+        self._mutation_record(cursor, pending, position, event)
+        self._version_service_rows(cursor, pending, "CancelSecretVersionDelete", position, event)
+
+    def _on_deleted(
+        self, cursor: ViewCursor, pending: _Pending, position: int, event: Secret.Deleted
+    ) -> None:
+        self._mutation_record(cursor, pending, position, event, deletion_date=event.timestamp)
+        self._version_service_rows(cursor, pending, "EndSecretVersionDelete", position, event)
+
+    def _version_service_rows(
+        self, cursor: ViewCursor, pending: _Pending, event_name: str, position: int, event: Any
+    ) -> None:
+        """One service event per version the secret had when ``event`` happened."""
+        known = self._secret(cursor, event.originator_id)
+        self._service_rows(pending, event_name, position, event, known, self._live_versions(event))
+
+    def _on_api_call(
+        self, cursor: ViewCursor, pending: _Pending, position: int, event: ApiCall.Recorded
+    ) -> None:
+        pending.recorded_request_id = event.request["request_id"]
+        resources: list[dict[str, str | None]] = [
+            {"secret_arn": str(resource["secret_arn"]), "version_id": resource.get("version_id")}
+            for resource in event.resources
+            if resource.get("secret_arn")
+        ]
+        keys = [self._key_of_arn(cursor, str(resource["secret_arn"])) for resource in resources]
+        secret_keys = list(dict.fromkeys(key for key in keys if key is not None))
+        flat = len(resources) == 1 and keys[0] is not None
+        self._api_call_row(
+            pending,
+            position,
+            event,
+            read_only=event.read_only,
+            secret_keys=secret_keys,
+            version_id=resources[0]["version_id"] if flat else None,
+            resources=resources if resources and not flat else None,
+            error_code=event.error_code,
+            error_message=event.error_message,
+        )
+
+    _handlers: ClassVar[dict[type, Any]] = {
+        Secret.Created: _on_created,
+        Secret.VersionCreated: _on_mutation,
+        Secret.LabelMoved: _on_label_moved,
+        Secret.MetadataUpdated: _on_mutation,
+        Secret.VersionRemoved: _on_version_removed,
+        Secret.DeletionScheduled: _on_deletion_scheduled,
+        Secret.Restored: _on_restored,
+        Secret.Deleted: _on_deleted,
+        ApiCall.Recorded: _on_api_call,
+    }
+
+    def _write(self, cursor: ViewCursor, pending: _Pending) -> None:
+        cursor.executemany(
+            "INSERT INTO projection_audit_secrets VALUES (?, ?, ?, ?)",
+            [
+                (known.secret_key, secret_id.hex, known.arn, known.name)
+                for secret_id, known in pending.secrets.items()
+            ],
+        )
+        cursor.executemany(
+            "INSERT INTO projection_audit_records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            pending.records,
+        )
+        cursor.executemany(
+            "INSERT INTO projection_audit_resources VALUES (?, ?)", pending.extra_resources
+        )
+        cursor.execute(
+            "INSERT INTO projection_audit_state VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            (RECORDED_REQUEST_STATE, pending.recorded_request_id),
+        )
+
+
+def secret_reference(parameters: Mapping[str, Any]) -> str | None:
+    """The secret as the caller named it (``secretId``, or ``name`` for CreateSecret)."""
+    reference = parameters.get("secretId", parameters.get("name"))
+    return reference if isinstance(reference, str) else None
+
+
+# --------------------------------------------------------------------------------------
+# Rendering
+# --------------------------------------------------------------------------------------
+
+
+class Details(NamedTuple):
+    """The fields of a record that are not searched by: one msgpack blob per row."""
+
+    event_type: str
+    access_key_id: str
+    source_ip: str
+    user_agent: str
+    request_id: str
+    parameters: dict[str, Any] | None
+    read_only: bool
+    error_message: str | None
+    version_id: str | None
+    deletion_date: int | None
+    resources: list[dict[str, Any]] | None
+
+
+class RecordRow(NamedTuple):
+    """A stored record with its secret's ARN and name (see RECORD_COLUMNS)."""
+
+    record_key: int
+    event_time: int
+    event_name: str
+    principal_arn: str
+    secret_reference: str | None
+    error_code: str | None
+    account_id: str
+    region: str
+    details: bytes
+    secret_arn: str | None
+    secret_name: str | None
+
+
+RECORDS_FROM: Final = (
+    "projection_audit_records r LEFT JOIN projection_audit_secrets s ON s.secret_key = r.secret_key"
+)
+RECORD_COLUMNS: Final = (
+    "r.record_key, r.event_time, r.event_name, r.principal_arn, r.secret_reference, "
+    "r.error_code, r.account_id, r.region, r.details, s.arn, s.name"
+)
+
+
+def render(row: RecordRow) -> dict[str, Any]:
+    """The CloudTrail record of a stored row: a pure function of the row."""
+    details = Details(*TRANSCODER.decode(bytes(row.details)))
+    event_time = from_microseconds(row.event_time)
+    request = {
+        "request_id": details.request_id,
+        "principal_arn": row.principal_arn,
+        "access_key_id": details.access_key_id,
+        "source_ip": details.source_ip,
+        "user_agent": details.user_agent,
+        "region": row.region,
+        "account_id": row.account_id,
+        "operation": row.event_name,
+        "parameters": details.parameters or {},
+    }
+    if details.event_type == SERVICE_EVENT:
+        assert row.secret_arn is not None and details.version_id is not None
+        return service_event_record(
+            row.event_name,
+            request=request,
+            event_time=event_time,
+            secret_arn=row.secret_arn,
+            version_id=details.version_id,
+        )
+    resources: list[dict[str, Any]] = []
+    if details.resources is not None:
+        resources = details.resources
+    elif row.secret_arn is not None:
+        resources = [{"secret_arn": row.secret_arn, "version_id": details.version_id}]
+    response: dict[str, Any] | None = None
+    if row.error_code is None and not details.read_only and resources:
+        response = {"arn": resources[0]["secret_arn"]}
+        if details.deletion_date is not None:
+            response["name"] = row.secret_name
+            response["deletionDate"] = format_event_time(from_microseconds(details.deletion_date))
+    return api_call_record(
+        request,
+        event_time=event_time,
+        read_only=details.read_only,
+        response_elements=response,
+        additional_event_data=resources_data(resources),
+        error_code=row.error_code,
+        error_message=details.error_message,
+    )
+
+
+def resources_data(resources: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """``additionalEventData``: the resolved secret(s) and the version(s) served."""
+    if not resources:
+        return None
+    if len(resources) == 1:
+        data = {"secretLedger.secretArn": resources[0]["secret_arn"]}
+        if resources[0].get("version_id"):
+            data["secretLedger.resolvedVersionId"] = resources[0]["version_id"]
+        return data
+    return {
+        "secretLedger.resources": [
+            {"secretArn": resource["secret_arn"]}
+            | ({"resolvedVersionId": resource["version_id"]} if resource.get("version_id") else {})
+            for resource in resources
+        ]
+    }
+
+
+# --------------------------------------------------------------------------------------
+# Queries and export
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """Which records: all given conditions must hold; times are inclusive.
+
+    ``secret``: a full ARN matches that secret; a name or partial ARN matches every
+    secret that ever had that name, and also calls that named it but resolved to no
+    secret (e.g. failed calls on a name that did not exist).
+    """
+
+    secret: str | None = None
+    principal_arn: str | None = None
+    event_name: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """A record in the log: its place, the fields it is searched by, and its content.
+    ``secret`` is the resolved secret's ARN, else the secret as the caller named it."""
+
+    position: int
+    sequence: int
+    event_time: datetime
+    event_name: str
+    principal_arn: str
+    secret: str | None
+    error_code: str | None
+    request_id: str
+    record: dict[str, Any]
+
+    @property
+    def text(self) -> str:
+        """The record as CloudTrail JSON (compact, keys in CloudTrail's order)."""
+        return record_text(self.record)
+
+
+class AuditQueries:
+    """Reading and exporting audit records; bounded memory (keyset pages)."""
+
+    def __init__(self, store: ViewStore) -> None:
+        self.store = store
+
+    def records(self, audit_filter: AuditFilter | None = None) -> Iterator[AuditRecord]:
+        """Matching records in log order (position, then sequence), read page by page."""
+        conditions, parameters = self._conditions(audit_filter or AuditFilter())
+        for row in self._rows(conditions, parameters):
+            position, sequence = divmod(row.record_key, SEQUENCES_PER_POSITION)
+            record = render(row)
+            yield AuditRecord(
+                position=position,
+                sequence=sequence,
+                event_time=from_microseconds(row.event_time),
+                event_name=row.event_name,
+                principal_arn=row.principal_arn,
+                secret=row.secret_arn or row.secret_reference,
+                error_code=row.error_code,
+                request_id=record["requestID"],
+                record=record,
+            )
+
+    def _rows(self, conditions: list[str], parameters: list[Any]) -> Iterator[RecordRow]:
+        """Rows in record_key order, ``QUERY_PAGE_SIZE`` at a time."""
+        after = -1
+        while True:
+            with self.store.read() as cursor:
+                rows = cursor.execute(
+                    f"SELECT {RECORD_COLUMNS} FROM {RECORDS_FROM} WHERE r.record_key > ?"
+                    + "".join(f" AND {condition}" for condition in conditions)
+                    + f" ORDER BY r.record_key LIMIT {QUERY_PAGE_SIZE}",
+                    (after, *parameters),
+                ).fetchall()
+            yield from (RecordRow(*row) for row in rows)
+            if len(rows) < QUERY_PAGE_SIZE:
+                return
+            after = rows[-1][0]
+
+    def _conditions(self, audit_filter: AuditFilter) -> tuple[list[str], list[Any]]:
+        conditions: list[str] = []
+        parameters: list[Any] = []
+        if audit_filter.secret is not None:
+            keys = self._keys_for(audit_filter.secret)
+            marks = ", ".join("?" for _ in keys) or "NULL"
+            conditions.append(
+                f"(r.secret_key IN ({marks}) OR r.secret_reference = ? OR EXISTS "
+                "(SELECT 1 FROM projection_audit_resources x "
+                f"WHERE x.secret_key IN ({marks}) AND x.record_key = r.record_key))"
+            )
+            parameters += [*keys, audit_filter.secret, *keys]
+        if audit_filter.principal_arn is not None:
+            conditions.append("r.principal_arn = ?")
+            parameters.append(audit_filter.principal_arn)
+        if audit_filter.event_name is not None:
+            conditions.append("r.event_name = ?")
+            parameters.append(audit_filter.event_name)
+        if audit_filter.since is not None:
+            conditions.append("r.event_time >= ?")
+            parameters.append(to_microseconds(audit_filter.since))
+        if audit_filter.until is not None:
+            conditions.append("r.event_time <= ?")
+            parameters.append(to_microseconds(audit_filter.until))
+        return conditions, parameters
+
+    def _keys_for(self, secret: str) -> list[int]:
+        """A full ARN: its secret; a name or partial ARN: every secret of that name."""
+        name, prefix = secret, ""
+        with self.store.read() as cursor:
+            if secret.startswith("arn:"):
+                parts = secret.split(":", ARN_PARTS - 1)
+                if len(parts) != ARN_PARTS:
+                    return []
+                row = cursor.execute(
+                    "SELECT secret_key FROM projection_audit_secrets WHERE arn = ?", (secret,)
+                ).fetchone()
+                if row is not None:
+                    return [int(row[0])]
+                name, prefix = parts[6], ":".join(parts[:6]) + ":"
+            rows = cursor.execute(
+                "SELECT secret_key, arn FROM projection_audit_secrets WHERE name = ? "
+                "ORDER BY secret_key",
+                (name,),
+            ).fetchall()
+        return [int(secret_key) for secret_key, arn in rows if arn.startswith(prefix)]
+
+    def export(
+        self,
+        directory: Path,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        records_per_file_max: int = RECORDS_PER_FILE_MAX,
+    ) -> list[Path]:
+        """Write CloudTrail log files for the records in the time range: per account,
+        region and hour of eventTime, the records in (position, sequence) order, split
+        every ``records_per_file_max`` records. The same records always give the same
+        files, byte for byte (see :class:`LogFileWriter`)."""
+        conditions, parameters = self._conditions(AuditFilter(since=since, until=until))
+        where = "".join(f" AND {condition}" for condition in conditions)
+        with self.store.read() as cursor:
+            groups = cursor.execute(
+                "SELECT DISTINCT r.event_hour, r.account_id, r.region "
+                f"FROM projection_audit_records r WHERE r.record_key >= 0{where} "
+                "ORDER BY 1, 2, 3",
+                parameters,
+            ).fetchall()
+        written: list[Path] = []
+        for hour, account_id, region in groups:
+            group_conditions = [
+                *conditions,
+                "r.event_hour = ?",
+                "r.account_id = ?",
+                "r.region = ?",
+            ]
+            group_parameters = [*parameters, hour, account_id, region]
+            writer = LogFileWriter(
+                directory, LogFileGroup(account_id, region), records_per_file_max
+            )
+            written += writer.write(self._texts(group_conditions, group_parameters))
+        return written
+
+    def _texts(
+        self, conditions: list[str], parameters: list[Any]
+    ) -> Iterator[tuple[datetime, str]]:
+        for row in self._rows(conditions, parameters):
+            yield from_microseconds(row.event_time), record_text(render(row))
