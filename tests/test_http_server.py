@@ -24,6 +24,7 @@ from http_harness import (
     REGION,
     RunningServer,
     free_port,
+    open_ledger,
     serve_command,
     sign,
     start_server,
@@ -31,6 +32,7 @@ from http_harness import (
 )
 
 from ledger.auth import Principal, write_credentials_file
+from projections import ReadModel
 
 pytestmark = pytest.mark.slow
 
@@ -201,3 +203,27 @@ def test_arns_use_the_configured_region_whatever_the_signature_scope(tmp_path: P
         assert arn.startswith(f"arn:aws:secretsmanager:{REGION}:")
     finally:
         server.stop()
+
+
+def test_the_server_keeps_the_projections_up_to_date_by_itself(tmp_path: Path) -> None:
+    """`serve` follows the log in-process: the projections' tracked positions reach
+    the end of the log without any catch-up from the reader."""
+    server = start_server(tmp_path)
+    try:
+        client = server.client()
+        client.create_secret(Name="followed/secret", SecretString="first")
+        client.put_secret_value(SecretId="followed/secret", SecretString="second")
+        ledger = open_ledger(server)
+        try:
+            end = ledger.recorder.max_notification_id()
+        finally:
+            ledger.close()
+        assert end is not None
+        with ReadModel.open(str(server.database)) as read_model:
+            deadline = time.monotonic() + 10
+            while min(read_model.runner.positions().values()) < end:
+                assert time.monotonic() < deadline, "the server's projections did not catch up"
+                time.sleep(0.05)
+    finally:
+        assert server.stop() in (0, -signal.SIGTERM)
+    assert "Traceback" not in server.log()

@@ -54,6 +54,7 @@ from ledger.call_records import BACKLOG_MAX_DEFAULT, CallRecorder
 from ledger.cli.common import database_option, main
 from ledger.crypto import KeyringError
 from ledger.http import Application, Endpoint
+from projections import start_in_background
 
 PORT_DEFAULT = 8080
 CONNECTIONS_MAX = 128
@@ -98,6 +99,10 @@ with_database: Callable[[Command], Command] = database_option()
     "durable, once its audit record is committed; async, once the record is queued "
     f"(committed within milliseconds; a crash loses at most {BACKLOG_MAX_DEFAULT}).",
 )
+@click.option(
+    "--projections/--no-projections", "follow_projections", default=True, show_default=True,
+    help="Keep the label-history and audit projections up to date in this process.",
+)
 def serve(
     database: str,
     host: str,
@@ -107,8 +112,13 @@ def serve(
     account_id: str,
     keyring_path: Path | None,
     call_records: str,
+    follow_projections: bool,
 ) -> None:
     """Serve the AWS Secrets Manager API (JSON 1.1, SigV4) over the ledger.
+
+    By default the projections (label map, label history, audit) follow the log in
+    a background thread of the server, so `labels`, `history` and `audit` answer
+    from up-to-date rows; `--no-projections` leaves that to `secretledger follow`.
 
     \b
     Example:
@@ -128,6 +138,17 @@ def serve(
         credentials_path, database, account_id, region, f"http://{host}:{port}"
     )
     secrets = open_secrets(database, keyring_path, region, account_id)
+    projections = (
+        start_in_background(database, application=secrets if database == "memory:" else None)
+        if follow_projections
+        else None
+    )
+
+    def close_ledger() -> None:
+        if projections is not None:
+            projections.stop()
+        secrets.close()
+
     recorder = CallRecorder(
         lambda calls: secrets.save(*calls), asynchronous=call_records == "async"
     )
@@ -135,7 +156,7 @@ def serve(
         SecretsManagerApi(secrets, save_record=recorder.record),
         SignatureVerifier(principals),
         recorder=recorder,
-        on_close=secrets.close,
+        on_close=close_ledger,
     )
     try:
         uvicorn.Server(server_config(endpoint, host, port)).run()
