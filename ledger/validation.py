@@ -33,10 +33,6 @@ def operation_model(operation: str) -> OperationModel:
     return service_model().operation_model(operation)
 
 
-def operation_names() -> frozenset[str]:
-    return frozenset(service_model().operation_names)
-
-
 def validate_request(operation: str, request: Mapping[str, Any]) -> None:
     """Raise the AWS-shaped error for the first kind of violation found."""
     input_shape = operation_model(operation).input_shape
