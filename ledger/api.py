@@ -14,6 +14,7 @@ import binascii
 import getpass
 import json
 import logging
+import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -108,6 +109,14 @@ def audited_parameters(operation: str, request: Mapping[str, Any]) -> dict[str, 
     }
 
 
+def log_failure(what: str, operation: str, request_id: str, failure: Exception) -> None:
+    """Log a failure's type and stack, never its message, which might quote a value."""
+    stack = "".join(traceback.format_tb(failure.__traceback__))
+    logger.error(
+        "%s %s (request %s): %s\n%s", what, operation, request_id, type(failure).__name__, stack
+    )
+
+
 def lower_camel(name: str) -> str:
     return name[:1].lower() + name[1:]
 
@@ -172,8 +181,8 @@ class SecretsManagerApi:
         except SecretsManagerError as error:
             self._record(context, operation, [], error)
             raise
-        except Exception:
-            logger.exception("unexpected failure in %s (request %s)", operation, context.request_id)
+        except Exception as failure:
+            log_failure("unexpected failure in", operation, context.request_id, failure)
             internal = InternalServiceError("An error occurred on the server side.")
             self._record(context, operation, [], internal)
             raise internal from None
@@ -206,9 +215,9 @@ class SecretsManagerApi:
         )
         try:
             self.save_record(call)
-        except Exception:
+        except Exception as failure:
             # No answer (above all no secret value) leaves without its audit record.
-            logger.exception("could not record %s (request %s)", operation, context.request_id)
+            log_failure("could not record", operation, context.request_id, failure)
             raise InternalServiceError("The call could not be recorded; try again.") from None
 
     # Handlers: each maps AWS members onto one `Secrets` command.

@@ -35,7 +35,7 @@ from ledger.api import SecretsManagerApi
 from ledger.application import Secrets
 from ledger.cli import main
 from ledger.domain import secret_id_for_arn
-from ledger.errors import SecretsManagerError
+from ledger.errors import InternalServiceError, SecretsManagerError
 
 SECRET_NAME = "canary/app"
 BINARY_SECRET_NAME = "canary/binary"
@@ -505,3 +505,23 @@ def test_secretledger_prints_a_value_only_for_get(
     value_file.unlink()
     for name, content in files_in(tmp_path).items():
         assert hits_in_bytes(content, canaries) == [], name
+
+
+def test_an_unexpected_failure_is_logged_without_its_message(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug's exception message might quote a value: the log keeps its type and
+    stack only, and the caller gets an AWS-shaped InternalServiceError."""
+    canary = "CANARY-" + random_source.token_hex(8)
+    ledger = Secrets("memory:")
+    api = SecretsManagerApi(ledger)
+    api.call("CreateSecret", {"Name": "buggy/secret"})
+
+    def broken(**_: object) -> None:
+        raise RuntimeError(f"value was {canary}")
+
+    monkeypatch.setattr(ledger, "describe_secret", broken)
+    with caplog.at_level(logging.DEBUG), pytest.raises(InternalServiceError):
+        api.call("DescribeSecret", {"SecretId": "buggy/secret"})
+    assert "RuntimeError" in caplog.text
+    assert canary not in caplog.text
