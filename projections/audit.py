@@ -155,11 +155,7 @@ class AuditProjection(Projection):
             "SELECT value FROM projection_audit_state WHERE name = ?", (RECORDED_REQUEST_STATE,)
         ).fetchone()
         pending = _Pending(recorded_request_id=row[0] if row is not None else "")
-        handlers = self._handlers
-        for position, event in entries:
-            handler = handlers.get(type(event))
-            if handler is not None:
-                handler(self, cursor, pending, position, event)
+        self.dispatch(cursor, pending, entries)
         self._write(cursor, pending)
 
     # Secrets and versions known to this projection

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import ClassVar, Final
+from typing import Any, ClassVar, Final
 from uuid import UUID
 
 from projections.log import Entry
@@ -75,6 +75,20 @@ class Projection(ABC):
     @abstractmethod
     def process(self, cursor: ViewCursor, entries: Sequence[Entry]) -> None:
         """Apply a batch of entries, in log order."""
+
+    _handlers: ClassVar[dict[type, Any]] = {}
+
+    def dispatch(
+        self, cursor: ViewCursor, pending: object, entries: Sequence[Entry]
+    ) -> None:
+        """Hand each entry, in log order, to the handler of its event type (``_handlers``:
+        event class -> ``handler(self, cursor, pending, position, event)``); events
+        without a handler change nothing."""
+        handlers = self._handlers
+        for position, event in entries:
+            handler = handlers.get(type(event))
+            if handler is not None:
+                handler(self, cursor, pending, position, event)
 
     @abstractmethod
     def forget(self) -> None:

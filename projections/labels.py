@@ -202,11 +202,7 @@ class LabelsProjection(Projection):
 
     def process(self, cursor: ViewCursor, entries: Sequence[Entry]) -> None:
         pending = _Pending()
-        handlers = self._handlers
-        for position, event in entries:
-            handler = handlers.get(type(event))
-            if handler is not None:
-                handler(self, cursor, pending, position, event)
+        self.dispatch(cursor, pending, entries)
         self._write(cursor, pending)
 
     # Handlers: one per event type; every Secret event also indexes its time.
