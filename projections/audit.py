@@ -111,6 +111,8 @@ class AuditProjection(Projection):
         # never change, so safe to keep across batches and rolled-back transactions.
         self._by_id: OrderedDict[int, _KnownSecret] = OrderedDict()
         self._by_arn: OrderedDict[str, int] = OrderedDict()
+        # The request id in projection_audit_state (own rows: dropped by forget()).
+        self._recorded_request_id: str | None = None
 
     def create_statements(self, store: ViewStore) -> list[str]:
         keyed = store.table_options()
@@ -130,15 +132,8 @@ class AuditProjection(Projection):
             "arn TEXT NOT NULL UNIQUE, name TEXT NOT NULL)",
             "CREATE TABLE IF NOT EXISTS projection_audit_state ("
             f"name TEXT PRIMARY KEY, value TEXT NOT NULL){keyed}",
-        ]
-
-    def forget(self) -> None:
-        """The caches hold only facts of the log (secret keys, ARNs): nothing to drop."""
-
-    def deferred_statements(self, store: ViewStore) -> list[str]:
-        return [
-            "CREATE INDEX IF NOT EXISTS projection_audit_records_by_secret "
-            "ON projection_audit_records (secret_key, record_key)",
+            # Kept as rows arrive: their entries append (record keys increase), so
+            # they cost little; the indexes in deferred_statements take random writes.
             "CREATE INDEX IF NOT EXISTS projection_audit_records_by_reference "
             "ON projection_audit_records (secret_reference, record_key) "
             "WHERE secret_reference IS NOT NULL",
@@ -146,17 +141,32 @@ class AuditProjection(Projection):
             "ON projection_audit_records (principal_arn, record_key)",
             "CREATE INDEX IF NOT EXISTS projection_audit_records_by_hour "
             "ON projection_audit_records (event_hour, record_key)",
+        ]
+
+    def forget(self) -> None:
+        """Secret keys and ARNs are facts of the log and stay; the recorded request id
+        is read again."""
+        self._recorded_request_id = None
+
+    def deferred_statements(self, store: ViewStore) -> list[str]:
+        return [
+            "CREATE INDEX IF NOT EXISTS projection_audit_records_by_secret "
+            "ON projection_audit_records (secret_key, record_key)",
             "CREATE INDEX IF NOT EXISTS projection_audit_secrets_by_name "
             "ON projection_audit_secrets (name)",
         ]
 
     def process(self, cursor: ViewCursor, entries: Sequence[Entry]) -> None:
-        row = cursor.execute(
-            "SELECT value FROM projection_audit_state WHERE name = ?", (RECORDED_REQUEST_STATE,)
-        ).fetchone()
-        pending = _Pending(recorded_request_id=row[0] if row is not None else "")
+        if self._recorded_request_id is None:
+            row = cursor.execute(
+                "SELECT value FROM projection_audit_state WHERE name = ?",
+                (RECORDED_REQUEST_STATE,),
+            ).fetchone()
+            self._recorded_request_id = row[0] if row is not None else ""
+        pending = _Pending(recorded_request_id=self._recorded_request_id)
         self.dispatch(cursor, pending, entries)
         self._write(cursor, pending)
+        self._recorded_request_id = pending.recorded_request_id
 
     # Secrets and versions known to this projection
 

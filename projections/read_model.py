@@ -33,6 +33,7 @@ from projections.runner import (
     ProjectionRunner,
 )
 from projections.store import ViewStore, is_postgres_url, open_view_store
+from projections.writer import WriterProcessStore
 
 PROJECTION_NAMES: Final = ("labels", "audit")
 
@@ -102,9 +103,27 @@ class ReadModel:
         return self.runner.catch_up(progress=progress)
 
     def rebuild(
-        self, names: Sequence[str] | None = None, *, progress: Progress | None = None
+        self,
+        names: Sequence[str] | None = None,
+        *,
+        progress: Progress | None = None,
+        writer_process: bool = True,
     ) -> int:
-        return self.runner.rebuild(names, progress=progress)
+        """Drop the named projections (default: all) and rebuild them from position
+        zero. For a SQLite file or PostgreSQL, the writes run in a writer process
+        beside the decoding (:mod:`projections.writer`) unless ``writer_process`` is
+        false; in-memory views are written in this process."""
+        if not writer_process or self.database == MEMORY_DATABASE:
+            return self.runner.rebuild(names, progress=progress)
+        with WriterProcessStore(self.database) as store:
+            runner = ProjectionRunner(
+                self.log,
+                store,
+                self.runner.projections,
+                page_size=self.runner.page_size,
+                transaction_events_max=self.runner.transaction_events_max,
+            )
+            return runner.rebuild(names, progress=progress)
 
     def close(self) -> None:
         self.store.close()

@@ -38,6 +38,11 @@ def is_postgres_url(database: str) -> bool:
     return bool(separator) and scheme.lower() in POSTGRES_URL_SCHEMES
 
 
+class ExpectationFailed(RuntimeError):
+    """What a transaction assumed about the rows no longer holds (another runner
+    moved a projection): the transaction is rolled back."""
+
+
 class ViewCursor:
     """A cursor over either driver, taking ``?`` placeholders everywhere."""
 
@@ -59,6 +64,15 @@ class ViewCursor:
         if rows:
             self._cursor.executemany(self._statement(statement), rows)
 
+    def expect(
+        self, statement: str, parameters: Sequence[Any], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """Run a query and raise :class:`ExpectationFailed` unless it returns ``rows``."""
+        found = self.execute(statement, parameters).fetchall()
+        if found != [tuple(row) for row in rows]:
+            msg = f"expected {list(rows)}, found {found}"
+            raise ExpectationFailed(msg)
+
     def fetchone(self) -> tuple[Any, ...] | None:
         row = self._cursor.fetchone()
         return None if row is None else tuple(row)
@@ -71,6 +85,9 @@ class ViewStore(ABC):
     """Transactions over the view tables."""
 
     dialect: Dialect
+    # A pipelined store sends writes on without waiting for them (see
+    # projections.writer): failures surface later, at the latest in ``settle``.
+    pipelined: bool = False
 
     @abstractmethod
     @contextmanager
@@ -101,6 +118,9 @@ class ViewStore(ABC):
         kind = self.relation_kind(cursor, name)
         if kind is not None:
             cursor.execute(f"DROP {kind.upper()} {name}")
+
+    def settle(self) -> None:  # noqa: B027 (a hook: only pipelined stores wait)
+        """Wait until every write sent has been applied; raise the first failure."""
 
     @abstractmethod
     def close(self) -> None: ...

@@ -38,7 +38,8 @@ def test_the_benchmark_prints_every_figure_on_a_small_log(
     for label in (
         "read + decode every event (floor)",
         "full rebuild of all projections",
-        "rebuild peak memory (RSS growth)",
+        "(reference) the same rebuild in one process",
+        "rebuild peak memory (growth + writer)",
         "as-of query, median",
         "as-of query, 99th percentile",
         "same query by replaying the log, median",

@@ -125,6 +125,17 @@ def kill_half_way(database: str, model: ReadModel, last_position: int) -> int:
     raise AssertionError("the runner never got a third of the way")
 
 
+def resume_with_follow(database: str) -> None:
+    """``secretledger follow --once`` in a subprocess, which must succeed."""
+    resumed = subprocess.run(
+        [sys.executable, "-c", RUNNER_COMMAND, "follow", "--once", "--db", database],
+        capture_output=True,
+        timeout=RESUME_TIMEOUT_SECONDS,
+        check=False,
+    )
+    assert resumed.returncode == 0, resumed.stderr.decode()
+
+
 def test_a_killed_runner_resumes_without_duplicates_or_gaps(backend: str, tmp_path: Path) -> None:
     if backend == "memory:":
         pytest.skip("an in-memory log cannot be read by another process")
@@ -151,13 +162,7 @@ def test_a_killed_runner_resumes_without_duplicates_or_gaps(backend: str, tmp_pa
 
         killed_at = kill_half_way(backend, model, last_position)
         assert 0 < killed_at < last_position, "killed mid-stream"
-        resumed = subprocess.run(
-            [sys.executable, "-c", RUNNER_COMMAND, "follow", "--once", "--db", backend],
-            capture_output=True,
-            timeout=RESUME_TIMEOUT_SECONDS,
-            check=False,
-        )
-        assert resumed.returncode == 0, resumed.stderr.decode()
+        resume_with_follow(backend)
         assert set(model.runner.positions().values()) == {last_position}
         resumed_rows = projection_rows(model.store)
 

@@ -362,6 +362,8 @@ def audit_export(
 def replay(names: tuple[str, ...], database: str) -> None:
     """Drop projections and rebuild them from position zero of the log, with a
     progress bar on stderr. Safe to interrupt: the rebuild resumes at the next query.
+    For a SQLite file or PostgreSQL, the SQL runs in a second process beside the
+    decoding, so a rebuild uses two cores.
 
     \b
     Example:
