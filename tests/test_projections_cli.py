@@ -17,6 +17,7 @@ from test_projections_support import ALICE, ROTATOR, Ledger, projection_rows, to
 from ledger.cli import main
 from ledger.domain import AWSCURRENT, AWSPENDING, AWSPREVIOUS
 from projections import ReadModel
+from projections.writer import WriterProcessError
 
 
 @pytest.fixture
@@ -194,6 +195,20 @@ def test_replay_rebuilds_to_the_same_rows_with_progress_on_stderr(database: str)
     assert "rebuilt up to log position" in result.stderr
     with ReadModel.open(database) as model:
         assert projection_rows(model.store) == before
+
+
+def test_a_replay_whose_writer_fails_says_so_without_a_traceback(
+    database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing_rebuild(self: ReadModel, *arguments: object, **options: object) -> int:
+        raise WriterProcessError("the writer process ended")
+
+    monkeypatch.setattr(ReadModel, "rebuild", failing_rebuild)
+    result = run(database, "replay")
+
+    assert result.exit_code == 1
+    assert "the rebuild stopped: the writer process ended" in result.stderr
+    assert "resume" in result.stderr and "Traceback" not in result.output
 
 
 def test_follow_once_catches_up_and_exits(database: str) -> None:

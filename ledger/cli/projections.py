@@ -44,7 +44,8 @@ from projections import (
     parse_instant,
 )
 from projections.runner import POLL_INTERVAL_SECONDS_DEFAULT, BackgroundRunner
-from projections.store import is_postgres_url
+from projections.store import ExpectationFailed, is_postgres_url
+from projections.writer import WriterProcessError
 
 Command = Callable[..., None]
 with_database: Callable[[Command], Command] = database_option()
@@ -377,6 +378,9 @@ def replay(names: tuple[str, ...], database: str) -> None:
             file=sys.stderr,
         ) as bar:
             position = model.rebuild(list(names), progress=bar.update)
+    except (WriterProcessError, ExpectationFailed) as error:
+        msg = f"the rebuild stopped: {error} (run replay again, or any query, to resume)"
+        raise click.ClickException(msg) from None
     finally:
         model.close()
     click.echo(f"rebuilt up to log position {position}", err=True)
