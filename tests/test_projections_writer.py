@@ -23,7 +23,7 @@ from test_projections_support import Ledger, projection_rows, token
 
 from projections import ReadModel
 from projections.runner import ProjectionRunner
-from projections.store import ExpectationFailed
+from projections.store import ExpectationFailed, is_postgres_url
 from projections.writer import WriterProcessError, WriterProcessStore
 
 EXIT_WAIT_SECONDS = 30.0
@@ -39,10 +39,20 @@ REBUILD_COMMAND = (
 )
 
 
+# Every test runs on SQLite and PostgreSQL: an in-memory view store lives in the
+# process that writes the ledger, so it has no writer process.
+pytestmark = pytest.mark.parametrize(
+    "backend",
+    [
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    ],
+    indirect=True,
+)
+
+
 @pytest.fixture
 def database(backend: str) -> str:
-    if backend == "memory:":
-        pytest.skip("an in-memory view store lives in the writing process")
     return backend
 
 
@@ -149,10 +159,15 @@ def test_the_writer_process_ending_is_reported(database: str) -> None:
             cursor.execute("SELECT 1").fetchone()
 
 
-def test_a_database_the_writer_cannot_open_is_reported(tmp_path: Path) -> None:
-    missing = tmp_path / "no-such-directory" / "ledger.db"
-    with pytest.raises(WriterProcessError, match="cannot open the view store"):
-        WriterProcessStore(str(missing))
+def test_a_database_the_writer_cannot_open_is_reported(database: str) -> None:
+    if is_postgres_url(database):
+        unopenable = database.rsplit("/", 1)[0] + "/no_such_database"
+    else:
+        unopenable = str(Path(database).parent / "no-such-directory" / "ledger.db")
+    # SQLite fails when the writer starts; PostgreSQL connects at the first transaction.
+    failed = pytest.raises(WriterProcessError, match="OperationalError")
+    with failed, WriterProcessStore(unopenable) as store, store.write() as cursor:
+        cursor.execute("SELECT 1").fetchone()
 
 
 def test_a_killed_writer_fails_the_rebuild_which_then_resumes_exactly(database: str) -> None:
