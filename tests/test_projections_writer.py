@@ -21,7 +21,7 @@ from test_projections_crash import labels_position, resume_with_follow
 from test_projections_determinism import run_workload
 from test_projections_support import Ledger, projection_rows, token
 
-from projections import ReadModel
+from projections import ReadModel, start_in_background
 from projections.runner import ProjectionRunner
 from projections.store import ExpectationFailed, is_postgres_url
 from projections.writer import WriterProcessError, WriterProcessStore
@@ -138,6 +138,30 @@ def test_a_projection_moved_by_another_runner_is_noticed_and_caught_up(database:
             assert projection_rows(model.store) == followed_rows
     finally:
         ledger.close()
+
+
+def test_a_rebuild_beside_a_runner_following_the_log_gives_exact_rows(database: str) -> None:
+    """``replay`` while ``serve`` follows the log: the follower picks up the reset
+    projections too; whenever one of its commits fails the rebuild's expectations
+    (the test above makes that happen for sure), the rebuild goes on from the
+    stored positions, until both are done."""
+    written_ledger(database, rounds=60)
+    options: dict[str, Any] = {
+        "page_size": PAGE_SIZE,
+        "transaction_events_max": TRANSACTION_EVENTS_MAX,
+    }
+    running = start_in_background(database, poll_interval_seconds=0.001, **options)
+    try:
+        with ReadModel.open(database, **options) as model:
+            position = model.rebuild()
+            assert position == model.log.last_position()
+            assert running.wait_until(position, EXIT_WAIT_SECONDS)
+            rebuilt_beside_rows = projection_rows(model.store)
+    finally:
+        running.stop()
+    with ReadModel.open(database) as model:
+        model.rebuild(writer_process=False)
+        assert projection_rows(model.store) == rebuilt_beside_rows
 
 
 def run_workload_more(ledger: Ledger, first_token: int) -> None:
