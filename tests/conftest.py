@@ -156,15 +156,12 @@ def postgres_database_url(postgres_database_pool: PostgresDatabasePool) -> Itera
         postgres_database_pool.release(database_name)
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("memory", id="memory"),
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    ]
-)
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A ``--db`` value for a fresh, empty store of each kind."""
+SQLITE_PARAM = pytest.param("sqlite", id="sqlite")
+POSTGRES_PARAM = pytest.param("postgres", id="postgres", marks=pytest.mark.postgres)
+
+
+def fresh_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A ``--db`` value for a fresh, empty store of the kind ``request.param`` names."""
     kind: str = request.param
     if kind == "memory":
         return "memory:"
@@ -173,6 +170,19 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     assert kind == "postgres", kind
     url: str = request.getfixturevalue("postgres_database_url")
     return url
+
+
+@pytest.fixture(params=[pytest.param("memory", id="memory"), SQLITE_PARAM, POSTGRES_PARAM])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A ``--db`` value for a fresh, empty store of each kind."""
+    return fresh_database(request, tmp_path)
+
+
+@pytest.fixture(params=[SQLITE_PARAM, POSTGRES_PARAM])
+def persistent_backend(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A ``--db`` value for a fresh store that outlives its process, has transactions
+    and can be opened by several processes at once: SQLite or PostgreSQL."""
+    return fresh_database(request, tmp_path)
 
 
 @pytest.fixture

@@ -96,18 +96,10 @@ class Cli:
         )  # fmt: skip
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    ]
-)
-def cli(request: pytest.FixtureRequest, tmp_path: Path) -> Cli:
+@pytest.fixture
+def cli(persistent_backend: str, tmp_path: Path) -> Cli:
     """A CLI over a fresh, persistent ledger (memory: keeps nothing between commands)."""
-    if request.param == "sqlite":
-        return Cli(str(tmp_path / "ledger.db"), tmp_path / "ledger.keyring")
-    url: str = request.getfixturevalue("postgres_database_url")
-    return Cli(url, tmp_path / "ledger.keyring")
+    return Cli(persistent_backend, tmp_path / "ledger.keyring")
 
 
 @pytest.fixture

@@ -33,8 +33,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from ledger.api import SecretsManagerApi
 from ledger.application import Secrets
 from ledger.domain import secret_id_for_arn
@@ -316,23 +314,9 @@ def wait_until(moment: float) -> None:
         time.sleep(delay_seconds)
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    ]
-)
-def shared_backend(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A ``--db`` value that several processes can open at once (not ``memory:``)."""
-    if request.param == "sqlite":
-        return str(tmp_path / "ledger.sqlite")
-    url: str = request.getfixturevalue("postgres_database_url")
-    return url
-
-
-def test_processes_writing_at_once_lose_nothing(shared_backend: str, tmp_path: Path) -> None:
+def test_processes_writing_at_once_lose_nothing(persistent_backend: str, tmp_path: Path) -> None:
     keyring_path = tmp_path / "ledger.keyring"
-    first = create_shared_secret(shared_backend, keyring_path)
+    first = create_shared_secret(persistent_backend, keyring_path)
     start_at = time.time() + PROCESS_START_DELAY_SECONDS
     prelude = f"import sys; sys.path.insert(0, {str(TESTS_DIRECTORY)!r})"
     children = [
@@ -341,7 +325,7 @@ def test_processes_writing_at_once_lose_nothing(shared_backend: str, tmp_path: P
                 sys.executable,
                 "-c",
                 prelude + CHILD,
-                shared_backend,
+                persistent_backend,
                 str(keyring_path),
                 f"process{index}",
                 str(start_at),
@@ -363,7 +347,7 @@ def test_processes_writing_at_once_lose_nothing(shared_backend: str, tmp_path: P
     for number in range(RACE_ROUNDS):
         outcomes = sorted(report["created"][number] for report in reports)
         assert outcomes == ["created"] + ["exists"] * (PROCESS_COUNT - 1), outcomes
-    secrets = open_ledger(shared_backend, keyring_path)
+    secrets = open_ledger(persistent_backend, keyring_path)
     try:
         acknowledged = [first] + [token for report in reports for token in report["own"]]
         check_no_update_was_lost(secrets, acknowledged + raced_tokens)

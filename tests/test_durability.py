@@ -452,29 +452,15 @@ def fail_inside_the_transaction(secrets: Secrets, error: Exception) -> Callable[
     return undo
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    ]
-)
-def transactional_backend(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A ``--db`` value for an empty store that has transactions (not ``memory:``)."""
-    if request.param == "sqlite":
-        return str(tmp_path / "ledger.sqlite")
-    url: str = request.getfixturevalue("postgres_database_url")
-    return url
-
-
 @pytest.mark.parametrize(
     "injected",
     [IntegrityError("injected conflict"), RuntimeError("injected failure")],
     ids=["integrity-error", "runtime-error"],
 )
 def test_a_save_that_fails_before_commit_leaves_nothing(
-    transactional_backend: str, tmp_path: Path, injected: Exception
+    persistent_backend: str, tmp_path: Path, injected: Exception
 ) -> None:
-    backend = transactional_backend
+    backend = persistent_backend
     secrets = Secrets(backend, keyring_path=tmp_path / "ledger.keyring")
     try:
         api = SecretsManagerApi(secrets)

@@ -39,21 +39,11 @@ REBUILD_COMMAND = (
 )
 
 
-# Every test runs on SQLite and PostgreSQL: an in-memory view store lives in the
-# process that writes the ledger, so it has no writer process.
-pytestmark = pytest.mark.parametrize(
-    "backend",
-    [
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    ],
-    indirect=True,
-)
-
-
 @pytest.fixture
-def database(backend: str) -> str:
-    return backend
+def database(persistent_backend: str) -> str:
+    """SQLite or PostgreSQL: an in-memory view store lives in the process that writes
+    the ledger, so it has no writer process."""
+    return persistent_backend
 
 
 def written_ledger(database: str, rounds: int = 30) -> None:

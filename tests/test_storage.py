@@ -378,9 +378,8 @@ def test_a_destroyed_data_key_cannot_be_replaced(notebook: Notebook) -> None:
     assert notebook.data_keys.select_data_key(note.id, "v1") is None
 
 
-def test_data_keys_outlive_the_process_on_durable_backends(backend: str) -> None:
-    if backend == "memory:":
-        pytest.skip("the in-memory store does not outlive the application")
+def test_data_keys_outlive_the_process_on_durable_backends(persistent_backend: str) -> None:
+    backend = persistent_backend
     writer = Notebook(env=environment_for_database(backend))
     note, data_key = revised_note(writer, "v1")
     writer.save(note, data_keys=[data_key])
