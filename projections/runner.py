@@ -116,12 +116,7 @@ class ProjectionRunner:
     def prepare(self) -> None:
         """Create missing tables and tracking rows; rebuild from zero any projection
         whose stored version differs from its code's version."""
-        with self.store.write() as cursor:
-            self.store.lock_schema(cursor)
-            cursor.execute(
-                f"CREATE TABLE IF NOT EXISTS {TRACKING_TABLE} (name TEXT PRIMARY KEY, "
-                "position BIGINT NOT NULL, version BIGINT NOT NULL)"
-            )
+        with self._changing_schema() as cursor:
             for projection in self.projections:
                 row = cursor.execute(
                     f"SELECT version FROM {TRACKING_TABLE} WHERE name = ?", (projection.name,)
@@ -279,18 +274,30 @@ class ProjectionRunner:
         selected = [self.projection(name) for name in names] if names else self.projections
         if not self._is_prepared:
             self.prepare()
-        with self.store.write() as cursor:
-            self.store.lock_schema(cursor)
-            self.store.lock_tracking(cursor)
+        with self._changing_schema() as cursor:
             for projection in selected:
                 self._reset(cursor, projection)
         position = self.catch_up(progress=progress)
-        with self.store.write() as cursor:
-            self.store.lock_schema(cursor)
+        with self._changing_schema() as cursor:
             for projection in selected:
                 self._create_deferred_indexes(cursor, projection)
         self.store.settle()
         return position
+
+    @contextmanager
+    def _changing_schema(self) -> Iterator[ViewCursor]:
+        """A transaction that creates, drops or indexes views. It takes the schema lock,
+        then the tracking lock that every runner transaction takes before touching a
+        view: with one lock order, a rebuild's DDL and another runner's rows never
+        wait for each other in a cycle (PostgreSQL would abort one as a deadlock)."""
+        with self.store.write() as cursor:
+            self.store.lock_schema(cursor)
+            cursor.execute(
+                f"CREATE TABLE IF NOT EXISTS {TRACKING_TABLE} (name TEXT PRIMARY KEY, "
+                "position BIGINT NOT NULL, version BIGINT NOT NULL)"
+            )
+            self.store.lock_tracking(cursor)
+            yield cursor
 
     def _create_deferred_indexes(self, cursor: ViewCursor, projection: Projection) -> None:
         for statement in projection.deferred_statements(self.store):
