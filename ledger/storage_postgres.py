@@ -27,6 +27,7 @@ from eventsourcing.persistence import (
     StoredEvent,
 )
 from eventsourcing.postgres import (
+    PostgresAggregateRecorder,
     PostgresApplicationRecorder,
     PostgresDatastore,
     PostgresFactory,
@@ -47,6 +48,7 @@ EVENTS_TABLE_SUFFIX: Final = "_events"
 DATA_KEYS_TABLE_SUFFIX: Final = "_data_keys"
 RETRY_ATTEMPTS_MAX: Final = 10
 RETRY_WAIT_SECONDS: Final = 0.2
+SCHEMA_LOCK_KEY: Final = 0x5EC2E71ED6E1  # advisory lock held while the tables are created
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -62,7 +64,18 @@ def retried_on_connection_errors(function: Callable[P, R]) -> Callable[P, R]:
     return retried
 
 
-class PostgresDataKeyRecorder(PostgresApplicationRecorder):
+class PostgresTablesCreatedInTurn(PostgresAggregateRecorder):
+    """Creates its tables one process at a time. Concurrent ``CREATE TABLE IF NOT
+    EXISTS`` of one table can fail ("tuple concurrently updated", or a duplicate key
+    in ``pg_type``): seen when several processes opened a new database at once.
+    Also the recorder of snapshots."""
+
+    def _create_table(self, curs: Cursor[DictRow]) -> None:
+        curs.execute(SQL("SELECT pg_advisory_xact_lock(%s)"), (SCHEMA_LOCK_KEY,), prepare=False)
+        super()._create_table(curs)
+
+
+class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRecorder):
     """PostgreSQL application recorder with the ``<app>_data_keys`` table.
 
     Data keys are inserted in the ``_insert_events`` hook, i.e. inside the same
@@ -182,4 +195,5 @@ class PostgresDataKeyRecorder(PostgresApplicationRecorder):
 class LedgerPostgresFactory(PostgresFactory):
     """PostgreSQL persistence with the data-key table."""
 
+    aggregate_recorder_class = PostgresTablesCreatedInTurn
     application_recorder_class = PostgresDataKeyRecorder
