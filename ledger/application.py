@@ -57,7 +57,14 @@ from ledger.errors import (
     secret_not_found,
     token_in_use,
 )
-from ledger.storage import DataKeyRecord, DataKeyStore, MsgpackTranscoder, environment_for_database
+from ledger.storage import (
+    DatabaseKind,
+    DataKeyRecord,
+    DataKeyStore,
+    MsgpackTranscoder,
+    database_kind,
+    environment_for_database,
+)
 
 DEFAULT_REGION = "us-east-1"
 DEFAULT_ACCOUNT_ID = "123456789012"
@@ -174,7 +181,13 @@ class Secrets(Application[UUID]):
     ) -> None:
         super().__init__(env=environment_for_database(database))
         self.database = database
-        self.keyring = keyring or open_keyring(database, keyring_path)
+        try:
+            self.keyring = keyring or open_keyring(
+                database, keyring_path, log_has_events=self.log_has_events()
+            )
+        except KeyringError:
+            self.close()
+            raise
         self.envelope = Envelope(self.keyring)
         self.region = region
         self.account_id = account_id
@@ -234,6 +247,9 @@ class Secrets(Application[UUID]):
             ]
             if versions and (min(versions) - 1) // interval != max(versions) // interval:
                 self.snapshots.put([Snapshot.take(aggregate)])
+
+    def log_has_events(self) -> bool:
+        return self.recorder.max_notification_id() is not None
 
     def construct_transcoder(self) -> Transcoder:
         return MsgpackTranscoder()
@@ -796,14 +812,28 @@ def describe(secret: Secret) -> dict[str, Any]:
     return response
 
 
-def open_keyring(database: str, keyring_path: Path | None) -> Keyring:
-    """The keyring beside a SQLite file by default (``<db>.keyring``); in memory for
-    ``memory:``; PostgreSQL needs an explicit path shared by every server."""
-    if keyring_path is not None:
-        return Keyring.open(keyring_path)
-    if database == "memory:":
-        return Keyring.in_memory()
-    if database.startswith(("postgresql://", "postgres://")):
-        return Keyring.open(Path("secretledger.keyring"))
-    return Keyring.open(Path(database + ".keyring"))
+def open_keyring(database: str, keyring_path: Path | None, *, log_has_events: bool) -> Keyring:
+    """The keyring of the ledger at ``database`` (rule K1-K3 of docs/evidence.md).
 
+    Beside a SQLite file by default (``<db>.keyring``); in memory for ``memory:``;
+    PostgreSQL needs an explicit path, the one file every server shares. A keyring
+    is created only for a ledger whose log is still empty: a new keyring could open
+    none of the values already stored, and every new version sealed under it would
+    be unreadable to the servers that hold the right one."""
+    kind = database_kind(database)
+    if keyring_path is None:
+        if kind is DatabaseKind.MEMORY:
+            return Keyring.in_memory()
+        if kind is DatabaseKind.POSTGRES:
+            raise KeyringError(
+                "a PostgreSQL ledger needs an explicit keyring (--keyring FILE, or "
+                "SECRETLEDGER_KEYRING): the one file every server of this ledger shares"
+            )
+        keyring_path = Path(database + ".keyring")
+    if log_has_events and not keyring_path.exists():
+        raise KeyringError(
+            f"keyring {keyring_path} does not exist, and this ledger already holds events: "
+            "refusing to create a new keyring, which could open none of the stored values. "
+            "Pass --keyring with the keyring this ledger was written with."
+        )
+    return Keyring.open(keyring_path, create=not log_has_events)

@@ -20,6 +20,7 @@ this module imports without psycopg installed.
 from __future__ import annotations
 
 import contextlib
+import enum
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -522,6 +523,24 @@ SQLITE_FACTORY_TOPIC: Final = "ledger.storage:LedgerSQLiteFactory"
 POSTGRES_FACTORY_TOPIC: Final = "ledger.storage_postgres:LedgerPostgresFactory"
 
 
+class DatabaseKind(enum.Enum):
+    """Which engine a ``--db`` value names: the one place that tells them apart."""
+
+    MEMORY = "memory"
+    SQLITE = "sqlite"
+    POSTGRES = "postgres"
+
+
+def database_kind(database: str) -> DatabaseKind:
+    """``memory:``, a ``postgresql://`` (or ``postgres://``) URL, or a SQLite path."""
+    if database == MEMORY_DATABASE:
+        return DatabaseKind.MEMORY
+    scheme, separator, _ = database.partition("://")
+    if separator and scheme.lower() in POSTGRES_URL_SCHEMES:
+        return DatabaseKind.POSTGRES
+    return DatabaseKind.SQLITE
+
+
 def environment_for_database(database: str) -> dict[str, str]:
     """Maps the CLI ``--db`` value to eventsourcing environment variables.
 
@@ -539,13 +558,13 @@ def environment_for_database(database: str) -> dict[str, str]:
     if not isinstance(database, str) or not database.strip():
         msg = "database must be a non-empty string: a SQLite path, a postgresql:// URL or memory:"
         raise ValueError(msg)
-    if database == MEMORY_DATABASE:
+    kind = database_kind(database)
+    if kind is DatabaseKind.MEMORY:
         return {
             "PERSISTENCE_MODULE": MEMORY_FACTORY_TOPIC,
             "SQLITE_LOCK_TIMEOUT": str(SQLITE_LOCK_TIMEOUT_SECONDS),
         }
-    scheme, separator, _ = database.partition("://")
-    if separator and scheme.lower() in POSTGRES_URL_SCHEMES:
+    if kind is DatabaseKind.POSTGRES:
         return _postgres_environment(database)
     return {
         "PERSISTENCE_MODULE": SQLITE_FACTORY_TOPIC,

@@ -19,7 +19,12 @@ from uuid import UUID
 from eventsourcing.application import Application
 from eventsourcing.persistence import ApplicationRecorder, Mapper, Transcoder
 
-from ledger.storage import MEMORY_DATABASE, MsgpackTranscoder, environment_for_database
+from ledger.storage import (
+    DatabaseKind,
+    MsgpackTranscoder,
+    database_kind,
+    environment_for_database,
+)
 
 PAGE_SIZE_MAX: Final = 10_000
 
@@ -50,7 +55,7 @@ class LogReader:
 
     @classmethod
     def for_database(cls, database: str) -> LogReader:
-        if database == MEMORY_DATABASE:
+        if database_kind(database) is DatabaseKind.MEMORY:
             msg = (
                 "an in-memory ledger can only be read inside the process that writes it: "
                 "use LogReader.for_application(secrets)"

@@ -19,7 +19,7 @@ from uuid import UUID
 
 from eventsourcing.application import Application
 
-from ledger.storage import MEMORY_DATABASE
+from ledger.storage import DatabaseKind, database_kind
 from projections.audit import AuditProjection, AuditQueries
 from projections.base import Projection
 from projections.labels import LabelQueries, LabelsProjection
@@ -32,7 +32,7 @@ from projections.runner import (
     Progress,
     ProjectionRunner,
 )
-from projections.store import ViewStore, is_postgres_url, open_view_store
+from projections.store import ViewStore, open_view_store
 from projections.writer import WriterProcessStore
 
 PROJECTION_NAMES: Final = ("labels", "audit")
@@ -80,7 +80,7 @@ class ReadModel:
         ``memory:`` gives an empty log (nothing outside the writing process)."""
         if application is not None:
             log = LogReader.for_application(application)
-        elif database == MEMORY_DATABASE:
+        elif database_kind(database) is DatabaseKind.MEMORY:
             reader = LedgerLogReader(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
             log = LogReader(reader.recorder, reader.mapper, reader)
         else:
@@ -113,7 +113,7 @@ class ReadModel:
         zero. For a SQLite file or PostgreSQL, the writes run in a writer process
         beside the decoding (:mod:`projections.writer`) unless ``writer_process`` is
         false; in-memory views are written in this process."""
-        if not writer_process or self.database == MEMORY_DATABASE:
+        if not writer_process or database_kind(self.database) is DatabaseKind.MEMORY:
             return self.runner.rebuild(names, progress=progress)
         with WriterProcessStore(self.database) as store:
             runner = ProjectionRunner(
@@ -181,7 +181,7 @@ def start_in_background(
     )
     try:
         read_model.runner.prepare()
-        listen_url = database if is_postgres_url(database) else None
+        listen_url = database if database_kind(database) is DatabaseKind.POSTGRES else None
         background = BackgroundRunner(
             read_model.runner, listen_url=listen_url, poll_interval_seconds=poll_interval_seconds
         )

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final, Literal
 
-from ledger.storage import MEMORY_DATABASE, POSTGRES_URL_SCHEMES
+from ledger.storage import DatabaseKind, database_kind
 
 Dialect = Literal["sqlite", "postgres"]
 
@@ -31,11 +31,6 @@ SQLITE_CHECKPOINT_PAGES: Final = 16_384
 POSTGRES_LOCK_TIMEOUT_SECONDS: Final = 30
 POSTGRES_CONNECT_TIMEOUT_SECONDS: Final = 10
 SCHEMA_LOCK_KEY: Final = 0x5EC2E71ED6E2  # advisory lock taken while creating or dropping views
-
-
-def is_postgres_url(database: str) -> bool:
-    scheme, separator, _ = database.partition("://")
-    return bool(separator) and scheme.lower() in POSTGRES_URL_SCHEMES
 
 
 class ExpectationFailed(RuntimeError):
@@ -306,8 +301,9 @@ class PostgresViewStore(ViewStore):
 
 def open_view_store(database: str) -> ViewStore:
     """The view store for a ``--db`` value (see the module docstring)."""
-    if database == MEMORY_DATABASE:
+    kind = database_kind(database)
+    if kind is DatabaseKind.MEMORY:
         return SQLiteViewStore(":memory:")
-    if is_postgres_url(database):
+    if kind is DatabaseKind.POSTGRES:
         return PostgresViewStore(database)
     return SQLiteViewStore(database)

@@ -593,10 +593,23 @@ def test_the_demo_lists_every_version_at_the_end(tmp_path: Path) -> None:
 def test_the_demo_refuses_a_database_that_already_has_events(sqlite_cli: Cli) -> None:
     sqlite_cli.create()
 
-    result = CliRunner().invoke(main, ["demo", "--db", sqlite_cli.database])
+    keyring = str(sqlite_cli.keyring_path)
+    result = CliRunner().invoke(main, ["demo", "--db", sqlite_cli.database, "--keyring", keyring])
 
     assert result.exit_code == 2
     assert "already holds events" in result.stderr
+
+
+def test_a_command_without_the_ledgers_keyring_is_refused_and_names_it(sqlite_cli: Cli) -> None:
+    """K2: the default <db>.keyring does not exist, but the ledger holds events."""
+    sqlite_cli.create()
+
+    result = CliRunner().invoke(main, ["get", "--db", sqlite_cli.database, "--secret-id", NAME])
+
+    assert result.exit_code == 1
+    assert f"keyring {sqlite_cli.database}.keyring does not exist" in result.stderr
+    assert "Traceback" not in result.output
+    assert not Path(sqlite_cli.database + ".keyring").exists()
     assert sqlite_cli.ok("get", "--secret-id", NAME) == "first-value\n"
 
 

@@ -35,6 +35,7 @@ from eventsourcing.persistence import IntegrityError, StoredEvent
 from ledger.api import SecretsManagerApi
 from ledger.application import Secrets
 from ledger.cli.common import to_jsonable
+from ledger.crypto import KeyringError
 from ledger.domain import secret_id_for_arn
 from ledger.errors import SecretsManagerError
 
@@ -206,15 +207,16 @@ def check_reads_fail(secrets: Secrets, state: Any, secret_id: str) -> None:
     assert caught.value.code == "DecryptionFailure", caught.value
 
 
-def test_another_keyring_file_fails_with_decryption_failure(
+def test_a_missing_keyring_is_never_created_for_a_ledger_that_holds_events(
     closed_ledger: tuple[str, Any, list[str]], tmp_path: Path
 ) -> None:
-    database, state, _ = closed_ledger
-    secrets = reopened(database, keyring_path=tmp_path / "another.keyring")
-    try:
-        check_reads_fail(secrets, state, "prod/db")
-    finally:
-        secrets.close()
+    """K2: a new keyring could open none of the stored values, so opening refuses and
+    names the file it expected; nothing is created."""
+    database, _, _ = closed_ledger
+    stray = tmp_path / "another.keyring"
+    with pytest.raises(KeyringError, match=f"keyring {stray} does not exist"):
+        reopened(database, keyring_path=stray)
+    assert not stray.exists()
 
 
 def test_a_replaced_key_encryption_key_fails_with_decryption_failure(
@@ -234,17 +236,16 @@ def test_a_replaced_key_encryption_key_fails_with_decryption_failure(
         secrets.close()
 
 
-def test_a_lost_keyring_file_fails_with_decryption_failure(
+def test_a_lost_keyring_file_is_refused_not_replaced(
     closed_ledger: tuple[str, Any, list[str]],
 ) -> None:
-    """Without its keyring the ledger opens (a new keyring is made) but reads nothing."""
-    database, state, _ = closed_ledger
-    Path(database + ".keyring").unlink()
-    secrets = reopened(database)
-    try:
-        check_reads_fail(secrets, state, "prod/db")
-    finally:
-        secrets.close()
+    """K2: the default keyring beside the database is gone: opening refuses, naming it."""
+    database, _, _ = closed_ledger
+    keyring_path = Path(database + ".keyring")
+    keyring_path.unlink()
+    with pytest.raises(KeyringError, match="already holds events"):
+        reopened(database)
+    assert not keyring_path.exists()
 
 
 def test_a_destroyed_data_key_fails_for_its_version_only(
@@ -495,3 +496,16 @@ def test_a_save_that_fails_before_commit_leaves_nothing(
         assert sorted(state["app/db"]["values"]) == sorted([first, token])
     finally:
         reopened_ledger.close()
+
+
+@pytest.mark.postgres
+def test_a_postgresql_ledger_needs_an_explicit_keyring(
+    postgres_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """K1: no keyring is made relative to whatever directory a server starts in."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(KeyringError, match="needs an explicit keyring"):
+        Secrets(postgres_database_url)
+    assert list(tmp_path.iterdir()) == []
+    secrets = Secrets(postgres_database_url, keyring_path=tmp_path / "shared.keyring")
+    secrets.close()

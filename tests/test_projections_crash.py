@@ -21,9 +21,9 @@ from test_projections_support import Ledger, projection_rows, token
 
 from ledger.application import Secrets
 from ledger.domain import RequestContext, Secret, secret_id_for_arn
+from ledger.storage import DatabaseKind, database_kind
 from projections import ReadModel
 from projections.labels import LABELS_PROJECTION_NAME
-from projections.store import is_postgres_url
 
 RUNNER_COMMAND = "import sys; from ledger.cli import main; sys.exit(main())"
 KILL_DEADLINE_SECONDS = 120.0
@@ -143,7 +143,7 @@ def test_a_killed_runner_resumes_without_duplicates_or_gaps(
     ledger = Ledger(backend)
     try:
         arns = write_log(ledger)
-        if is_postgres_url(backend):
+        if database_kind(backend) is DatabaseKind.POSTGRES:
             provoke_id_gaps(ledger.secrets, arns[0])
             ledger.call(
                 "PutSecretValue",
@@ -156,7 +156,7 @@ def test_a_killed_runner_resumes_without_duplicates_or_gaps(
         ledger.close()
     model = ReadModel.open(backend)
     try:
-        if is_postgres_url(backend):
+        if database_kind(backend) is DatabaseKind.POSTGRES:
             with model.store.read() as cursor:
                 (count,) = cursor.execute("SELECT count(*) FROM ledger_events").fetchone() or (0,)
             assert last_position - count >= GAPS_COUNT, "the log has gaps in its ids"

@@ -13,10 +13,11 @@ from test_projections_support import Ledger, token
 from ledger.api import SecretsManagerApi
 from ledger.application import Secrets
 from ledger.crypto import Keyring
+from ledger.storage import DatabaseKind, database_kind
 from projections import start_in_background
 from projections.log import Entry
 from projections.runner import BackgroundRunner
-from projections.store import ViewCursor, is_postgres_url
+from projections.store import ViewCursor
 
 WRITERS = 3
 PUTS_PER_WRITER = 15
@@ -35,7 +36,9 @@ def ledger(backend: str) -> Iterator[Ledger]:
 def test_a_running_read_model_keeps_up_with_several_writers(ledger: Ledger) -> None:
     database = ledger.database
     application = ledger.secrets if database == "memory:" else None
-    poll_interval_seconds = POLL_INTERVAL_SECONDS if is_postgres_url(database) else 0.02
+    poll_interval_seconds = (
+        POLL_INTERVAL_SECONDS if database_kind(database) is DatabaseKind.POSTGRES else 0.02
+    )
     running = start_in_background(
         database, application=application, poll_interval_seconds=poll_interval_seconds
     )

@@ -21,9 +21,10 @@ from test_projections_crash import labels_position, resume_with_follow
 from test_projections_determinism import run_workload
 from test_projections_support import Ledger, projection_rows, token
 
+from ledger.storage import DatabaseKind, database_kind
 from projections import ReadModel, start_in_background
 from projections.runner import ProjectionRunner
-from projections.store import ExpectationFailed, is_postgres_url
+from projections.store import ExpectationFailed
 from projections.writer import WriterProcessError, WriterProcessStore
 
 EXIT_WAIT_SECONDS = 30.0
@@ -174,7 +175,7 @@ def test_the_writer_process_ending_is_reported(database: str) -> None:
 
 
 def test_a_database_the_writer_cannot_open_is_reported(database: str) -> None:
-    if is_postgres_url(database):
+    if database_kind(database) is DatabaseKind.POSTGRES:
         unopenable = database.rsplit("/", 1)[0] + "/no_such_database"
     else:
         unopenable = str(Path(database).parent / "no-such-directory" / "ledger.db")

@@ -8,19 +8,29 @@ error (click's own).
 from __future__ import annotations
 
 import base64
+import dataclasses
+import functools
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import click
+from eventsourcing.persistence import PersistenceError
 
+from ledger.api import SecretsManagerApi
+from ledger.application import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, Secrets
+from ledger.crypto import KeyringError
 from ledger.errors import SecretsManagerError
 
 EXIT_AWS_ERROR = 1
 DATABASE_DEFAULT = "./secretledger.db"
+
+Command = Callable[..., None]
+Decorator = Callable[[Command], Command]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -36,7 +46,7 @@ def main() -> None:
     """
 
 
-def database_option() -> Any:
+def database_option() -> Decorator:
     return click.option(
         "--db",
         "database",
@@ -47,7 +57,7 @@ def database_option() -> Any:
     )
 
 
-def json_option() -> Any:
+def json_option() -> Decorator:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
 
@@ -79,3 +89,106 @@ def aws_errors(as_json: bool) -> Iterator[None]:
         else:
             click.echo(f"{error.code}: {error.message}", err=True)
         sys.exit(EXIT_AWS_ERROR)
+
+
+# Opening the ledger: the options every write-side command shares, declared once.
+
+
+@dataclasses.dataclass(frozen=True)
+class LedgerSettings:
+    """Where the ledger lives and which account and region its ARNs name."""
+
+    database: str
+    keyring_path: Path | None
+    region: str
+    account_id: str
+
+
+def keyring_option() -> Decorator:
+    return click.option(
+        "--keyring",
+        "keyring_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        envvar="SECRETLEDGER_KEYRING",
+        help="Keyring file. Default: <db>.keyring beside a SQLite file, in memory for "
+        "memory:; required for PostgreSQL (one file shared by every server). A keyring is "
+        "created only for a ledger that holds no events yet.",
+    )
+
+
+def region_option() -> Decorator:
+    return click.option(
+        "--region",
+        default=DEFAULT_REGION,
+        show_default=True,
+        envvar="SECRETLEDGER_REGION",
+        help="Region named in ARNs and audit records.",
+    )
+
+
+def account_id_option() -> Decorator:
+    return click.option(
+        "--account-id",
+        default=DEFAULT_ACCOUNT_ID,
+        show_default=True,
+        envvar="SECRETLEDGER_ACCOUNT_ID",
+        help="12-digit account named in ARNs and in the caller's IAM user ARN.",
+    )
+
+
+def ledger_options(command: Command) -> Command:
+    """Adds --db, --keyring, --region, --account-id and --json; the command receives
+    ``settings: LedgerSettings`` and ``as_json: bool``."""
+
+    @functools.wraps(command)
+    def with_settings(
+        *,
+        database: str,
+        keyring_path: Path | None,
+        region: str,
+        account_id: str,
+        **options: Any,
+    ) -> None:
+        settings = LedgerSettings(database, keyring_path, region, account_id)
+        command(settings=settings, **options)
+
+    options = [
+        database_option(),
+        keyring_option(),
+        region_option(),
+        account_id_option(),
+        json_option(),
+    ]
+    decorated: Command = with_settings
+    for option in reversed(options):
+        decorated = option(decorated)
+    return decorated
+
+
+def open_secrets(settings: LedgerSettings) -> Secrets:
+    """The write side of the ledger at ``settings.database``.
+
+    A malformed --db is a usage error (exit 2); a ledger that cannot be opened
+    (unreadable file, missing or wrong keyring, unreachable server) exits 1."""
+    try:
+        return Secrets(
+            settings.database,
+            keyring_path=settings.keyring_path,
+            region=settings.region,
+            account_id=settings.account_id,
+        )
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--db") from None
+    except (KeyringError, OSError, PersistenceError) as error:
+        raise click.ClickException(f"cannot open the ledger: {error}") from None
+
+
+@contextmanager
+def opened_api(settings: LedgerSettings) -> Iterator[SecretsManagerApi]:
+    """The API over the ledger at ``settings.database``, closed afterwards."""
+    secrets = open_secrets(settings)
+    try:
+        yield SecretsManagerApi(secrets)
+    finally:
+        secrets.close()

@@ -34,6 +34,7 @@ import click
 from eventsourcing.persistence import PersistenceError
 
 from ledger.cli.common import EXIT_AWS_ERROR, database_option, json_option, main
+from ledger.storage import DatabaseKind, database_kind
 from projections import (
     PROJECTION_NAMES,
     AuditFilter,
@@ -44,7 +45,7 @@ from projections import (
     parse_instant,
 )
 from projections.runner import POLL_INTERVAL_SECONDS_DEFAULT, BackgroundRunner
-from projections.store import ExpectationFailed, is_postgres_url
+from projections.store import ExpectationFailed
 from projections.writer import WriterProcessError
 
 Command = Callable[..., None]
@@ -413,7 +414,7 @@ def follow(once: bool, poll_interval_seconds: float, page_size: int | None, data
             position = model.catch_up()
             click.echo(f"caught up to log position {position}", err=True)
             return
-        listen_url = database if is_postgres_url(database) else None
+        listen_url = database if database_kind(database) is DatabaseKind.POSTGRES else None
         background = BackgroundRunner(
             model.runner, listen_url=listen_url, poll_interval_seconds=poll_interval_seconds
         )

@@ -47,26 +47,32 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import functools
 import json
 import secrets as random_source
 import shlex
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
 import click
-from eventsourcing.persistence import PersistenceError
 
 from ledger import __version__
 from ledger.api import Caller, SecretsManagerApi, local_caller
-from ledger.application import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, Secrets
-from ledger.cli.common import aws_errors, database_option, json_option, main, print_json
-from ledger.crypto import KeyringError
+from ledger.application import DEFAULT_ACCOUNT_ID, DEFAULT_REGION
+from ledger.cli.common import (
+    Command,
+    Decorator,
+    LedgerSettings,
+    aws_errors,
+    keyring_option,
+    ledger_options,
+    main,
+    opened_api,
+    print_json,
+)
 from ledger.errors import SecretsManagerError
 
 VALUE_SIZE_BYTES_MAX = 65_536
@@ -77,99 +83,6 @@ VERSION_STAGES_FLAG = "--version-stages"
 USER_AGENT = f"secretledger-cli/{__version__}"
 MEMORY_DATABASE = "memory:"
 SQLITE_COMPANION_SUFFIXES = ("", "-wal", "-journal")
-
-
-# Opening the ledger
-
-
-@dataclasses.dataclass(frozen=True)
-class LedgerSettings:
-    """Where the ledger lives and which account and region its ARNs name."""
-
-    database: str
-    keyring_path: Path | None
-    region: str
-    account_id: str
-
-
-Command = Callable[..., None]
-Decorator = Callable[[Command], Command]
-
-
-def keyring_option() -> Decorator:
-    return click.option(
-        "--keyring",
-        "keyring_path",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        envvar="SECRETLEDGER_KEYRING",
-        help="Keyring file. Default: <db>.keyring beside a SQLite file, "
-        "./secretledger.keyring for PostgreSQL, in memory for memory:.",
-    )
-
-
-def ledger_options(command: Command) -> Command:
-    """Adds --db, --keyring, --region, --account-id and --json; the command receives
-    ``settings: LedgerSettings`` and ``as_json: bool``."""
-
-    @functools.wraps(command)
-    def with_settings(
-        *,
-        database: str,
-        keyring_path: Path | None,
-        region: str,
-        account_id: str,
-        **options: Any,
-    ) -> None:
-        settings = LedgerSettings(database, keyring_path, region, account_id)
-        command(settings=settings, **options)
-
-    options = [
-        database_option(),
-        keyring_option(),
-        click.option(
-            "--region",
-            default=DEFAULT_REGION,
-            show_default=True,
-            envvar="SECRETLEDGER_REGION",
-            help="Region named in new ARNs.",
-        ),
-        click.option(
-            "--account-id",
-            default=DEFAULT_ACCOUNT_ID,
-            show_default=True,
-            envvar="SECRETLEDGER_ACCOUNT_ID",
-            help="Account named in ARNs and in the caller's IAM user ARN.",
-        ),
-        json_option(),
-    ]
-    decorated: Command = with_settings
-    for option in reversed(options):
-        decorated = option(decorated)
-    return decorated
-
-
-@contextmanager
-def opened_api(settings: LedgerSettings) -> Iterator[SecretsManagerApi]:
-    """The API over the ledger at ``settings.database``, closed afterwards.
-
-    A malformed --db is a usage error (exit 2); a ledger that cannot be opened
-    (unreadable file, bad keyring, unreachable server) exits 1."""
-    try:
-        secrets = Secrets(
-            settings.database,
-            keyring_path=settings.keyring_path,
-            region=settings.region,
-            account_id=settings.account_id,
-        )
-    except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="--db") from None
-    except (KeyringError, OSError, PersistenceError) as error:
-        raise click.ClickException(f"cannot open the ledger: {error}") from None
-    try:
-        yield SecretsManagerApi(secrets)
-    finally:
-        secrets.close()
 
 
 def cli_caller(account_id: str) -> Caller:
@@ -985,10 +898,6 @@ class RotationDemo:
         echo_table(["", "VERSION ID", "LABELS"], rows, indent="  ")
 
 
-def database_has_events(api: SecretsManagerApi) -> bool:
-    return api.secrets.recorder.max_notification_id() is not None
-
-
 def value_hits_in_files(database: str, values: Sequence[str]) -> int | None:
     """Occurrences of the values in the SQLite files (database, WAL, journal);
     None when the ledger is not a SQLite file."""
@@ -1027,7 +936,7 @@ def demo_command(database: str | None, keyring_path: Path | None) -> None:
         database = str(Path(tempfile.mkdtemp(prefix="secretledger-demo-")) / "demo.db")
     settings = LedgerSettings(database, keyring_path, DEFAULT_REGION, DEFAULT_ACCOUNT_ID)
     with opened_api(settings) as api:
-        if database_has_events(api):
+        if api.secrets.log_has_events():
             raise click.BadParameter(
                 "already holds events; the demo needs a fresh ledger (omit --db for a "
                 "temporary one)",

@@ -31,16 +31,13 @@ from __future__ import annotations
 
 import getpass
 import ipaddress
-from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import click
 import uvicorn
-from eventsourcing.persistence import PersistenceError
 
 from ledger.api import SecretsManagerApi
-from ledger.application import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, Secrets
 from ledger.auth import (
     CREDENTIALS_FILE_NAME,
     CredentialsFileError,
@@ -51,8 +48,15 @@ from ledger.auth import (
     write_credentials_file,
 )
 from ledger.call_records import BACKLOG_MAX_DEFAULT, CallRecorder
-from ledger.cli.common import database_option, main
-from ledger.crypto import KeyringError
+from ledger.cli.common import (
+    LedgerSettings,
+    account_id_option,
+    database_option,
+    keyring_option,
+    main,
+    open_secrets,
+    region_option,
+)
 from ledger.http import Application, Endpoint
 from projections import start_in_background
 
@@ -64,12 +68,10 @@ GRACEFUL_SHUTDOWN_SECONDS = 30
 MEMORY_DATABASE = "memory:"
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 
-Command = Callable[..., None]
-with_database: Callable[[Command], Command] = database_option()
 
 
 @main.command("serve")
-@with_database
+@database_option()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
     "--port", default=PORT_DEFAULT, show_default=True, type=click.IntRange(0, 65535),
@@ -80,18 +82,9 @@ with_database: Callable[[Command], Command] = database_option()
     help=f"TOML file of principals. Default: {CREDENTIALS_FILE_NAME} next to the database, "
     "created with one fresh principal if missing.",
 )
-@click.option(
-    "--region", default=DEFAULT_REGION, show_default=True, envvar="SECRETLEDGER_REGION",
-    help="Region named in ARNs and audit records.",
-)
-@click.option(
-    "--account-id", default=DEFAULT_ACCOUNT_ID, show_default=True,
-    envvar="SECRETLEDGER_ACCOUNT_ID", help="12-digit account named in ARNs.",
-)
-@click.option(
-    "--keyring", "keyring_path", type=click.Path(path_type=Path, dir_okay=False),
-    help="Keyring file (default: <db>.keyring for SQLite).",
-)
+@region_option()
+@account_id_option()
+@keyring_option()
 @click.option(
     "--call-records", type=click.Choice(["durable", "async"]), default="durable",
     show_default=True,
@@ -137,7 +130,7 @@ def serve(
     principals = load_or_create_principals(
         credentials_path, database, account_id, region, f"http://{host}:{port}"
     )
-    secrets = open_secrets(database, keyring_path, region, account_id)
+    secrets = open_secrets(LedgerSettings(database, keyring_path, region, account_id))
     projections = (
         start_in_background(database, application=secrets if database == "memory:" else None)
         if follow_projections
@@ -182,17 +175,6 @@ def server_config(application: Application, host: str, port: int) -> uvicorn.Con
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
-
-
-def open_secrets(
-    database: str, keyring_path: Path | None, region: str, account_id: str
-) -> Secrets:
-    try:
-        return Secrets(database, keyring_path=keyring_path, region=region, account_id=account_id)
-    except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="--db") from None
-    except (KeyringError, OSError, PersistenceError) as error:
-        raise click.ClickException(f"cannot open the ledger: {error}") from None
 
 
 def is_loopback(host: str) -> bool:
