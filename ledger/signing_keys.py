@@ -287,7 +287,7 @@ class SigningKeys:
             self._state = rotated
         return rotated.active_key_id
 
-    def keys(self) -> list[SigningKeyInfo]:
+    def list_keys(self) -> list[SigningKeyInfo]:
         """Every key, oldest first, with its id, creation time and whether it is active."""
         return [
             SigningKeyInfo(
@@ -300,7 +300,7 @@ class SigningKeys:
         ]
 
     def verifiers(self) -> list[Verifier]:
-        return [info.verifier for info in self.keys()]
+        return [info.verifier for info in self.list_keys()]
 
     def vkeys(self) -> list[str]:
         """K5: every public key as a C2SP verifier key, oldest first."""
