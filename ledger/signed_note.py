@@ -6,7 +6,7 @@ A note is a text followed by a blank line and one signature line per signer::
     <empty line>
     — <key name> <base64(key id ‖ signature)>
 
-The rules this module applies are N1-N9 of docs/evidence.md: the text and names
+The rules this module applies are N1-N8 of docs/evidence.md: the text and names
 allowed, how a key id is derived, the verifier key ("vkey") format, and what makes a
 note verify against a set of known keys (unknown keys are ignored, a known key that
 does not verify fails the note, and at least one known key must verify).
@@ -159,7 +159,7 @@ class Verifier:
 
 
 class Signer:
-    """An Ed25519 signing key under a key name. The seed never shows in ``repr``."""
+    """N8: an Ed25519 signing key under a key name. The seed never shows in ``repr``."""
 
     def __init__(self, name: str, seed: bytes) -> None:
         check_key_name(name)
