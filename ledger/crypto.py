@@ -35,7 +35,8 @@ Choices made here:
   the owner is left out, because tests and containers often run as root.
 * The path is resolved (symbolic links followed) once when the keyring is
   opened, so a rotation replaces the real file and leaves a link in place.
-* A missing file is created with ``os.open(O_CREAT | O_EXCL, 0o600)`` on a
+* (File handling lives in ``ledger/private_files.py``.) A missing file is created
+  with ``os.open(O_CREAT | O_EXCL, 0o600)`` on a
   temporary name, filled, fsynced and then hard-linked to its final name.
   The link fails if the name exists, so two processes that race to create the
   keyring both end up with the one that won, and no reader ever sees a
@@ -56,10 +57,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import datetime
-import errno
-import fcntl
 import hashlib
 import hmac
 import json
@@ -67,14 +65,18 @@ import os
 import pathlib
 import re
 import secrets
-import stat
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from ledger.private_files import (
+    create_private_file,
+    exclusive_lock,
+    read_private_file,
+    replace_private_file,
+)
 
 KEYRING_FORMAT_VERSION = 1
 KEY_SIZE_BYTES = 32
@@ -88,17 +90,13 @@ CIPHERTEXT_SIZE_BYTES_MAX = VALUE_SIZE_BYTES_MAX + TAG_SIZE_BYTES
 BINDING_FIELD_SIZE_BYTES_MAX = 2048
 KEYRING_FILE_SIZE_BYTES_MAX = 1_048_576
 KEY_ENCRYPTION_KEY_COUNT_MAX = 1000
-LOCK_ATTEMPT_COUNT_MAX = 200
-LOCK_RETRY_INTERVAL_SECONDS = 0.025
 VALUE_KINDS = frozenset({"string", "binary"})
 
 _VALUE_DOMAIN = b"secret-ledger/value/v1"
 _DATA_KEY_DOMAIN = b"secret-ledger/data-key/v1"
 _FINGERPRINT_DOMAIN = b"secret-ledger/fingerprint/v1"
 _KEY_ID_PATTERN = re.compile(r"kek-\d{8}T\d{6}Z-[0-9a-f]{6}")
-_PERMISSION_BITS_FORBIDDEN = stat.S_IRWXG | stat.S_IRWXO
-_FILE_MODE = 0o600
-_DIRECTORY_MODE = 0o700
+_LABEL = "keyring"
 
 
 class KeyringError(Exception):
@@ -250,82 +248,10 @@ def _decode_key(encoded: Any, *, source: str) -> bytes:
     return key
 
 
-def _fsync_directory(directory: pathlib.Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def _write_new_private_file(path: pathlib.Path, content: bytes) -> None:
-    """Create ``path`` exclusively with mode 0600, write ``content`` and fsync it."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _FILE_MODE)
-    try:
-        os.fchmod(descriptor, _FILE_MODE)  # the umask may have removed owner bits
-        with os.fdopen(descriptor, "wb", closefd=False) as stream:
-            stream.write(content)
-            stream.flush()
-            os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def _temporary_sibling(path: pathlib.Path) -> pathlib.Path:
-    return path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-
-
-def _read_private_file(path: pathlib.Path) -> bytes:
-    """Read the keyring file after checking, on the open descriptor, that it is private."""
-    try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise KeyringError(f"keyring {path} does not exist") from None
-    except OSError as error:
-        raise KeyringError(f"keyring {path} cannot be opened: {error.strerror}") from None
-    try:
-        status = os.fstat(descriptor)
-        if not stat.S_ISREG(status.st_mode):
-            raise KeyringError(f"keyring {path} is not a regular file")
-        if status.st_mode & _PERMISSION_BITS_FORBIDDEN:
-            raise KeyringError(
-                f"keyring {path} has mode {stat.S_IMODE(status.st_mode):04o}; "
-                "it must not be accessible by group or others (chmod 600)"
-            )
-        if status.st_size > KEYRING_FILE_SIZE_BYTES_MAX:
-            raise KeyringError(f"keyring {path} is larger than {KEYRING_FILE_SIZE_BYTES_MAX} bytes")
-        with os.fdopen(descriptor, "rb", closefd=False) as stream:
-            return stream.read(KEYRING_FILE_SIZE_BYTES_MAX + 1)
-    except OSError as error:
-        raise KeyringError(f"keyring {path} cannot be read: {error.strerror}") from None
-    finally:
-        os.close(descriptor)
-
-
-@contextlib.contextmanager
-def _exclusive_lock(path: pathlib.Path) -> Iterator[None]:
-    """Hold an exclusive flock on ``<path>.lock``, giving up after a bounded wait."""
-    lock_path = path.with_name(path.name + ".lock")
-    try:
-        descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
-    except OSError as error:
-        raise KeyringError(f"keyring lock {lock_path} cannot be opened: {error.strerror}") from None
-    try:
-        for _attempt in range(LOCK_ATTEMPT_COUNT_MAX):
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as error:
-                if error.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise KeyringError(
-                        f"keyring lock {lock_path} cannot be taken: {error.strerror}"
-                    ) from None
-                time.sleep(LOCK_RETRY_INTERVAL_SECONDS)
-        else:
-            raise KeyringError(f"keyring lock {lock_path} is held by another process")
-        yield
-    finally:
-        os.close(descriptor)  # closing the descriptor releases the lock
+def _read_keyring_file(path: pathlib.Path) -> bytes:
+    return read_private_file(
+        path, label=_LABEL, size_bytes_max=KEYRING_FILE_SIZE_BYTES_MAX, error=KeyringError
+    )
 
 
 class Keyring:
@@ -350,7 +276,7 @@ class Keyring:
             if not create:
                 raise KeyringError(f"keyring {resolved} does not exist")
             cls._create_file(resolved)
-        content = _read_private_file(resolved)
+        content = _read_keyring_file(resolved)
         return cls(_KeyringState.from_json_bytes(content, source=str(resolved)), resolved)
 
     @classmethod
@@ -360,23 +286,8 @@ class Keyring:
     @staticmethod
     def _create_file(path: pathlib.Path) -> None:
         """Publish a fresh keyring at ``path`` unless some other process already did."""
-        try:
-            path.parent.mkdir(mode=_DIRECTORY_MODE, parents=True, exist_ok=True)
-        except OSError as error:
-            raise KeyringError(
-                f"keyring directory {path.parent} cannot be created: {error}"
-            ) from None
-        temporary = _temporary_sibling(path)
-        try:
-            _write_new_private_file(temporary, _KeyringState.generate().to_json_bytes())
-            with contextlib.suppress(FileExistsError):  # another process won the race
-                os.link(temporary, path)
-            _fsync_directory(path.parent)
-        except OSError as error:
-            raise KeyringError(f"keyring {path} cannot be created: {error.strerror}") from None
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
+        content = _KeyringState.generate().to_json_bytes()
+        create_private_file(path, content, label=_LABEL, error=KeyringError)
 
     @property
     def active_key_id(self) -> str:
@@ -391,7 +302,7 @@ class Keyring:
         if self._path is None:
             self._state = self._state.with_new_key()
             return self._state.active_key_id
-        with _exclusive_lock(self._path):
+        with exclusive_lock(self._path, label=_LABEL, error=KeyringError):
             self._adopt(self._read_file_state())
             rotated = self._state.with_new_key()
             self._persist(rotated)
@@ -400,7 +311,7 @@ class Keyring:
 
     def _read_file_state(self) -> _KeyringState:
         assert self._path is not None, "only a file-backed keyring has a file"
-        content = _read_private_file(self._path)
+        content = _read_keyring_file(self._path)
         return _KeyringState.from_json_bytes(content, source=str(self._path))
 
     def _adopt(self, state: _KeyringState) -> None:
@@ -413,17 +324,7 @@ class Keyring:
 
     def _persist(self, state: _KeyringState) -> None:
         assert self._path is not None, "only a file-backed keyring is persisted"
-        temporary = _temporary_sibling(self._path)
-        try:
-            _write_new_private_file(temporary, state.to_json_bytes())
-            os.replace(temporary, self._path)
-            _fsync_directory(self._path.parent)
-        except OSError as error:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
-            raise KeyringError(
-                f"keyring {self._path} cannot be written: {error.strerror}"
-            ) from None
+        replace_private_file(self._path, state.to_json_bytes(), label=_LABEL, error=KeyringError)
 
     def _key_encryption_key(self, key_id: str) -> bytes:
         key = self._state.key_encryption_keys.get(key_id)
