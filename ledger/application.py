@@ -609,8 +609,7 @@ class Secrets(Application[UUID]):
         forced = bool(force_delete_without_recovery)
         if forced and recovery_window_in_days is not None:
             raise InvalidParameterException(
-                "You can't use ForceDeleteWithoutRecovery in conjunction with "
-                "RecoveryWindowInDays."
+                "You can't use ForceDeleteWithoutRecovery in conjunction with RecoveryWindowInDays."
             )
         window_days = recovery_window_in_days
         if window_days is None:
@@ -806,4 +805,3 @@ def open_keyring(database: str, keyring_path: Path | None) -> Keyring:
     if database.startswith(("postgresql://", "postgres://")):
         return Keyring.open(Path("secretledger.keyring"))
     return Keyring.open(Path(database + ".keyring"))
-

@@ -21,10 +21,12 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final, ParamSpec, TypeVar
 from uuid import UUID
 
+import psycopg
 from eventsourcing.persistence import (
     IntegrityError,
     InterfaceError,
     OperationalError,
+    PersistenceError,
     ProgrammingError,
     StoredEvent,
 )
@@ -81,6 +83,23 @@ def retried_on_connection_errors(function: Callable[P, R]) -> Callable[P, R]:
         wait=RETRY_WAIT_SECONDS,
     )(function)
     return retried
+
+
+class AbortEventsTransaction(BaseException):
+    """Carries an error of the chain step out of the library's ``insert_events``.
+
+    The library runs ``_insert_stored_events`` and ``_fetch_ids_after_insert_events``
+    inside ``try: ... except Exception as e: exc = e`` *within* the transaction
+    block, and re-raises only after the block has exited: an ``Exception`` raised
+    there by Python code (not by the server) lets the transaction COMMIT, i.e. the
+    events without their hash rows. A ``BaseException`` passes that ``except``, so
+    the transaction block sees it and rolls back; ``insert_events`` then re-raises
+    the original error.
+    """
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(error)
+        self.error = error
 
 
 class PostgresTablesCreatedInTurn(PostgresAggregateRecorder):
@@ -165,7 +184,10 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         kwargs[DATA_KEYS_ARGUMENT] = validated_data_keys(stored_events, kwargs)
-        notification_ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+        try:
+            notification_ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+        except AbortEventsTransaction as abort:
+            raise persistence_error(abort.error) from abort.error
         return notification_ids
 
     def _insert_events(
@@ -207,7 +229,10 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
         synced); it fetches the notification ids, then the chain is extended."""
         notification_ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
         assert notification_ids is not None and len(notification_ids) == len(stored_events)
-        self._insert_event_hashes(curs, stored_events, notification_ids)
+        try:
+            self._insert_event_hashes(curs, stored_events, notification_ids)
+        except Exception as error:
+            raise AbortEventsTransaction(error) from error
         return notification_ids
 
     @retried_on_connection_errors
@@ -469,6 +494,18 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
                 for row in curs.fetchall():
                     found[(row["level"], row["node_index"])] = bytes(row["hash"])
         return found
+
+
+def persistence_error(error: Exception) -> Exception:
+    """A psycopg error as the library's get_connection() would have raised it (its
+    connection errors are the ones callers retry); any other error as it is."""
+    if isinstance(error, psycopg.InterfaceError):
+        return InterfaceError(str(error))
+    if isinstance(error, psycopg.OperationalError):
+        return OperationalError(str(error))
+    if isinstance(error, psycopg.Error):
+        return PersistenceError(str(error))
+    return error
 
 
 class LedgerPostgresFactory(PostgresFactory):

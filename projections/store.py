@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final, Literal
 
-from ledger.storage import MEMORY_DATABASE, POSTGRES_URL_SCHEMES
+from ledger.storage import MEMORY_DATABASE, POSTGRES_URL_SCHEMES, make_sqlite_files_private
 
 Dialect = Literal["sqlite", "postgres"]
 
@@ -155,6 +155,8 @@ class SQLiteViewStore(ViewStore):
             self._reader_lock = threading.RLock()
 
     def _connect(self) -> sqlite3.Connection:
+        if not self.is_memory:
+            make_sqlite_files_private(self.path)
         connection = sqlite3.connect(
             self.path,
             timeout=SQLITE_BUSY_TIMEOUT_SECONDS,

@@ -72,35 +72,53 @@ with_database: Callable[[Command], Command] = database_option()
 @with_database
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
-    "--port", default=PORT_DEFAULT, show_default=True, type=click.IntRange(0, 65535),
+    "--port",
+    default=PORT_DEFAULT,
+    show_default=True,
+    type=click.IntRange(0, 65535),
     help="TCP port to listen on.",
 )
 @click.option(
-    "--credentials", "credentials_path", type=click.Path(path_type=Path, dir_okay=False),
+    "--credentials",
+    "credentials_path",
+    type=click.Path(path_type=Path, dir_okay=False),
     help=f"TOML file of principals. Default: {CREDENTIALS_FILE_NAME} next to the database, "
     "created with one fresh principal if missing.",
 )
 @click.option(
-    "--region", default=DEFAULT_REGION, show_default=True, envvar="SECRETLEDGER_REGION",
+    "--region",
+    default=DEFAULT_REGION,
+    show_default=True,
+    envvar="SECRETLEDGER_REGION",
     help="Region named in ARNs and audit records.",
 )
 @click.option(
-    "--account-id", default=DEFAULT_ACCOUNT_ID, show_default=True,
-    envvar="SECRETLEDGER_ACCOUNT_ID", help="12-digit account named in ARNs.",
+    "--account-id",
+    default=DEFAULT_ACCOUNT_ID,
+    show_default=True,
+    envvar="SECRETLEDGER_ACCOUNT_ID",
+    help="12-digit account named in ARNs.",
 )
 @click.option(
-    "--keyring", "keyring_path", type=click.Path(path_type=Path, dir_okay=False),
+    "--keyring",
+    "keyring_path",
+    type=click.Path(path_type=Path, dir_okay=False),
     help="Keyring file (default: <db>.keyring for SQLite).",
 )
 @click.option(
-    "--call-records", type=click.Choice(["durable", "async"]), default="durable",
+    "--call-records",
+    type=click.Choice(["durable", "async"]),
+    default="durable",
     show_default=True,
     help="When a call that changes no secret (a read, a failure, a refusal) is answered: "
     "durable, once its audit record is committed; async, once the record is queued "
     f"(committed within milliseconds; a crash loses at most {BACKLOG_MAX_DEFAULT}).",
 )
 @click.option(
-    "--projections/--no-projections", "follow_projections", default=True, show_default=True,
+    "--projections/--no-projections",
+    "follow_projections",
+    default=True,
+    show_default=True,
     help="Keep the label-history and audit projections up to date in this process.",
 )
 def serve(
@@ -184,9 +202,7 @@ def server_config(application: Application, host: str, port: int) -> uvicorn.Con
     )
 
 
-def open_secrets(
-    database: str, keyring_path: Path | None, region: str, account_id: str
-) -> Secrets:
+def open_secrets(database: str, keyring_path: Path | None, region: str, account_id: str) -> Secrets:
     try:
         return Secrets(database, keyring_path=keyring_path, region=region, account_id=account_id)
     except ValueError as error:
