@@ -269,6 +269,28 @@ def test_a_save_after_the_newest_event_was_deleted_is_refused_on_sqlite(tmp_path
         application.close()
 
 
+@pytest.mark.postgres
+def test_a_save_that_would_not_extend_the_chain_is_refused_and_rolled_back_on_postgres(
+    postgres_database_url: str,
+) -> None:
+    import psycopg
+
+    application = open_tallies(postgres_database_url)
+    try:
+        application.save(started_tally("kept"))
+        with psycopg.connect(postgres_database_url, autocommit=True) as connection:
+            connection.execute(
+                "INSERT INTO tallies_event_hashes VALUES (2, 1000000, %s, %s)",
+                (bytes(32), bytes(32)),
+            )
+        with pytest.raises(EvidenceLogError, match="verify"):
+            application.save(started_tally("refused"))
+        assert application.evidence.event_hash_count() == 3
+        assert application.recorder.max_notification_id() == 2
+    finally:
+        application.close()
+
+
 def test_a_stored_id_respelt_on_sqlite_is_reported_as_stored_not_as_the_same_uuid(
     tmp_path: Path,
 ) -> None:
