@@ -498,6 +498,8 @@ def make_sqlite_files_private(database_path: str) -> None:
         )
     except FileExistsError:
         pass
+    except OSError:
+        return  # e.g. no such directory: SQLite reports it in its own terms
     else:
         try:
             os.fchmod(descriptor, DATABASE_FILE_MODE)  # the umask may have removed owner bits

@@ -465,6 +465,12 @@ def test_existing_sqlite_files_open_to_others_are_made_private(tmp_path: Path) -
     assert file_modes(database) == {"old.sqlite": 0o600, "old.sqlite-wal": 0o600}
 
 
+def test_a_database_in_a_missing_directory_is_left_for_sqlite_to_report(tmp_path: Path) -> None:
+    database = tmp_path / "missing" / "ledger.sqlite"
+    make_sqlite_files_private(str(database))
+    assert not database.parent.exists()
+
+
 # --------------------------------------------------------------------------------------
 # PostgreSQL specifics
 # --------------------------------------------------------------------------------------
