@@ -336,8 +336,12 @@ class SecretsManagerApi:
         sort_secrets(matching, request.get("SortBy"), request.get("SortOrder"))
         entries = [list_entry(secret) for secret in matching]
         scope = "secrets:" + json.dumps(
-            [include_planned, request.get("Filters"), request.get("SortBy"),
-             request.get("SortOrder")],
+            [
+                include_planned,
+                request.get("Filters"),
+                request.get("SortBy"),
+                request.get("SortOrder"),
+            ],
             sort_keys=True,
             default=str,
         )

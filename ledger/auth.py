@@ -180,8 +180,10 @@ def principals_in(document: Mapping[str, Any], path: Path) -> list[Principal]:
         raise CredentialsFileError(f"{path}: 'principals' must be an array of tables")
     if len(entries) > PRINCIPALS_MAX:
         raise CredentialsFileError(f"{path}: more than {PRINCIPALS_MAX} principals")
-    return [principal_from(entry, f"{path}: principal {index}") for index, entry in
-            enumerate(entries, start=1)]
+    return [
+        principal_from(entry, f"{path}: principal {index}")
+        for index, entry in enumerate(entries, start=1)
+    ]
 
 
 def principal_from(entry: Any, where: str) -> Principal:
@@ -195,7 +197,9 @@ def principal_from(entry: Any, where: str) -> Principal:
             f"missing {sorted(missing)}, unknown {sorted(unknown)}"
         )
     access_key_id, secret_access_key, arn = (
-        entry["access_key_id"], entry["secret_access_key"], entry["arn"]
+        entry["access_key_id"],
+        entry["secret_access_key"],
+        entry["arn"],
     )
     if not isinstance(access_key_id, str) or not ACCESS_KEY_ID_PATTERN.fullmatch(access_key_id):
         raise CredentialsFileError(f"{where}: access_key_id must be 16-128 letters or digits")
@@ -307,8 +311,13 @@ def parse_amz_date(value: str) -> datetime | None:
         return None
     try:
         return datetime(
-            int(value[0:4]), int(value[4:6]), int(value[6:8]),
-            int(value[9:11]), int(value[11:13]), int(value[13:15]), tzinfo=UTC,
+            int(value[0:4]),
+            int(value[4:6]),
+            int(value[6:8]),
+            int(value[9:11]),
+            int(value[11:13]),
+            int(value[13:15]),
+            tzinfo=UTC,
         )
     except ValueError:  # a month 13, a February 30th...
         return None
@@ -336,8 +345,9 @@ def parse_authorization(header: str) -> Authorization:
         name, separator, value = part.strip().partition("=")
         if separator:
             parameters[name] = value
-    missing = [name for name in ("Credential", "SignedHeaders", "Signature") if not
-               parameters.get(name)]
+    missing = [
+        name for name in ("Credential", "SignedHeaders", "Signature") if not parameters.get(name)
+    ]
     if missing:
         raise IncompleteSignature(
             " ".join(f"Authorization header requires '{name}' parameter." for name in missing)

@@ -196,7 +196,8 @@ class CallRecorder:
                         return
                 logger.error(
                     "could not save %d call record(s) (%s); retrying",
-                    len(self.queue), type(error).__name__,
+                    len(self.queue),
+                    type(error).__name__,
                 )
                 self.condition.wait(backoff_seconds)
                 backoff_seconds = min(backoff_seconds * 2, RETRY_BACKOFF_SECONDS_MAX)

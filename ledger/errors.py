@@ -114,4 +114,3 @@ def token_in_use(token: str, secret_arn: str) -> ResourceExistsException:
         f"You can't use ClientRequestToken {token} because that value is already in use "
         f"for a version of secret {secret_arn}."
     )
-

@@ -291,9 +291,9 @@ class Endpoint:
             error = RequestEntityTooLargeException(
                 f"The request body is larger than {self.body_size_bytes_max} bytes."
             )
-            await respond(send, error_response(
-                error, request_id, close_connection=not too_large.drained
-            ))
+            await respond(
+                send, error_response(error, request_id, close_connection=not too_large.drained)
+            )
             return
         if self.pending_calls >= self.pending_calls_max:
             await respond(send, error_response(ServiceUnavailable(UNAVAILABLE_MESSAGE), request_id))
@@ -353,12 +353,18 @@ class Endpoint:
             try:
                 identity = self.verifier.verify(request)
             except Denial as denial:
-                refused = Caller("", denial.claimed_access_key_id, source_ip, user_agent,
-                                 request_id)
+                refused = Caller(
+                    "", denial.claimed_access_key_id, source_ip, user_agent, request_id
+                )
                 self.api.record_denial(operation_named(target), {}, refused, denial.error)
                 return error_response(denial.error, request_id)
-            caller = Caller(identity.principal.arn, identity.principal.access_key_id,
-                            source_ip, user_agent, request_id)
+            caller = Caller(
+                identity.principal.arn,
+                identity.principal.access_key_id,
+                source_ip,
+                user_agent,
+                request_id,
+            )
             return success_response(self._call(request, target, caller), request_id)
         except SecretsManagerError as error:
             return error_response(error, request_id)

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import os
 import sqlite3
-from collections.abc import Sequence
+import stat
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -46,6 +48,14 @@ from eventsourcing.sqlite import (
     SQLiteFactory,
 )
 from eventsourcing.utils import Environment, EnvType
+
+from ledger.merkle import (
+    GENESIS_CHAIN_HASH,
+    HASH_SIZE_BYTES,
+    chain_hash,
+    leaf_bytes,
+    leaf_hash,
+)
 
 # --------------------------------------------------------------------------------------
 # Transcoder
@@ -227,8 +237,53 @@ class DataKeyStore(Protocol):
         key-encryption key. Raises :class:`DataKeyNotFoundError` if there is none.
         """
 
+    def select_data_keys(self, after: tuple[UUID, str] | None, limit: int) -> list[DataKeyRecord]:
+        """Up to ``limit`` data keys ordered by (secret_id, version_id), starting after
+        the pair ``after`` (from the first when None): the batches of a resumable
+        re-wrap. The order of version ids is the store's own text order (code points
+        on SQLite and in memory, the database collation on PostgreSQL); resuming only
+        needs it to be the same from one batch to the next, which it is.
+        """
+
+    def replace_data_keys(self, records: Sequence[DataKeyRecord]) -> None:
+        """Overwrites several existing data keys in one transaction: all or none.
+        Raises :class:`DataKeyNotFoundError` (and changes nothing) if one is missing,
+        e.g. destroyed since it was selected; selecting the batch again skips it.
+        """
+
 
 DATA_KEYS_ARGUMENT: Final = "data_keys"
+DATA_KEYS_BATCH_SIZE_MAX: Final = 10_000
+
+
+def validated_data_key_batch(records: Sequence[DataKeyRecord]) -> tuple[DataKeyRecord, ...]:
+    """Checks the argument of ``replace_data_keys``: records, each (secret, version)
+    pair at most once, at most :data:`DATA_KEYS_BATCH_SIZE_MAX` of them."""
+    if not all(isinstance(record, DataKeyRecord) for record in records):
+        msg = "replace_data_keys takes DataKeyRecord objects only"
+        raise TypeError(msg)
+    if len(records) > DATA_KEYS_BATCH_SIZE_MAX:
+        msg = f"at most {DATA_KEYS_BATCH_SIZE_MAX} data keys per batch"
+        raise ValueError(msg)
+    if len({(record.secret_id, record.version_id) for record in records}) != len(records):
+        msg = "a batch of data keys must have distinct (secret_id, version_id)"
+        raise ValueError(msg)
+    return tuple(records)
+
+
+def check_data_key_page(after: tuple[UUID, str] | None, limit: int) -> None:
+    """Checks the arguments of ``select_data_keys``."""
+    if after is not None and not (
+        isinstance(after, tuple)
+        and len(after) == 2
+        and isinstance(after[0], UUID)
+        and isinstance(after[1], str)
+    ):
+        msg = "after must be None or a (secret_id: UUID, version_id: str) pair"
+        raise TypeError(msg)
+    if not 0 < limit <= DATA_KEYS_BATCH_SIZE_MAX:
+        msg = f"limit must be from 1 to {DATA_KEYS_BATCH_SIZE_MAX}"
+        raise ValueError(msg)
 
 
 def validated_data_keys(
@@ -265,20 +320,225 @@ def validated_data_keys(
 
 
 # --------------------------------------------------------------------------------------
+# Evidence: the hash chain, checkpoints and Merkle nodes
+# --------------------------------------------------------------------------------------
+
+SQLITE_EVENT_HASHES_TABLE_NAME: Final = "event_hashes"
+SQLITE_CHECKPOINTS_TABLE_NAME: Final = "checkpoints"
+SQLITE_MERKLE_NODES_TABLE_NAME: Final = "merkle_nodes"
+MERKLE_NODES_BATCH_SIZE_MAX: Final = 500  # keys per SELECT (two parameters each)
+
+
+@dataclass(frozen=True)
+class EventHash:
+    """One row of the event-hashes table: the leaf of one stored event.
+
+    ``leaf_index`` is dense from 0 in log order; ``notification_id`` names the event
+    (it is also inside the leaf bytes). ``leaf_hash`` is the RFC 6962 leaf hash and
+    ``chain_hash`` the chain value after this leaf (see :mod:`ledger.merkle`). Rows
+    read back are reported as stored, unchecked: judging them is the verifier's job.
+    """
+
+    leaf_index: int
+    notification_id: int
+    leaf_hash: bytes
+    chain_hash: bytes
+
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    """One stored checkpoint: its ``sequence`` (0, 1, 2, ...), the tree size it
+    covers, and ``line``, the exact JSON line also appended to the checkpoint file."""
+
+    sequence: int
+    tree_size: int
+    line: str
+
+
+MerkleNodeKey = tuple[int, int]  # (level >= 1, node_index >= 0)
+
+
+class EvidenceLogError(RuntimeError):
+    """The stored log no longer lines up with its hash chain, so nothing more is
+    appended: run ``secretledger verify``. Raised when the events being saved would
+    not come after the chain's head (e.g. a deleted event's SQLite rowid reused)."""
+
+
+@runtime_checkable
+class EvidenceStore(Protocol):
+    """The tamper-evident side of the application recorders of this module.
+
+    The hash-chain rows are written by the recorder itself, in the transaction that
+    inserts the events, under the log's write lock (see ``docs/evidence.md``,
+    "Storage"). Nothing else writes them.
+
+    How a verifier reads the log: events with the library's
+    ``select_notifications(start, limit)`` (ascending notification id, a page at a
+    time, next ``start`` = last id + 1), hash rows with :meth:`select_event_hashes`
+    (ascending leaf index, next ``start`` = last leaf index + 1), and pairs the i-th
+    event with leaf index i. Leaf i must then name that event's notification id and
+    equal the hashes recomputed from its stored fields. Fields are reported as
+    stored: an ``originator_id`` that is not a ``UUID`` (on SQLite, a stored id that
+    is not the canonical 32 lowercase hex digits), a ``topic`` that is not ``str``
+    or a ``state`` that is not ``bytes`` is an edited event.
+    """
+
+    def select_event_hashes(self, start: int, limit: int) -> list[EventHash]:
+        """Up to ``limit`` hash rows with ``leaf_index >= start``, ascending."""
+
+    def event_hash_count(self) -> int:
+        """The number of leaves: the last leaf index + 1, or 0 when there is none."""
+
+    def insert_checkpoint(self, sequence: int, tree_size: int, line: str) -> None:
+        """Stores a checkpoint; ``IntegrityError`` if ``sequence`` is taken."""
+
+    def select_checkpoints(self) -> list[StoredCheckpoint]:
+        """Every stored checkpoint, in sequence order."""
+
+    def insert_merkle_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:
+        """Stores (level, node_index, hash) nodes in one transaction; a key that is
+        already stored keeps its hash."""
+
+    def select_merkle_nodes(self, keys: Sequence[MerkleNodeKey]) -> dict[MerkleNodeKey, bytes]:
+        """The stored hashes of those of ``keys`` that are stored."""
+
+
+def chained_event_hashes(
+    head: EventHash | None, notification_ids: Sequence[int], stored_events: Sequence[StoredEvent]
+) -> list[EventHash]:
+    """The hash rows of events just stored after the chain's ``head`` (None: empty).
+
+    Computed from the records exactly as stored; ``notification_ids[i]`` is the id of
+    ``stored_events[i]``. Leaves follow notification-id order. Must run under the
+    log's write lock, with ``head`` read under it too.
+    """
+    assert len(notification_ids) == len(stored_events), "one notification id per event"
+    records = sorted(zip(notification_ids, stored_events, strict=True), key=lambda pair: pair[0])
+    previous_chain_hash = GENESIS_CHAIN_HASH if head is None else head.chain_hash
+    leaf_index = 0 if head is None else head.leaf_index + 1
+    if head is not None and records and records[0][0] <= head.notification_id:
+        msg = (
+            f"event {records[0][0]} would follow leaf {head.leaf_index} of event "
+            f"{head.notification_id}: the log was edited; run `secretledger verify`"
+        )
+        raise EvidenceLogError(msg)
+    hashes: list[EventHash] = []
+    for notification_id, stored_event in records:
+        assert isinstance(stored_event.originator_id, UUID), "the ledger's ids are UUIDs"
+        leaf = leaf_bytes(
+            notification_id=notification_id,
+            originator_id=stored_event.originator_id,
+            originator_version=stored_event.originator_version,
+            topic=stored_event.topic,
+            state=stored_event.state,
+        )
+        previous_chain_hash = chain_hash(previous_chain_hash, leaf_index, leaf)
+        hashes.append(EventHash(leaf_index, notification_id, leaf_hash(leaf), previous_chain_hash))
+        leaf_index += 1
+    assert len({event_hash.notification_id for event_hash in hashes}) == len(hashes)
+    return hashes
+
+
+def event_hash_rows(hashes: Iterable[EventHash]) -> list[tuple[int, int, bytes, bytes]]:
+    return [(h.leaf_index, h.notification_id, h.leaf_hash, h.chain_hash) for h in hashes]
+
+
+def check_event_hash_page(start: int, limit: int) -> None:
+    assert isinstance(start, int) and start >= 0, "start is a leaf index"
+    assert isinstance(limit, int) and limit > 0, "limit is positive"
+
+
+def check_checkpoint(sequence: int, tree_size: int, line: str) -> None:
+    assert isinstance(sequence, int) and sequence >= 0, "checkpoint sequences start at 0"
+    assert isinstance(tree_size, int) and tree_size >= 0, "a tree size is not negative"
+    assert isinstance(line, str) and line and "\n" not in line, "one non-empty line"
+
+
+def checked_merkle_nodes(
+    nodes: Sequence[tuple[int, int, bytes]],
+) -> list[tuple[int, int, bytes]]:
+    """The nodes, checked (level >= 1, node_index >= 0, 32-byte hash), each key once."""
+    checked = [(level, node_index, bytes(node_hash)) for level, node_index, node_hash in nodes]
+    for level, node_index, node_hash in checked:
+        assert level >= 1 and node_index >= 0, "level >= 1 and node_index >= 0"
+        assert len(node_hash) == HASH_SIZE_BYTES, "Merkle node hashes are 32 bytes"
+    keys = {(level, node_index) for level, node_index, _ in checked}
+    assert len(keys) == len(checked), "each node at most once per call"
+    return checked
+
+
+def merkle_node_key_batches(keys: Sequence[MerkleNodeKey]) -> list[list[MerkleNodeKey]]:
+    unique_keys = sorted(set(keys))
+    for level, node_index in unique_keys:
+        assert level >= 1 and node_index >= 0, "level >= 1 and node_index >= 0"
+    size = MERKLE_NODES_BATCH_SIZE_MAX
+    return [unique_keys[start : start + size] for start in range(0, len(unique_keys), size)]
+
+
+# --------------------------------------------------------------------------------------
+# Database files
+# --------------------------------------------------------------------------------------
+
+DATABASE_FILE_MODE: Final = 0o600
+SQLITE_COMPANION_SUFFIXES: Final = ("-wal", "-shm", "-journal")
+
+
+def make_sqlite_files_private(database_path: str) -> None:
+    """Creates a SQLite database file with mode 0600 before SQLite opens it, and takes
+    group and other permissions off an existing one and its -wal, -shm and -journal
+    files (SQLite creates those with the database file's mode).
+
+    Files owned by another user are left alone (reading a copy shared on purpose
+    still works); so are in-memory databases and ``file:`` URIs.
+    """
+    if not database_path or ":memory:" in database_path or database_path.startswith("file:"):
+        return
+    try:
+        descriptor = os.open(
+            database_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, DATABASE_FILE_MODE
+        )
+    except FileExistsError:
+        pass
+    except OSError:
+        return  # e.g. no such directory: SQLite reports it in its own terms
+    else:
+        try:
+            os.fchmod(descriptor, DATABASE_FILE_MODE)  # the umask may have removed owner bits
+        finally:
+            os.close(descriptor)
+    for path in (database_path, *(database_path + s for s in SQLITE_COMPANION_SUFFIXES)):
+        _remove_group_and_other_permissions(path)
+
+
+def _remove_group_and_other_permissions(path: str) -> None:
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return
+    mode = stat.S_IMODE(status.st_mode)
+    if status.st_uid == os.geteuid() and mode & 0o077:
+        os.chmod(path, mode & 0o700)
+
+
+# --------------------------------------------------------------------------------------
 # In-memory (POPO) backend
 # --------------------------------------------------------------------------------------
 
 
 class POPODataKeyRecorder(POPOApplicationRecorder):
-    """In-memory application recorder with a data-key table.
+    """In-memory application recorder with a data-key table and the evidence tables.
 
     Uniqueness of events *and* data keys is checked under the database lock before
-    anything is written, so a conflicting save leaves no trace.
+    anything is written, so a conflicting save leaves no trace. The hash chain is
+    extended under the same lock, right after the events are appended.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self._data_keys: dict[tuple[UUID, str], DataKeyRecord] = {}
+        self._event_hashes: list[EventHash] = []
+        self._checkpoints: dict[int, StoredCheckpoint] = {}
+        self._merkle_nodes: dict[MerkleNodeKey, bytes] = {}
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -304,7 +564,16 @@ class POPODataKeyRecorder(POPOApplicationRecorder):
         records: tuple[DataKeyRecord, ...] = kwargs[DATA_KEYS_ARGUMENT]
         for record in records:
             self._data_keys[(record.secret_id, record.version_id)] = record
+        assert notification_ids is not None
+        self._append_event_hashes(stored_events, notification_ids)
         return notification_ids
+
+    def _append_event_hashes(
+        self, stored_events: Sequence[StoredEvent], notification_ids: Sequence[int]
+    ) -> None:
+        """Extends the hash chain; runs under the database lock (``_insert_events``)."""
+        head = self._event_hashes[-1] if self._event_hashes else None
+        self._event_hashes.extend(chained_event_hashes(head, notification_ids, stored_events))
 
     def select_events(
         self,
@@ -350,6 +619,60 @@ class POPODataKeyRecorder(POPOApplicationRecorder):
                 raise DataKeyNotFoundError(record.secret_id, record.version_id)
             self._data_keys[key_pair] = record
 
+    def select_data_keys(self, after: tuple[UUID, str] | None, limit: int) -> list[DataKeyRecord]:
+        check_data_key_page(after, limit)
+        with self._database_lock:
+            pairs = sorted(pair for pair in self._data_keys if after is None or pair > after)
+            return [self._data_keys[pair] for pair in pairs[:limit]]
+
+    def replace_data_keys(self, records: Sequence[DataKeyRecord]) -> None:
+        batch = validated_data_key_batch(records)
+        with self._database_lock:
+            for record in batch:
+                if (record.secret_id, record.version_id) not in self._data_keys:
+                    raise DataKeyNotFoundError(record.secret_id, record.version_id)
+            for record in batch:
+                self._data_keys[(record.secret_id, record.version_id)] = record
+
+    # Evidence
+
+    def select_event_hashes(self, start: int, limit: int) -> list[EventHash]:
+        check_event_hash_page(start, limit)
+        with self._database_lock:
+            return self._event_hashes[start : start + limit]
+
+    def event_hash_count(self) -> int:
+        with self._database_lock:
+            return len(self._event_hashes)
+
+    def insert_checkpoint(self, sequence: int, tree_size: int, line: str) -> None:
+        check_checkpoint(sequence, tree_size, line)
+        with self._database_lock:
+            if sequence in self._checkpoints:
+                msg = f"Checkpoint {sequence} already recorded"
+                raise IntegrityError(msg)
+            self._checkpoints[sequence] = StoredCheckpoint(sequence, tree_size, line)
+
+    def select_checkpoints(self) -> list[StoredCheckpoint]:
+        with self._database_lock:
+            return [self._checkpoints[sequence] for sequence in sorted(self._checkpoints)]
+
+    def insert_merkle_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:
+        checked = checked_merkle_nodes(nodes)
+        with self._database_lock:
+            for level, node_index, node_hash in checked:
+                self._merkle_nodes.setdefault((level, node_index), node_hash)
+
+    def select_merkle_nodes(self, keys: Sequence[MerkleNodeKey]) -> dict[MerkleNodeKey, bytes]:
+        batches = merkle_node_key_batches(keys)
+        with self._database_lock:
+            return {
+                key: self._merkle_nodes[key]
+                for batch in batches
+                for key in batch
+                if key in self._merkle_nodes
+            }
+
 
 class LedgerPOPOFactory(POPOFactory):
     """In-memory persistence (``--db memory:``) with the data-key table."""
@@ -370,12 +693,15 @@ class DurableSQLiteConnectionPool(SQLiteConnectionPool):
     connection sets ``synchronous=FULL`` (the WAL is synced on every commit, so a
     committed save survives an OS crash or power loss, not only a process crash) and
     ``secure_delete=ON`` (deleted and overwritten content is zeroed, so a destroyed
-    data key does not linger in free pages).
+    data key does not linger in free pages). The database files are private (0600,
+    see :func:`make_sqlite_files_private`).
     """
 
     CONNECTION_PRAGMAS: Final = ("PRAGMA synchronous=FULL", "PRAGMA secure_delete=ON")
 
     def _create_connection(self) -> SQLiteConnection:
+        if not self.is_sqlite_memory_mode:
+            make_sqlite_files_private(self.db_name)
         connection = super()._create_connection()
         try:
             with connection.cursor() as cursor:
@@ -388,10 +714,18 @@ class DurableSQLiteConnectionPool(SQLiteConnectionPool):
 
 
 class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
-    """SQLite application recorder with the ``secret_data_keys`` table."""
+    """SQLite application recorder with the ``secret_data_keys`` table and the
+    evidence tables ``event_hashes``, ``checkpoints`` and ``merkle_nodes``.
+
+    The library's transaction starts with a deferred ``BEGIN``, and the first
+    statement of a save is an event ``INSERT``: that takes the database's write lock
+    (and, in WAL mode, a snapshot that is the newest one). Only then is the chain's
+    head read and extended, in the same transaction.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._prepare_evidence_statements()
         table = SQLITE_DATA_KEYS_TABLE_NAME
         self.insert_data_key_statement = f"INSERT INTO {table} VALUES (?,?,?,?)"
         self.select_data_key_statement = (
@@ -403,6 +737,14 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
         self.update_data_key_statement = (
             f"UPDATE {table} SET key_id=?, wrapped_key=? "
             "WHERE secret_id=? AND version_id=? RETURNING secret_id"
+        )
+        data_key_columns = f"SELECT secret_id, version_id, key_id, wrapped_key FROM {table} "
+        self.select_data_keys_statement = (
+            f"{data_key_columns}ORDER BY secret_id, version_id LIMIT ?"
+        )
+        self.select_data_keys_after_statement = (
+            f"{data_key_columns}WHERE (secret_id, version_id) > (?, ?) "
+            "ORDER BY secret_id, version_id LIMIT ?"
         )
 
     def construct_create_table_statements(self) -> list[str]:
@@ -416,7 +758,18 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
             "PRIMARY KEY (secret_id, version_id)) "
             "WITHOUT ROWID"
         )
+        statements.extend(self._evidence_create_table_statements())
         return statements
+
+    def convert_originator_id(self, originator_id: str) -> UUID | str:
+        """The stored id as a UUID when it is in the form this recorder writes (32
+        lowercase hex digits); otherwise as the text stored, so that an id rewritten
+        in another spelling of the same UUID (which hides the event from its
+        aggregate) cannot pass for the original. See :class:`EvidenceStore`."""
+        converted = super().convert_originator_id(originator_id)
+        if isinstance(converted, UUID) and converted.hex != originator_id:
+            return originator_id
+        return converted
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -437,6 +790,8 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
                     for record in records
                 ],
             )
+        assert notification_ids is not None
+        self._insert_event_hashes(c, stored_events, notification_ids)
         return notification_ids
 
     def select_data_key(self, secret_id: UUID, version_id: str) -> DataKeyRecord | None:
@@ -471,6 +826,40 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
                 raise DataKeyNotFoundError(record.secret_id, record.version_id)
         self._checkpoint_write_ahead_log()
 
+    def select_data_keys(self, after: tuple[UUID, str] | None, limit: int) -> list[DataKeyRecord]:
+        check_data_key_page(after, limit)
+        statement = self.select_data_keys_statement
+        parameters: tuple[Any, ...] = (limit,)
+        if after is not None:
+            statement = self.select_data_keys_after_statement
+            parameters = (after[0].hex, after[1], limit)
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(statement, parameters)
+            rows = c.fetchall()
+        return [
+            DataKeyRecord(
+                secret_id=UUID(row["secret_id"]),
+                version_id=row["version_id"],
+                key_id=row["key_id"],
+                wrapped_key=bytes(row["wrapped_key"]),
+            )
+            for row in rows
+        ]
+
+    def replace_data_keys(self, records: Sequence[DataKeyRecord]) -> None:
+        batch = validated_data_key_batch(records)
+        if not batch:
+            return
+        with self.datastore.transaction(commit=True) as c:
+            for record in batch:
+                c.execute(
+                    self.update_data_key_statement,
+                    (record.key_id, record.wrapped_key, record.secret_id.hex, record.version_id),
+                )
+                if c.fetchone() is None:
+                    raise DataKeyNotFoundError(record.secret_id, record.version_id)
+        self._checkpoint_write_ahead_log()
+
     def _checkpoint_write_ahead_log(self) -> None:
         """Copies the zeroed pages into the database file and truncates the WAL.
 
@@ -486,6 +875,125 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
         ):
             # The change is committed already; a busy database only delays the erasure.
             cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # Evidence
+
+    def _prepare_evidence_statements(self) -> None:
+        hashes = SQLITE_EVENT_HASHES_TABLE_NAME
+        hash_columns = "leaf_index, notification_id, leaf_hash, chain_hash"
+        self.select_event_hash_head_statement = (
+            f"SELECT {hash_columns} FROM {hashes} ORDER BY leaf_index DESC LIMIT 1"
+        )
+        self.insert_event_hash_statement = f"INSERT INTO {hashes} ({hash_columns}) VALUES (?,?,?,?)"
+        self.select_event_hashes_statement = (
+            f"SELECT {hash_columns} FROM {hashes} WHERE leaf_index >= ? ORDER BY leaf_index LIMIT ?"
+        )
+        self.select_event_hash_last_index_statement = f"SELECT MAX(leaf_index) FROM {hashes}"
+        checkpoints = SQLITE_CHECKPOINTS_TABLE_NAME
+        self.insert_checkpoint_statement = (
+            f"INSERT INTO {checkpoints} (sequence, tree_size, line) VALUES (?,?,?)"
+        )
+        self.select_checkpoints_statement = (
+            f"SELECT sequence, tree_size, line FROM {checkpoints} ORDER BY sequence"
+        )
+        nodes = SQLITE_MERKLE_NODES_TABLE_NAME
+        self.insert_merkle_node_statement = (
+            f"INSERT INTO {nodes} (level, node_index, hash) VALUES (?,?,?) ON CONFLICT DO NOTHING"
+        )
+        self.select_merkle_nodes_statement_prefix = (
+            f"SELECT level, node_index, hash FROM {nodes} WHERE (level, node_index) IN (VALUES "
+        )
+
+    @staticmethod
+    def _evidence_create_table_statements() -> list[str]:
+        return [
+            f"CREATE TABLE IF NOT EXISTS {SQLITE_EVENT_HASHES_TABLE_NAME} ("
+            "leaf_index INTEGER PRIMARY KEY CHECK (leaf_index >= 0), "
+            "notification_id INTEGER NOT NULL UNIQUE, "
+            f"leaf_hash BLOB NOT NULL CHECK (length(leaf_hash) = {HASH_SIZE_BYTES}), "
+            f"chain_hash BLOB NOT NULL CHECK (length(chain_hash) = {HASH_SIZE_BYTES}))",
+            f"CREATE TABLE IF NOT EXISTS {SQLITE_CHECKPOINTS_TABLE_NAME} ("
+            "sequence INTEGER PRIMARY KEY CHECK (sequence >= 0), "
+            "tree_size INTEGER NOT NULL CHECK (tree_size >= 0), "
+            "line TEXT NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {SQLITE_MERKLE_NODES_TABLE_NAME} ("
+            "level INTEGER NOT NULL CHECK (level >= 1), "
+            "node_index INTEGER NOT NULL CHECK (node_index >= 0), "
+            f"hash BLOB NOT NULL CHECK (length(hash) = {HASH_SIZE_BYTES}), "
+            "PRIMARY KEY (level, node_index)) "
+            "WITHOUT ROWID",
+        ]
+
+    def _insert_event_hashes(
+        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], notification_ids: Sequence[int]
+    ) -> None:
+        """Extends the hash chain in the events' transaction. The events' INSERTs
+        before this hold the write lock, so the head read here is the newest one
+        and no other writer can extend the chain until this transaction ends."""
+        if not stored_events:
+            return
+        assert c.sqlite_cursor.connection.in_transaction, "inside the events' transaction"
+        c.execute(self.select_event_hash_head_statement)
+        head_row = c.fetchone()
+        head = None if head_row is None else event_hash_from_row(head_row)
+        hashes = chained_event_hashes(head, notification_ids, stored_events)
+        c.executemany(self.insert_event_hash_statement, event_hash_rows(hashes))
+
+    def select_event_hashes(self, start: int, limit: int) -> list[EventHash]:
+        check_event_hash_page(start, limit)
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self.select_event_hashes_statement, (start, limit))
+            rows = c.fetchall()
+        return [event_hash_from_row(row) for row in rows]
+
+    def event_hash_count(self) -> int:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self.select_event_hash_last_index_statement)
+            last_leaf_index = c.fetchone()[0]
+        return 0 if last_leaf_index is None else int(last_leaf_index) + 1
+
+    def insert_checkpoint(self, sequence: int, tree_size: int, line: str) -> None:
+        check_checkpoint(sequence, tree_size, line)
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(self.insert_checkpoint_statement, (sequence, tree_size, line))
+
+    def select_checkpoints(self) -> list[StoredCheckpoint]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self.select_checkpoints_statement)
+            rows = c.fetchall()
+        return [StoredCheckpoint(row["sequence"], row["tree_size"], row["line"]) for row in rows]
+
+    def insert_merkle_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:
+        checked = checked_merkle_nodes(nodes)
+        if not checked:
+            return
+        with self.datastore.transaction(commit=True) as c:
+            c.executemany(self.insert_merkle_node_statement, checked)
+
+    def select_merkle_nodes(self, keys: Sequence[MerkleNodeKey]) -> dict[MerkleNodeKey, bytes]:
+        found: dict[MerkleNodeKey, bytes] = {}
+        batches = merkle_node_key_batches(keys)
+        if not batches:
+            return found
+        with self.datastore.transaction(commit=False) as c:
+            for batch in batches:
+                placeholders = ",".join("(?,?)" for _ in batch)
+                c.execute(
+                    f"{self.select_merkle_nodes_statement_prefix}{placeholders})",
+                    [number for key in batch for number in key],
+                )
+                for row in c.fetchall():
+                    found[(row["level"], row["node_index"])] = bytes(row["hash"])
+        return found
+
+
+def event_hash_from_row(row: Any) -> EventHash:
+    return EventHash(
+        leaf_index=row["leaf_index"],
+        notification_id=row["notification_id"],
+        leaf_hash=bytes(row["leaf_hash"]),
+        chain_hash=bytes(row["chain_hash"]),
+    )
 
 
 class LedgerSQLiteFactory(SQLiteFactory):

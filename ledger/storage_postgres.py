@@ -5,7 +5,9 @@ eventsourcing resolves ``PERSISTENCE_MODULE=ledger.storage_postgres:LedgerPostgr
 only when a ``postgresql://`` database is chosen.
 
 The data-key table is ``<application name>_data_keys`` in the application's schema
-(``ledger_data_keys`` for the ``Ledger`` application), next to ``ledger_events``.
+(``ledger_data_keys`` for the ``Ledger`` application), next to ``ledger_events``; the
+evidence tables are ``ledger_event_hashes``, ``ledger_checkpoints`` and
+``ledger_merkle_nodes`` (see ``docs/evidence.md``, "Storage").
 
 Crypto-shredding caveat: ``DELETE`` (and ``UPDATE``) leave the old tuple in the heap
 until VACUUM and later writes reuse its space, and in WAL archives and backups.
@@ -19,10 +21,12 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final, ParamSpec, TypeVar
 from uuid import UUID
 
+import psycopg
 from eventsourcing.persistence import (
     IntegrityError,
     InterfaceError,
     OperationalError,
+    PersistenceError,
     ProgrammingError,
     StoredEvent,
 )
@@ -37,15 +41,32 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
+from ledger.merkle import HASH_SIZE_BYTES
 from ledger.storage import (
     DATA_KEYS_ARGUMENT,
     DataKeyNotFoundError,
     DataKeyRecord,
+    EventHash,
+    EvidenceLogError,
+    MerkleNodeKey,
+    StoredCheckpoint,
+    chained_event_hashes,
+    check_checkpoint,
+    check_data_key_page,
+    check_event_hash_page,
+    checked_merkle_nodes,
+    event_hash_from_row,
+    merkle_node_key_batches,
+    validated_data_key_batch,
     validated_data_keys,
 )
 
 EVENTS_TABLE_SUFFIX: Final = "_events"
 DATA_KEYS_TABLE_SUFFIX: Final = "_data_keys"
+EVENT_HASHES_TABLE_SUFFIX: Final = "_event_hashes"
+CHECKPOINTS_TABLE_SUFFIX: Final = "_checkpoints"
+MERKLE_NODES_TABLE_SUFFIX: Final = "_merkle_nodes"
+ISOLATION_LEVEL_REQUIRED: Final = "read committed"
 RETRY_ATTEMPTS_MAX: Final = 10
 RETRY_WAIT_SECONDS: Final = 0.2
 SCHEMA_LOCK_KEY: Final = 0x5EC2E71ED6E1  # advisory lock held while the tables are created
@@ -64,6 +85,23 @@ def retried_on_connection_errors(function: Callable[P, R]) -> Callable[P, R]:
     return retried
 
 
+class AbortEventsTransaction(BaseException):
+    """Carries an error of the chain step out of the library's ``insert_events``.
+
+    The library runs ``_insert_stored_events`` and ``_fetch_ids_after_insert_events``
+    inside ``try: ... except Exception as e: exc = e`` *within* the transaction
+    block, and re-raises only after the block has exited: an ``Exception`` raised
+    there by Python code (not by the server) lets the transaction COMMIT, i.e. the
+    events without their hash rows. A ``BaseException`` passes that ``except``, so
+    the transaction block sees it and rolls back; ``insert_events`` then re-raises
+    the original error.
+    """
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(error)
+        self.error = error
+
+
 class PostgresTablesCreatedInTurn(PostgresAggregateRecorder):
     """Creates its tables one process at a time. Concurrent ``CREATE TABLE IF NOT
     EXISTS`` of one table can fail ("tuple concurrently updated", or a duplicate key
@@ -76,11 +114,15 @@ class PostgresTablesCreatedInTurn(PostgresAggregateRecorder):
 
 
 class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRecorder):
-    """PostgreSQL application recorder with the ``<app>_data_keys`` table.
+    """PostgreSQL application recorder with the ``<app>_data_keys`` table and the
+    evidence tables ``<app>_event_hashes``, ``<app>_checkpoints`` and
+    ``<app>_merkle_nodes``.
 
     Data keys are inserted in the ``_insert_events`` hook, i.e. inside the same
     transaction (and pipeline) as the events: a conflict on either table rolls back
-    both.
+    both. The hash chain is extended in ``_fetch_ids_after_insert_events``, which
+    the library calls in that transaction after ``LOCK TABLE <app>_events IN
+    EXCLUSIVE MODE`` and the events' INSERT, once the pipeline is synced.
     """
 
     def __init__(
@@ -120,12 +162,32 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
             "UPDATE {table} SET key_id = %s, wrapped_key = %s "
             "WHERE secret_id = %s AND version_id = %s RETURNING secret_id"
         ).format(table=table)
+        data_key_columns = SQL(
+            "SELECT secret_id, version_id, key_id, wrapped_key FROM {table} "
+        ).format(table=table)
+        self.select_data_keys_statement = data_key_columns + SQL(
+            "ORDER BY secret_id, version_id LIMIT %s"
+        )
+        self.select_data_keys_after_statement = data_key_columns + SQL(
+            "WHERE (secret_id, version_id) > (%s, %s) ORDER BY secret_id, version_id LIMIT %s"
+        )
+        self.update_data_keys_statement = SQL(
+            "UPDATE {table} AS t SET key_id = n.key_id, wrapped_key = n.wrapped_key "
+            "FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::bytea[]) "
+            "AS n(secret_id, version_id, key_id, wrapped_key) "
+            "WHERE t.secret_id = n.secret_id AND t.version_id = n.version_id "
+            "RETURNING t.secret_id, t.version_id"
+        ).format(table=table)
+        self._prepare_evidence_statements(events_table_name)
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         kwargs[DATA_KEYS_ARGUMENT] = validated_data_keys(stored_events, kwargs)
-        notification_ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+        try:
+            notification_ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+        except AbortEventsTransaction as abort:
+            raise persistence_error(abort.error) from abort.error
         return notification_ids
 
     def _insert_events(
@@ -160,6 +222,19 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
             )
             raise IntegrityError(msg)
 
+    def _fetch_ids_after_insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """The library's hook after the events' INSERT (table locked, pipeline
+        synced); it fetches the notification ids, then the chain is extended."""
+        notification_ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        assert notification_ids is not None and len(notification_ids) == len(stored_events)
+        try:
+            self._insert_event_hashes(curs, stored_events, notification_ids)
+        except Exception as error:
+            raise AbortEventsTransaction(error) from error
+        return notification_ids
+
     @retried_on_connection_errors
     def select_data_key(self, secret_id: UUID, version_id: str) -> DataKeyRecord | None:
         with self.datastore.get_connection() as connection, connection.cursor() as curs:
@@ -190,6 +265,247 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
             )
             if curs.fetchone() is None:
                 raise DataKeyNotFoundError(record.secret_id, record.version_id)
+
+    @retried_on_connection_errors
+    def select_data_keys(self, after: tuple[UUID, str] | None, limit: int) -> list[DataKeyRecord]:
+        check_data_key_page(after, limit)
+        statement = self.select_data_keys_statement
+        parameters: tuple[Any, ...] = (limit,)
+        if after is not None:
+            statement = self.select_data_keys_after_statement
+            parameters = (after[0], after[1], limit)
+        with self.datastore.get_connection() as connection, connection.cursor() as curs:
+            curs.execute(statement, parameters, prepare=True)
+            rows = curs.fetchall()
+        return [
+            DataKeyRecord(
+                secret_id=row["secret_id"],
+                version_id=row["version_id"],
+                key_id=row["key_id"],
+                wrapped_key=bytes(row["wrapped_key"]),
+            )
+            for row in rows
+        ]
+
+    @retried_on_connection_errors
+    def replace_data_keys(self, records: Sequence[DataKeyRecord]) -> None:
+        batch = validated_data_key_batch(records)
+        if not batch:
+            return
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                self.update_data_keys_statement,
+                (
+                    [record.secret_id for record in batch],
+                    [record.version_id for record in batch],
+                    [record.key_id for record in batch],
+                    [record.wrapped_key for record in batch],
+                ),
+            )
+            replaced = {(row["secret_id"], row["version_id"]) for row in curs.fetchall()}
+            for record in batch:
+                if (record.secret_id, record.version_id) not in replaced:
+                    raise DataKeyNotFoundError(record.secret_id, record.version_id)
+
+    # Evidence
+
+    def _prepare_evidence_statements(self, events_table_name: str) -> None:
+        prefix = events_table_name.removesuffix(EVENTS_TABLE_SUFFIX)
+        names = [
+            prefix + suffix
+            for suffix in (
+                EVENT_HASHES_TABLE_SUFFIX,
+                CHECKPOINTS_TABLE_SUFFIX,
+                MERKLE_NODES_TABLE_SUFFIX,
+            )
+        ]
+        for name in names:
+            self.check_identifier_length(name)
+        self.event_hashes_table_name, self.checkpoints_table_name, self.merkle_nodes_table_name = (
+            names
+        )
+        hashes, checkpoints, nodes = (Identifier(self.datastore.schema, name) for name in names)
+        self.sql_create_statements.extend(
+            [
+                SQL(
+                    "CREATE TABLE IF NOT EXISTS {table} ("
+                    "leaf_index bigint PRIMARY KEY CHECK (leaf_index >= 0), "
+                    "notification_id bigint NOT NULL UNIQUE, "
+                    "leaf_hash bytea NOT NULL CHECK (octet_length(leaf_hash) = {size}), "
+                    "chain_hash bytea NOT NULL CHECK (octet_length(chain_hash) = {size}))"
+                ).format(table=hashes, size=HASH_SIZE_BYTES),
+                SQL(
+                    "CREATE TABLE IF NOT EXISTS {table} ("
+                    "sequence bigint PRIMARY KEY CHECK (sequence >= 0), "
+                    "tree_size bigint NOT NULL CHECK (tree_size >= 0), "
+                    "line text NOT NULL)"
+                ).format(table=checkpoints),
+                SQL(
+                    "CREATE TABLE IF NOT EXISTS {table} ("
+                    "level integer NOT NULL CHECK (level >= 1), "
+                    "node_index bigint NOT NULL CHECK (node_index >= 0), "
+                    "hash bytea NOT NULL CHECK (octet_length(hash) = {size}), "
+                    "PRIMARY KEY (level, node_index))"
+                ).format(table=nodes, size=HASH_SIZE_BYTES),
+            ]
+        )
+        hash_columns = SQL("leaf_index, notification_id, leaf_hash, chain_hash")
+        self.select_event_hash_head_statement = SQL(
+            "SELECT {columns} FROM {table} ORDER BY leaf_index DESC LIMIT 1"
+        ).format(columns=hash_columns, table=hashes)
+        self.insert_event_hashes_statement = SQL(
+            "INSERT INTO {table} ({columns}) "
+            "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bytea[], %s::bytea[]) "
+            "ON CONFLICT DO NOTHING RETURNING leaf_index"
+        ).format(columns=hash_columns, table=hashes)
+        self.select_event_hashes_statement = SQL(
+            "SELECT {columns} FROM {table} WHERE leaf_index >= %s ORDER BY leaf_index LIMIT %s"
+        ).format(columns=hash_columns, table=hashes)
+        self.select_event_hash_last_index_statement = SQL(
+            "SELECT MAX(leaf_index) AS last_leaf_index FROM {table}"
+        ).format(table=hashes)
+        self.insert_checkpoint_statement = SQL(
+            "INSERT INTO {table} (sequence, tree_size, line) VALUES (%s, %s, %s)"
+        ).format(table=checkpoints)
+        self.select_checkpoints_statement = SQL(
+            "SELECT sequence, tree_size, line FROM {table} ORDER BY sequence"
+        ).format(table=checkpoints)
+        self.insert_merkle_nodes_statement = SQL(
+            "INSERT INTO {table} (level, node_index, hash) "
+            "SELECT * FROM unnest(%s::integer[], %s::bigint[], %s::bytea[]) "
+            "ON CONFLICT DO NOTHING"
+        ).format(table=nodes)
+        self.select_merkle_nodes_statement = SQL(
+            "SELECT level, node_index, hash FROM {table} "
+            "JOIN unnest(%s::integer[], %s::bigint[]) AS k(level, node_index) "
+            "USING (level, node_index)"
+        ).format(table=nodes)
+
+    def _create_table(self, curs: Cursor[DictRow]) -> None:
+        """Refuses a database whose transactions are not READ COMMITTED: there, the
+        chain's head read after the table lock might come from an older snapshot."""
+        curs.execute(SQL("SHOW transaction_isolation"), prepare=False)
+        row = curs.fetchone()
+        assert row is not None
+        if row["transaction_isolation"] != ISOLATION_LEVEL_REQUIRED:
+            msg = (
+                f"the ledger needs {ISOLATION_LEVEL_REQUIRED!r} transactions, "
+                f"not {row['transaction_isolation']!r} (default_transaction_isolation)"
+            )
+            raise ProgrammingError(msg)
+        super()._create_table(curs)
+
+    def _insert_event_hashes(
+        self,
+        curs: Cursor[DictRow],
+        stored_events: Sequence[StoredEvent],
+        notification_ids: Sequence[int],
+    ) -> None:
+        """Extends the hash chain inside the events' transaction, the table lock held.
+
+        Pipeline mode: each fetch below syncs before its result is used, and the
+        INSERT cannot fail on the server (a taken key is skipped, counted, and
+        reported here), so no error can surface later as "pipeline aborted".
+        """
+        if not stored_events:
+            return
+        curs.execute(self.select_event_hash_head_statement, prepare=True)
+        head_row = curs.fetchone()
+        head = None if head_row is None else event_hash_from_row(head_row)
+        hashes = chained_event_hashes(head, notification_ids, stored_events)
+        curs.execute(
+            self.insert_event_hashes_statement,
+            (
+                [event_hash.leaf_index for event_hash in hashes],
+                [event_hash.notification_id for event_hash in hashes],
+                [event_hash.leaf_hash for event_hash in hashes],
+                [event_hash.chain_hash for event_hash in hashes],
+            ),
+            prepare=True,
+        )
+        inserted_count = len(curs.fetchall())
+        if inserted_count != len(hashes):
+            msg = (
+                f"{len(hashes) - inserted_count} of {len(hashes)} hash rows after leaf "
+                f"{head.leaf_index if head else None} exist already: the log was edited; "
+                "run `secretledger verify`"
+            )
+            raise EvidenceLogError(msg)
+
+    @retried_on_connection_errors
+    def select_event_hashes(self, start: int, limit: int) -> list[EventHash]:
+        check_event_hash_page(start, limit)
+        with self.datastore.get_connection() as connection, connection.cursor() as curs:
+            curs.execute(self.select_event_hashes_statement, (start, limit), prepare=True)
+            return [event_hash_from_row(row) for row in curs.fetchall()]
+
+    @retried_on_connection_errors
+    def event_hash_count(self) -> int:
+        with self.datastore.get_connection() as connection, connection.cursor() as curs:
+            curs.execute(self.select_event_hash_last_index_statement)
+            row = curs.fetchone()
+        assert row is not None
+        last_leaf_index = row["last_leaf_index"]
+        return 0 if last_leaf_index is None else int(last_leaf_index) + 1
+
+    def insert_checkpoint(self, sequence: int, tree_size: int, line: str) -> None:
+        """Not retried: after a lost connection the insert may have committed."""
+        check_checkpoint(sequence, tree_size, line)
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(self.insert_checkpoint_statement, (sequence, tree_size, line))
+
+    @retried_on_connection_errors
+    def select_checkpoints(self) -> list[StoredCheckpoint]:
+        with self.datastore.get_connection() as connection, connection.cursor() as curs:
+            curs.execute(self.select_checkpoints_statement)
+            return [
+                StoredCheckpoint(row["sequence"], row["tree_size"], row["line"])
+                for row in curs.fetchall()
+            ]
+
+    @retried_on_connection_errors
+    def insert_merkle_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:
+        checked = checked_merkle_nodes(nodes)
+        if not checked:
+            return
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                self.insert_merkle_nodes_statement,
+                (
+                    [level for level, _, _ in checked],
+                    [node_index for _, node_index, _ in checked],
+                    [node_hash for _, _, node_hash in checked],
+                ),
+            )
+
+    @retried_on_connection_errors
+    def select_merkle_nodes(self, keys: Sequence[MerkleNodeKey]) -> dict[MerkleNodeKey, bytes]:
+        found: dict[MerkleNodeKey, bytes] = {}
+        batches = merkle_node_key_batches(keys)
+        if not batches:
+            return found
+        with self.datastore.get_connection() as connection, connection.cursor() as curs:
+            for batch in batches:
+                curs.execute(
+                    self.select_merkle_nodes_statement,
+                    ([level for level, _ in batch], [node_index for _, node_index in batch]),
+                    prepare=True,
+                )
+                for row in curs.fetchall():
+                    found[(row["level"], row["node_index"])] = bytes(row["hash"])
+        return found
+
+
+def persistence_error(error: Exception) -> Exception:
+    """A psycopg error as the library's get_connection() would have raised it (its
+    connection errors are the ones callers retry); any other error as it is."""
+    if isinstance(error, psycopg.InterfaceError):
+        return InterfaceError(str(error))
+    if isinstance(error, psycopg.OperationalError):
+        return OperationalError(str(error))
+    if isinstance(error, psycopg.Error):
+        return PersistenceError(str(error))
+    return error
 
 
 class LedgerPostgresFactory(PostgresFactory):

@@ -52,15 +52,15 @@ def _path(parent: str, member: str) -> str:
     return f"{parent}.{name}" if parent else name
 
 
-def _check_structure(
-    shape: StructureShape, value: Any, path: str, problems: list[str]
-) -> None:
+def _check_structure(shape: StructureShape, value: Any, path: str, problems: list[str]) -> None:
     if not isinstance(value, Mapping):
         raise SerializationException(f"Expected an object at '{path or 'request'}'.")
     for member in shape.required_members:
         if value.get(member) is None:
-            problems.append(f"Value null at '{_path(path, member)}' failed to satisfy "
-                            "constraint: Member must not be null")
+            problems.append(
+                f"Value null at '{_path(path, member)}' failed to satisfy "
+                "constraint: Member must not be null"
+            )
     for member, member_shape in shape.members.items():
         member_value = value.get(member)
         if member_value is not None:
@@ -101,12 +101,22 @@ def _check_string(shape: Shape, value: Any, path: str, problems: list[str]) -> N
     _check_length(shape, length, _shown(shape, value), path, problems)
     enum = shape.enum
     if enum and value not in enum:
-        problems.append(_problem(_shown(shape, value), path,
-                                 f"Member must satisfy enum value set: [{', '.join(enum)}]"))
+        problems.append(
+            _problem(
+                _shown(shape, value),
+                path,
+                f"Member must satisfy enum value set: [{', '.join(enum)}]",
+            )
+        )
     pattern = shape.metadata.get("pattern")
     if pattern and not re.search(pattern, value):
-        problems.append(_problem(_shown(shape, value), path,
-                                 f"Member must satisfy regular expression pattern: {pattern}"))
+        problems.append(
+            _problem(
+                _shown(shape, value),
+                path,
+                f"Member must satisfy regular expression pattern: {pattern}",
+            )
+        )
 
 
 def _check_list(shape: ListShape, value: Any, path: str, problems: list[str]) -> None:
@@ -126,22 +136,26 @@ def _check_length(
     minimum = shape.metadata.get("min")
     maximum = shape.metadata.get("max")
     if minimum is not None and length < minimum:
-        problems.append(_problem(shown, path,
-                                 f"Member must have length greater than or equal to {minimum}"))
+        problems.append(
+            _problem(shown, path, f"Member must have length greater than or equal to {minimum}")
+        )
     if maximum is not None and length > maximum:
-        problems.append(_problem(shown, path,
-                                 f"Member must have length less than or equal to {maximum}"))
+        problems.append(
+            _problem(shown, path, f"Member must have length less than or equal to {maximum}")
+        )
 
 
 def _check_range(shape: Shape, value: int, path: str, problems: list[str]) -> None:
     minimum = shape.metadata.get("min")
     maximum = shape.metadata.get("max")
     if minimum is not None and value < minimum:
-        problems.append(_problem(str(value), path,
-                                 f"Member must have value greater than or equal to {minimum}"))
+        problems.append(
+            _problem(str(value), path, f"Member must have value greater than or equal to {minimum}")
+        )
     if maximum is not None and value > maximum:
-        problems.append(_problem(str(value), path,
-                                 f"Member must have value less than or equal to {maximum}"))
+        problems.append(
+            _problem(str(value), path, f"Member must have value less than or equal to {maximum}")
+        )
 
 
 def _problem(shown: str | None, path: str, constraint: str) -> str:

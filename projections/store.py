@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final, Literal
 
-from ledger.storage import DatabaseKind, database_kind
+from ledger.storage import DatabaseKind, database_kind, make_sqlite_files_private
 
 Dialect = Literal["sqlite", "postgres"]
 
@@ -150,6 +150,8 @@ class SQLiteViewStore(ViewStore):
             self._reader_lock = threading.RLock()
 
     def _connect(self) -> sqlite3.Connection:
+        if not self.is_memory:
+            make_sqlite_files_private(self.path)
         connection = sqlite3.connect(
             self.path,
             timeout=SQLITE_BUSY_TIMEOUT_SECONDS,

@@ -496,7 +496,7 @@ def test_a_replaced_wrapped_key_is_erased_from_the_sqlite_files(tmp_path: Path) 
 
 
 @pytest.mark.postgres
-def test_postgres_data_keys_live_next_to_the_events_of_the_application(
+def test_postgres_data_keys_and_evidence_live_next_to_the_events_of_the_application(
     postgres_database_url: str,
 ) -> None:
     import psycopg
@@ -509,8 +509,11 @@ def test_postgres_data_keys_live_next_to_the_events_of_the_application(
             "WHERE table_schema = 'public' ORDER BY table_name"
         ).fetchall()
     assert [row[0] for row in rows] == [
+        "notebook_checkpoints",
         "notebook_data_keys",
+        "notebook_event_hashes",
         "notebook_events",
+        "notebook_merkle_nodes",
         "notebook_snapshots",
     ]
 
