@@ -15,8 +15,9 @@ Besides answers, the model predicts what each call appends to the log, as
 ``LabelMoved`` per label that attaches, moves or detaches, with why, by the rule
 that moved it (docs/events.md: requested, default-current, demoted,
 pending-dropped, detached-by-deletion); deleting a secret detaches each label
-before ``SecretDeleted``; a failed call appends nothing but its audit record). ``ModelError.message`` is ``None`` where the
-reference does not fix the text, and then only the exception name is compared.
+before ``SecretDeleted``; a failed call appends nothing but its audit record).
+``ModelError.message`` is ``None`` where the reference does not fix the text, and
+then only the exception name is compared.
 """
 
 from __future__ import annotations
