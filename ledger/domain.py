@@ -469,6 +469,7 @@ class Secret(Aggregate):
         duplicate.versions = dict(self.versions)
         duplicate.labels = dict(self.labels)
         duplicate.tags = [dict(tag) for tag in self.tags]
+        duplicate.destroyed_version_ids = list(self.destroyed_version_ids)
         duplicate._pending_events = list(self._pending_events)
         return duplicate
 
