@@ -32,6 +32,15 @@ from eventsourcing.domain import (
 )
 from eventsourcing.persistence import IntegrityError, Recording, Transcoder
 
+from ledger.arn import (
+    ARN_SUFFIX_ALPHABET,
+    ARN_SUFFIX_LENGTH,
+    is_complete_resource,
+    name_of_resource,
+    parse_secret_arn,
+    resource_of_arn_text,
+    secret_arn,
+)
 from ledger.crypto import DecryptionError, Envelope, Keyring, KeyringError
 from ledger.domain import (
     AWSCURRENT,
@@ -71,8 +80,6 @@ DEFAULT_ACCOUNT_ID = "123456789012"
 WRITE_ATTEMPTS_MAX = 8
 NAMES_REMEMBERED_MAX = 100_000
 WRITE_RETRY_BACKOFF_SECONDS = 0.005
-ARN_SUFFIX_ALPHABET = string.ascii_letters + string.digits
-ARN_SUFFIX_LENGTH = 6
 RECOVERY_WINDOW_DAYS_DEFAULT = 30
 RECOVERY_WINDOW_DAYS_MIN = 7
 RECOVERY_WINDOW_DAYS_MAX = 30
@@ -141,7 +148,8 @@ class Outcome:
 
 
 def new_arn_suffix() -> str:
-    return "".join(random_source.choice(ARN_SUFFIX_ALPHABET) for _ in range(ARN_SUFFIX_LENGTH))
+    alphabet = sorted(ARN_SUFFIX_ALPHABET)
+    return "".join(random_source.choice(alphabet) for _ in range(ARN_SUFFIX_LENGTH))
 
 
 def service_context(region: str, account_id: str, operation: str) -> RequestContext:
@@ -264,7 +272,7 @@ class Secrets(Application[UUID]):
     # Resolution of SecretId (names, full ARNs, partial ARNs)
 
     def arn_for(self, name: str, suffix: str) -> str:
-        return f"arn:aws:secretsmanager:{self.region}:{self.account_id}:secret:{name}-{suffix}"
+        return secret_arn(region=self.region, account_id=self.account_id, name=name, suffix=suffix)
 
     def find_secret(self, secret_id: str) -> Secret:
         """The live secret for a name, full ARN or partial ARN, or ResourceNotFoundException.
@@ -289,15 +297,12 @@ class Secrets(Application[UUID]):
     def _lookup(self, secret_id: str) -> Secret | None:
         if not secret_id.startswith("arn:"):
             return self._secret_named(secret_id)
-        parts = secret_id.split(":", 6)
-        if len(parts) != 7 or parts[1:3] != ["aws", "secretsmanager"] or parts[5] != "secret":
+        parsed = parse_secret_arn(secret_id)
+        if parsed is None or (parsed.region, parsed.account_id) != (self.region, self.account_id):
             return None
-        if parts[3] != self.region or parts[4] != self.account_id:
-            return None
-        resource = parts[6]
-        if is_complete_arn_resource(resource):
+        if parsed.is_complete:
             return self._get_secret(secret_id_for_arn(secret_id))
-        return self._secret_named(resource)
+        return self._secret_named(parsed.resource)
 
     def _secret_named(self, name: str) -> Secret | None:
         """Names are remembered once resolved: a remembered secret that has since been
@@ -491,13 +496,19 @@ class Secrets(Application[UUID]):
         return response
 
     def _require_same_value(self, secret: Secret, token: str, value: Value) -> None:
-        """T5-T7: a reused token must carry the same kind and bytes."""
-        replayed = secret.replayed_version(token, self._fingerprint(secret, value))
+        """T5-T7: a reused token must carry the same kind and bytes: compared with the
+        version the token names, in that version's fingerprint format (S-3)."""
+        sealing = secret.versions[token]["sealing"]
+        replayed = secret.replayed_version(token, self._fingerprint(secret, token, sealing, value))
         assert replayed is not None, "a replayed token names an existing version"
 
-    def _fingerprint(self, secret: Secret, value: Value) -> bytes:
+    def _fingerprint(self, secret: Secret, version_id: str, sealing: int, value: Value) -> bytes:
         return self.keyring.fingerprint(
-            secret_binding=secret.arn, kind=value.kind, value=value.plaintext()
+            sealing=sealing,
+            secret_arn=secret.arn,
+            version_id=version_id,
+            kind=value.kind,
+            value=value.plaintext(),
         )
 
     def _add_version(
@@ -528,7 +539,8 @@ class Secrets(Application[UUID]):
                 kind=value.kind,
                 ciphertext=sealed.ciphertext,
                 nonce=sealed.nonce,
-                fingerprint=self._fingerprint(secret, value),
+                fingerprint=self._fingerprint(secret, token, sealed.sealing, value),
+                sealing=sealed.sealing,
             ),
             stages,
             request=request,
@@ -625,8 +637,7 @@ class Secrets(Application[UUID]):
         forced = bool(force_delete_without_recovery)
         if forced and recovery_window_in_days is not None:
             raise InvalidParameterException(
-                "You can't use ForceDeleteWithoutRecovery in conjunction with "
-                "RecoveryWindowInDays."
+                "You can't use ForceDeleteWithoutRecovery in conjunction with RecoveryWindowInDays."
             )
         window_days = recovery_window_in_days
         if window_days is None:
@@ -663,10 +674,9 @@ class Secrets(Application[UUID]):
         """AWS reports success for a forced delete of an unknown secret, with a
         synthesised ARN; nothing is written."""
         if secret_id.startswith("arn:"):
-            resource = secret_id.split(":", 6)[-1]
-            name = resource[:-7] if is_complete_arn_resource(resource) else resource
-            complete = is_complete_arn_resource(resource)
-            arn = secret_id if complete else f"{secret_id}-{new_arn_suffix()}"
+            resource = resource_of_arn_text(secret_id)
+            name = name_of_resource(resource)
+            arn = secret_id if is_complete_resource(resource) else f"{secret_id}-{new_arn_suffix()}"
         else:
             name = secret_id
             arn = self.arn_for(name, new_arn_suffix())
@@ -730,6 +740,7 @@ class Secrets(Application[UUID]):
                 secret_arn=secret.arn,
                 version_id=version["version_id"],
                 kind=version["kind"],
+                sealing=version["sealing"],
             )
         except (DecryptionError, KeyringError):
             # KeyringError: the keyring lacks the key-encryption key that wrapped this
@@ -764,13 +775,6 @@ class Secrets(Application[UUID]):
                 secret = self._alive(self._get_secret(originator_id))
                 if secret is not None:
                     yield secret
-
-
-def is_complete_arn_resource(resource: str) -> bool:
-    """A resource part ending in '-' plus six letters or digits is a complete ARN."""
-    if len(resource) < 8 or resource[-7] != "-":
-        return False
-    return all(character in ARN_SUFFIX_ALPHABET for character in resource[-6:])
 
 
 def select_version(

@@ -16,11 +16,32 @@ domain tag, so value encryption, key wrapping and fingerprints can never be
 confused with one another.
 
 The fingerprint is an HMAC-SHA256, keyed by a separate random fingerprint key
-from the keyring, over (secret binding, kind, value). Equal values of the same
-secret give equal fingerprints, so an idempotent retry can be recognised
-without decrypting anything. Without the keyring a fingerprint reveals nothing
-and cannot be checked against guessed values offline. The fingerprint key is
-never rotated, because rotating it would invalidate every stored fingerprint.
+from the keyring, over (secret ARN, version id, kind, value). An idempotent retry
+names the version it created (its token), so the retry's fingerprint is compared
+with that version's without decrypting anything; equal values in two versions
+have unrelated fingerprints, so the database alone does not show a value coming
+back. Without the keyring a fingerprint reveals nothing and cannot be checked
+against guessed values offline. The fingerprint key is never rotated, because
+rotating it would invalidate every stored fingerprint.
+
+Sealing formats (``sealing``, stored in every ``VersionCreated`` event; rules S-1
+to S-3 in docs/events.md):
+
+* **1** (``SEALING_V1``, versions written before padding): the plaintext is
+  sealed as is (ciphertext length = value length + 16) under the value domain tag
+  ``secret-ledger/value/v1``; the fingerprint binds the secret ARN only
+  (``secret-ledger/fingerprint/v1``), so equal values of one secret were equal.
+  Read and compared, never written any more.
+* **2** (``SEALING_V2``, every new version): the plaintext is padded to its size
+  bucket (:func:`pad`) before sealing, under ``secret-ledger/value/v2``, and the
+  fingerprint binds the secret ARN and the version id
+  (``secret-ledger/fingerprint/v2``).
+
+Padding (S-2): ISO/IEC 7816-4: one 0x80 byte, then zero bytes up to the bucket,
+the smallest power of two that holds the value plus the 0x80 byte, and at least
+``PADDED_SIZE_BYTES_MIN`` (32). A value of n bytes is stored in
+``max(32, 2**ceil(log2(n + 1)))`` bytes plus the 16-byte tag, so the database
+tells only its bucket: 0-31 bytes, 32-63, 64-127, ..., 32,768-65,535, and 65,536.
 
 Keyring file (JSON, mode 0600)::
 
@@ -77,6 +98,7 @@ from ledger.private_files import (
     read_private_file,
     replace_private_file,
 )
+from ledger.sealing import SEALING_CURRENT, SEALING_V1, SEALING_V2
 
 KEYRING_FORMAT_VERSION = 1
 KEY_SIZE_BYTES = 32
@@ -86,15 +108,22 @@ WRAPPED_KEY_SIZE_BYTES = NONCE_SIZE_BYTES + KEY_SIZE_BYTES + TAG_SIZE_BYTES
 FINGERPRINT_SIZE_BYTES = 32
 VALUE_SIZE_BYTES_MAX = 65_536
 """The Secrets Manager limit for SecretString (UTF-8 bytes) and SecretBinary."""
-CIPHERTEXT_SIZE_BYTES_MAX = VALUE_SIZE_BYTES_MAX + TAG_SIZE_BYTES
+PADDED_SIZE_BYTES_MIN = 32
+PADDED_SIZE_BYTES_MAX = 2 * VALUE_SIZE_BYTES_MAX
+"""The bucket of a value of the maximum size (65,536 bytes plus the 0x80 byte)."""
+CIPHERTEXT_SIZE_BYTES_MAX = PADDED_SIZE_BYTES_MAX + TAG_SIZE_BYTES
+PADDING_MARKER = 0x80
 BINDING_FIELD_SIZE_BYTES_MAX = 2048
 KEYRING_FILE_SIZE_BYTES_MAX = 1_048_576
 KEY_ENCRYPTION_KEY_COUNT_MAX = 1000
 VALUE_KINDS = frozenset({"string", "binary"})
 
-_VALUE_DOMAIN = b"secret-ledger/value/v1"
+_VALUE_DOMAINS = {SEALING_V1: b"secret-ledger/value/v1", SEALING_V2: b"secret-ledger/value/v2"}
 _DATA_KEY_DOMAIN = b"secret-ledger/data-key/v1"
-_FINGERPRINT_DOMAIN = b"secret-ledger/fingerprint/v1"
+_FINGERPRINT_DOMAINS = {
+    SEALING_V1: b"secret-ledger/fingerprint/v1",
+    SEALING_V2: b"secret-ledger/fingerprint/v2",
+}
 _KEY_ID_PATTERN = re.compile(r"kek-\d{8}T\d{6}Z-[0-9a-f]{6}")
 _LABEL = "keyring"
 
@@ -122,6 +151,38 @@ def encode_fields(*fields: bytes) -> bytes:
 def _require_kind(kind: str) -> None:
     if kind not in VALUE_KINDS:
         raise ValueError(f"value kind must be 'string' or 'binary', not {kind!r}")
+
+
+def _require_sealing(sealing: int) -> None:
+    if sealing not in _VALUE_DOMAINS:
+        raise ValueError(f"unknown sealing format {sealing!r}")
+
+
+def padded_size_bytes(size_bytes: int) -> int:
+    """The bucket of a value of ``size_bytes`` (S-2): the smallest power of two that
+    holds it and the 0x80 marker, at least ``PADDED_SIZE_BYTES_MIN``."""
+    assert 0 <= size_bytes <= VALUE_SIZE_BYTES_MAX, "a value is at most 64 KiB"
+    bucket = max(PADDED_SIZE_BYTES_MIN, 1 << size_bytes.bit_length())
+    assert size_bytes < bucket <= PADDED_SIZE_BYTES_MAX
+    return bucket
+
+
+def pad(plaintext: bytes) -> bytes:
+    """ISO/IEC 7816-4 padding to the value's bucket (S-2)."""
+    bucket = padded_size_bytes(len(plaintext))
+    return plaintext + bytes([PADDING_MARKER]) + bytes(bucket - len(plaintext) - 1)
+
+
+def unpad(padded: bytes) -> bytes:
+    """The value inside ``pad``'s output; DecryptionError if it is not well formed
+    (only an authenticated plaintext is unpadded, so this means a bug or a forgery)."""
+    content = padded.rstrip(b"\x00")
+    if not content or content[-1] != PADDING_MARKER:
+        raise DecryptionError("a padded value has no 0x80 marker")
+    value = content[:-1]
+    if padded_size_bytes(len(value)) != len(padded):
+        raise DecryptionError("a padded value is not of its bucket's size")
+    return value
 
 
 def _binding_field(name: str, value: str) -> bytes:
@@ -366,19 +427,24 @@ class Keyring:
         assert len(data_key) == KEY_SIZE_BYTES, "an authenticated data key has the wrong size"
         return data_key
 
-    def fingerprint(self, *, secret_binding: str, kind: str, value: bytes) -> bytes:
-        """HMAC-SHA256 over (binding, kind, value) under the keyring's fingerprint key.
+    def fingerprint(
+        self, *, sealing: int, secret_arn: str, version_id: str, kind: str, value: bytes
+    ) -> bytes:
+        """HMAC-SHA256 under the keyring's fingerprint key over, for sealing format 2,
+        (secret ARN, version id, kind, value); for format 1 (S-3: stored versions
+        only), (secret ARN, kind, value), ``version_id`` unused.
 
         Compare fingerprints with ``hmac.compare_digest``.
         """
         _require_kind(kind)
+        _require_sealing(sealing)
         if len(value) > VALUE_SIZE_BYTES_MAX:
             raise ValueError(f"a secret value is at most {VALUE_SIZE_BYTES_MAX} bytes")
+        binding = [_binding_field("secret ARN", secret_arn)]
+        if sealing == SEALING_V2:
+            binding.append(_binding_field("version id", version_id))
         message = encode_fields(
-            _FINGERPRINT_DOMAIN,
-            _binding_field("secret binding", secret_binding),
-            kind.encode("ascii"),
-            value,
+            _FINGERPRINT_DOMAINS[sealing], *binding, kind.encode("ascii"), value
         )
         digest = hmac.new(self._state.fingerprint_key, message, hashlib.sha256).digest()
         assert len(digest) == FINGERPRINT_SIZE_BYTES
@@ -397,11 +463,13 @@ class SealedValue:
     nonce: bytes  # 12 bytes
     key_id: str  # id of the KEK that wrapped the data key
     wrapped_key: bytes  # nonce || AES-256-GCM(data key) under that KEK
+    sealing: int  # the sealing format (SEALING_V1, SEALING_V2)
 
     def __post_init__(self) -> None:
         assert len(self.nonce) == NONCE_SIZE_BYTES, "nonce size"
         assert len(self.wrapped_key) == WRAPPED_KEY_SIZE_BYTES, "wrapped key size"
         assert TAG_SIZE_BYTES <= len(self.ciphertext) <= CIPHERTEXT_SIZE_BYTES_MAX
+        assert self.sealing in _VALUE_DOMAINS, "a known sealing format"
 
 
 class Envelope:
@@ -411,14 +479,18 @@ class Envelope:
         self._keyring = keyring
 
     def seal(self, plaintext: bytes, *, secret_arn: str, version_id: str, kind: str) -> SealedValue:
+        """Seal in the current format (``SEALING_CURRENT``): padded to its bucket."""
         if len(plaintext) > VALUE_SIZE_BYTES_MAX:
             raise ValueError(f"a secret value is at most {VALUE_SIZE_BYTES_MAX} bytes")
+        sealing = SEALING_CURRENT
         binding = version_binding(secret_arn=secret_arn, version_id=version_id, kind=kind)
         data_key = AESGCM.generate_key(bit_length=256)
         nonce = os.urandom(NONCE_SIZE_BYTES)
-        ciphertext = AESGCM(data_key).encrypt(nonce, plaintext, _value_associated_data(binding))
+        ciphertext = AESGCM(data_key).encrypt(
+            nonce, pad(plaintext), _value_associated_data(sealing, binding)
+        )
         key_id, wrapped_key = self._keyring.wrap(data_key, associated_data=binding)
-        return SealedValue(ciphertext, nonce, key_id, wrapped_key)
+        return SealedValue(ciphertext, nonce, key_id, wrapped_key, sealing)
 
     def open(
         self,
@@ -430,7 +502,10 @@ class Envelope:
         secret_arn: str,
         version_id: str,
         kind: str,
+        sealing: int,
     ) -> bytes:
+        """The value of a version sealed in format ``sealing`` (1: as is; 2: unpadded)."""
+        _require_sealing(sealing)
         binding = version_binding(secret_arn=secret_arn, version_id=version_id, kind=kind)
         if len(nonce) != NONCE_SIZE_BYTES:
             raise DecryptionError(f"nonce is {len(nonce)} bytes, expected {NONCE_SIZE_BYTES}")
@@ -438,12 +513,15 @@ class Envelope:
             raise DecryptionError(f"ciphertext of {len(ciphertext)} bytes is out of bounds")
         data_key = self._keyring.unwrap(key_id, wrapped_key, associated_data=binding)
         try:
-            return AESGCM(data_key).decrypt(nonce, ciphertext, _value_associated_data(binding))
+            plaintext = AESGCM(data_key).decrypt(
+                nonce, ciphertext, _value_associated_data(sealing, binding)
+            )
         except InvalidTag:
             raise DecryptionError(
                 f"value of version {version_id!r} of {secret_arn!r} does not authenticate: "
                 "tampered ciphertext or different associated data"
             ) from None
+        return plaintext if sealing == SEALING_V1 else unpad(plaintext)
 
     def rewrap(
         self, *, key_id: str, wrapped_key: bytes, secret_arn: str, version_id: str, kind: str
@@ -458,5 +536,5 @@ class Envelope:
         return self._keyring.wrap(data_key, associated_data=binding)
 
 
-def _value_associated_data(binding: bytes) -> bytes:
-    return encode_fields(_VALUE_DOMAIN, binding)
+def _value_associated_data(sealing: int, binding: bytes) -> bytes:
+    return encode_fields(_VALUE_DOMAINS[sealing], binding)

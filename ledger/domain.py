@@ -6,20 +6,28 @@ and the `LabelMoved` events are the difference between the old and the new map,
 so one command yields exactly one event per label that attaches, moves or
 detaches, and a command that fails raises before any event is triggered.
 
+Every `LabelMoved` says why the label moved (``reason``, one of
+``LABEL_MOVE_REASONS``), and deleting a secret takes each label off with an explicit
+`LabelMoved` before `Deleted`, so readers never infer either. The vocabulary and
+the rules (ids R-*, D-*, N-*, S-*) are in docs/events.md; stored events of earlier
+class versions are upcast exactly (``upcast_v1_v2``), never by guessing.
+
 The domain never sees plaintext: a version arrives already sealed (ciphertext,
-nonce) with a keyed fingerprint for idempotency comparison.
+nonce, sealing format) with a keyed fingerprint for idempotency comparison.
 """
 
 from __future__ import annotations
 
+import hmac
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypedDict
+from typing import Any, Final, TypedDict
 
 from eventsourcing.domain import Aggregate
 
+from ledger.arn import name_of_secret_arn
 from ledger.errors import (
     InvalidParameterException,
     LimitExceededException,
@@ -27,6 +35,7 @@ from ledger.errors import (
     marked_for_deletion,
     token_in_use,
 )
+from ledger.sealing import SEALING_V1, SEALINGS
 
 AWSCURRENT = "AWSCURRENT"
 AWSPREVIOUS = "AWSPREVIOUS"
@@ -40,6 +49,28 @@ VERSION_COUNT_MAX_DEFAULT = 100
 SERVICE_PRINCIPAL = "secretsmanager.amazonaws.com"
 
 NAMESPACE = uuid.UUID("5e0c7d1a-2f4b-4c57-9a8e-6b1f3d2c9e70")
+
+# Why a label moved (docs/events.md, R-1 to R-7).
+REQUESTED: Final = "requested"
+DEFAULT_CURRENT: Final = "default-current"
+DEMOTED: Final = "demoted"
+PENDING_DROPPED: Final = "pending-dropped"
+DETACHED_BY_DELETION: Final = "detached-by-deletion"
+DETACHED_BY_DESTROY: Final = "detached-by-destroy"
+UNKNOWN_V1: Final = "unknown-v1"
+LABEL_MOVE_REASONS: Final = frozenset(
+    {
+        REQUESTED,
+        DEFAULT_CURRENT,
+        DEMOTED,
+        PENDING_DROPPED,
+        DETACHED_BY_DELETION,
+        DETACHED_BY_DESTROY,
+        UNKNOWN_V1,
+    }
+)
+PUT_OPERATIONS: Final = frozenset({"CreateSecret", "PutSecretValue", "UpdateSecret"})
+"""The operations that create a version: their label moves follow P1-P8."""
 
 
 def secret_id_for_arn(arn: str) -> uuid.UUID:
@@ -83,7 +114,8 @@ class RequestContext:
 
 
 class VersionRecord(TypedDict):
-    """A version as the aggregate holds it (a plain dict, so snapshots encode)."""
+    """A version as the aggregate holds it (a plain dict, so snapshots encode).
+    ``sealing``: how its value was sealed and fingerprinted (S-1)."""
 
     version_id: str
     kind: str
@@ -91,6 +123,7 @@ class VersionRecord(TypedDict):
     nonce: bytes
     fingerprint: bytes
     created_date: datetime
+    sealing: int
 
 
 @dataclass(frozen=True)
@@ -102,6 +135,7 @@ class SealedVersion:
     ciphertext: bytes
     nonce: bytes
     fingerprint: bytes
+    sealing: int
 
 
 def moves_between(
@@ -133,6 +167,70 @@ def labels_after_put(
         if AWSPENDING not in attach and before.get(AWSPENDING) == old_current:
             del after[AWSPENDING]
     return after
+
+
+def reason_of_put_move(
+    label: str, to_version_id: str | None, new_version_id: str, stages: list[str] | None
+) -> str:
+    """Why a put (P1-P8) moved ``label``: R-1 requested (named in its stages), R-2
+    default-current (AWSCURRENT, not named), R-3 demoted (AWSPREVIOUS to the old
+    current), R-4 pending-dropped (AWSPENDING off the old current, P6)."""
+    if to_version_id is None:
+        assert label == AWSPENDING, "a put takes off AWSPENDING only"
+        return PENDING_DROPPED
+    if to_version_id == new_version_id:
+        if stages is not None and label in stages:
+            return REQUESTED
+        assert label == AWSCURRENT, "a put attaches unnamed AWSCURRENT only"
+        return DEFAULT_CURRENT
+    assert label == AWSPREVIOUS, "a put moves AWSPREVIOUS only onto another version"
+    return DEMOTED
+
+
+def reason_of_stage_move(label: str, requested_label: str) -> str:
+    """Why UpdateSecretVersionStage (U1-U11) moved ``label``: R-1 or R-3."""
+    if label == requested_label:
+        return REQUESTED
+    assert label == AWSPREVIOUS, "a stage update moves its label and AWSPREVIOUS only"
+    assert requested_label == AWSCURRENT, "AWSPREVIOUS follows an AWSCURRENT move"
+    return DEMOTED
+
+
+def reason_of_v1_move(label: str, to_version_id: str | None, request: Mapping[str, Any]) -> str:
+    """The reason of a stored v1 ``LabelMoved`` (R-8), from that event alone: its
+    label, target and request (operation and the allow-listed parameters the API
+    records: ``clientRequestToken``, ``versionStages``, ``versionStage``). v1 wrote
+    label moves for puts and stage updates only. Where the event cannot tell (calls
+    made without the API's parameters), the reason is ``unknown-v1``."""
+    operation = request.get("operation")
+    parameters = request.get("parameters") or {}
+    if operation in PUT_OPERATIONS:
+        return _reason_of_v1_put_move(label, to_version_id, operation, parameters)
+    if operation == "UpdateSecretVersionStage":
+        if label != AWSPREVIOUS:
+            return REQUESTED
+        requested_label = parameters.get("versionStage")
+        if requested_label in (AWSCURRENT, AWSPREVIOUS):
+            return reason_of_stage_move(label, requested_label)
+    return UNKNOWN_V1
+
+
+def _reason_of_v1_put_move(
+    label: str, to_version_id: str | None, operation: str, parameters: Mapping[str, Any]
+) -> str:
+    if to_version_id is None:
+        return reason_of_put_move(label, None, "", None)
+    if operation != "PutSecretValue":
+        # CreateSecret and UpdateSecret never name stages: only P1 and P4 apply.
+        return DEFAULT_CURRENT if label == AWSCURRENT else DEMOTED
+    token = parameters.get("clientRequestToken")
+    if isinstance(token, str):
+        # The API recorded this put's members: VersionStages is there if it was sent.
+        stages = parameters.get("versionStages")
+        return reason_of_put_move(label, to_version_id, token, stages)
+    if label not in (AWSCURRENT, AWSPREVIOUS):
+        return REQUESTED
+    return UNKNOWN_V1
 
 
 def labels_after_stage_update(
@@ -204,13 +302,33 @@ class Secret(Aggregate):
         kms_key_id: str | None
         tags: list[dict[str, str]]
 
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        """A v1 snapshot's state: its versions were all sealed in format 1, and v1
+        destroyed no version."""
+        state["versions"] = {
+            version_id: {**record, "sealing": SEALING_V1}
+            for version_id, record in state["versions"].items()
+        }
+        state["destroyed_version_ids"] = []
+
     class VersionCreated(Event):
+        """``sealing``: the format of ``ciphertext`` and ``fingerprint`` (S-1)."""
+
         TOPIC = "secretledger/VersionCreated"
+        class_version = 2
         version_id: str
         kind: str
         ciphertext: bytes
         nonce: bytes
         fingerprint: bytes
+        sealing: int
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["sealing"] = SEALING_V1
 
         def apply(self, aggregate: Secret) -> None:
             aggregate.versions[self.version_id] = VersionRecord(
@@ -220,13 +338,24 @@ class Secret(Aggregate):
                 nonce=self.nonce,
                 fingerprint=self.fingerprint,
                 created_date=self.timestamp,
+                sealing=self.sealing,
             )
 
     class LabelMoved(Event):
+        """``reason``: one of LABEL_MOVE_REASONS (docs/events.md R-1 to R-8)."""
+
         TOPIC = "secretledger/LabelMoved"
+        class_version = 2
         label: str
         from_version_id: str | None
         to_version_id: str | None
+        reason: str
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["reason"] = reason_of_v1_move(
+                state["label"], state["to_version_id"], state["request"]
+            )
 
         def apply(self, aggregate: Secret) -> None:
             if self.to_version_id is None:
@@ -269,8 +398,19 @@ class Secret(Aggregate):
             aggregate.deletion_date = None
 
     class Deleted(Event):
+        """``labels_detached``: True when every label was taken off by
+        ``LabelMoved(reason="detached-by-deletion")`` events just before this one
+        (D-1); False for v1 events, which left the labels attached in the log and
+        readers take off at this event (D-2)."""
+
         TOPIC = "secretledger/SecretDeleted"
+        class_version = 2
         forced: bool
+        labels_detached: bool
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["labels_detached"] = False
 
         def apply(self, aggregate: Secret) -> None:
             aggregate.is_deleted = True
@@ -294,6 +434,7 @@ class Secret(Aggregate):
         self.deletion_date: datetime | None = None
         self.is_deleted = False
         self.removed_version_count = 0
+        self.destroyed_version_ids: list[str] = []
 
     @classmethod
     def create(
@@ -328,6 +469,7 @@ class Secret(Aggregate):
         duplicate.versions = dict(self.versions)
         duplicate.labels = dict(self.labels)
         duplicate.tags = [dict(tag) for tag in self.tags]
+        duplicate.destroyed_version_ids = list(self.destroyed_version_ids)
         duplicate._pending_events = list(self._pending_events)
         return duplicate
 
@@ -349,11 +491,13 @@ class Secret(Aggregate):
         return stages
 
     def replayed_version(self, version_id: str, fingerprint: bytes) -> VersionRecord | None:
-        """T5/T7: the existing version for a reused token, or None for a new token."""
+        """T5/T7: the existing version for a reused token, or None for a new token.
+        ``fingerprint``: the retried value's, in the format of the version the token
+        names (S-3)."""
         existing = self.versions.get(version_id)
         if existing is None:
             return None
-        if existing["fingerprint"] != fingerprint:
+        if not hmac.compare_digest(existing["fingerprint"], fingerprint):
             raise token_in_use(version_id, self.arn)
         return existing
 
@@ -370,6 +514,7 @@ class Secret(Aggregate):
     ) -> None:
         """Create a version and move labels (P1-P9), removing old deprecated versions
         beyond the retention threshold; all checks run before any event."""
+        assert sealed.sealing in SEALINGS, "a known sealing format"
         self._refuse_if_scheduled()
         if sealed.version_id in self.versions:
             raise ResourceExistsException(
@@ -395,8 +540,13 @@ class Secret(Aggregate):
             ciphertext=sealed.ciphertext,
             nonce=sealed.nonce,
             fingerprint=sealed.fingerprint,
+            sealing=sealed.sealing,
         )
-        self._move_labels(after, timestamp, context)
+        reasons = {
+            label: reason_of_put_move(label, to_version_id, sealed.version_id, stages)
+            for label, _, to_version_id in moves_between(self.labels, after)
+        }
+        self._move_labels(after, reasons, timestamp, context)
         for version_id in removals:
             self.trigger_event(
                 self.VersionRemoved,
@@ -421,7 +571,11 @@ class Secret(Aggregate):
             self.labels, self.versions, label, move_to_version_id, remove_from_version_id
         )
         check_label_quota(after, self.arn)
-        self._move_labels(after, self._event_time(now), request.to_event())
+        reasons = {
+            moved: reason_of_stage_move(moved, label)
+            for moved, _, _ in moves_between(self.labels, after)
+        }
+        self._move_labels(after, reasons, self._event_time(now), request.to_event())
         self.assert_invariants()
 
     def update_metadata(
@@ -465,13 +619,21 @@ class Secret(Aggregate):
         )
 
     def delete(self, *, forced: bool, request: RequestContext, now: datetime) -> None:
+        """D-1: every label comes off (one ``LabelMoved``, reason detached-by-deletion,
+        per label, in label order), then ``Deleted``: all at one time."""
         assert not self.is_deleted, "a deleted secret is never loaded for a command"
+        timestamp = self._event_time(now)
+        context = request.to_event()
+        reasons = dict.fromkeys(self.labels, DETACHED_BY_DELETION)
+        self._move_labels({}, reasons, timestamp, context)
         self.trigger_event(
             self.Deleted,
-            timestamp=self._event_time(now),
-            request=request.to_event(),
+            timestamp=timestamp,
+            request=context,
             forced=forced,
+            labels_detached=True,
         )
+        self.assert_invariants()
 
     # Invariants and helpers
 
@@ -479,7 +641,7 @@ class Secret(Aggregate):
         assert len(self.labels) <= LABEL_ATTACHMENTS_MAX, "label quota exceeded"
         for label, version_id in self.labels.items():
             assert version_id in self.versions, f"label {label} on a missing version"
-        if self.versions:
+        if self.versions and not self.is_deleted:
             assert AWSCURRENT in self.labels, "a secret with versions has no AWSCURRENT"
 
     def _refuse_if_scheduled(self) -> None:
@@ -492,9 +654,16 @@ class Secret(Aggregate):
         return max(now, self.modified_on)
 
     def _move_labels(
-        self, after: Mapping[str, str], timestamp: datetime, context: dict[str, Any]
+        self,
+        after: Mapping[str, str],
+        reasons: Mapping[str, str],
+        timestamp: datetime,
+        context: dict[str, Any],
     ) -> None:
+        """One ``LabelMoved`` per label whose holder differs; ``reasons``: why, per label."""
         for label, from_version_id, to_version_id in moves_between(self.labels, after):
+            reason = reasons[label]
+            assert reason in LABEL_MOVE_REASONS and reason != UNKNOWN_V1, "a known reason"
             self.trigger_event(
                 self.LabelMoved,
                 timestamp=timestamp,
@@ -502,6 +671,7 @@ class Secret(Aggregate):
                 label=label,
                 from_version_id=from_version_id,
                 to_version_id=to_version_id,
+                reason=reason,
             )
 
     def _versions_to_remove(self, after: Mapping[str, str], now: datetime) -> list[str]:
@@ -537,9 +707,17 @@ class SecretName(Aggregate):
         name: str
 
     class Claimed(Event):
+        """``name``: the name claimed (N-1); v1 events are upcast from their ARN."""
+
         TOPIC = "secretledger/SecretNameClaimed"
+        class_version = 2
         secret_id: uuid.UUID
         arn: str
+        name: str
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["name"] = name_of_secret_arn(state["arn"])
 
         def apply(self, aggregate: SecretName) -> None:
             aggregate.secret_id = self.secret_id
@@ -572,12 +750,14 @@ class SecretName(Aggregate):
         self, secret_id: uuid.UUID, arn: str, *, request: RequestContext, now: datetime
     ) -> None:
         assert self.secret_id is None, "a name is claimed by one secret at a time"
+        assert name_of_secret_arn(arn) == self.name, "a secret claims the name in its ARN"
         self.trigger_event(
             self.Claimed,
             timestamp=max(now, self.modified_on),
             request=request.to_event(),
             secret_id=secret_id,
             arn=arn,
+            name=self.name,
         )
 
     def release(self, secret_id: uuid.UUID, *, request: RequestContext, now: datetime) -> None:

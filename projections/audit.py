@@ -13,7 +13,8 @@ Which events make which records (shapes: :mod:`projections.cloudtrail`):
   when it is restored, ``EndSecretVersionDelete`` when versions really go (a forced
   delete, the service's purge after the recovery window, or retention removing a
   deprecated version: ``VersionRemoved``). A put that takes AWSPENDING off the old
-  current version (rule P6) makes a ``RotationAbandoned`` for that version. The
+  current version (rule P6: a ``LabelMoved`` with reason ``pending-dropped``, R-4)
+  makes a ``RotationAbandoned`` for that version. The
   service's own purge (principal ``secretsmanager.amazonaws.com``) makes no
   ``AwsApiCall`` record.
 
@@ -49,7 +50,14 @@ from pathlib import Path
 from typing import Any, ClassVar, Final, NamedTuple
 from uuid import UUID
 
-from ledger.domain import AWSPENDING, SERVICE_PRINCIPAL, ApiCall, Secret
+from ledger.arn import parse_secret_arn
+from ledger.domain import (
+    DETACHED_BY_DELETION,
+    PENDING_DROPPED,
+    SERVICE_PRINCIPAL,
+    ApiCall,
+    Secret,
+)
 from ledger.storage import MsgpackTranscoder
 from projections.base import Projection, from_microseconds, to_microseconds
 from projections.cloudtrail import (
@@ -63,7 +71,6 @@ from projections.cloudtrail import (
     record_text,
     service_event_record,
 )
-from projections.labels import ARN_PARTS
 from projections.log import Entry, LogReader
 from projections.store import ViewCursor, ViewStore
 
@@ -74,7 +81,6 @@ SEQUENCES_PER_POSITION: Final = 1 << 16
 RECORDED_REQUEST_STATE: Final = "recorded_request_id"
 QUERY_PAGE_SIZE: Final = 1_000
 TRANSCODER: Final = MsgpackTranscoder()
-PUT_OPERATIONS: Final = frozenset({"CreateSecret", "PutSecretValue", "UpdateSecret"})
 
 
 @dataclass(frozen=True)
@@ -347,15 +353,14 @@ class AuditProjection(Projection):
     def _on_label_moved(
         self, cursor: ViewCursor, pending: _Pending, position: int, event: Secret.LabelMoved
     ) -> None:
+        """A put that dropped AWSPENDING from the old current (R-4) abandoned a
+        rotation. Detachments by deletion (D-1) leave the call's record to
+        ``Deleted``, which carries the deletion date."""
+        if event.reason == DETACHED_BY_DELETION:
+            return
         self._mutation_record(cursor, pending, position, event)
-        abandoned = (
-            event.label == AWSPENDING
-            and event.to_version_id is None
-            and event.from_version_id is not None
-            and event.request["operation"] in PUT_OPERATIONS
-        )
-        if abandoned:
-            assert event.from_version_id is not None
+        if event.reason == PENDING_DROPPED:
+            assert event.from_version_id is not None, "AWSPENDING was on the old current"
             known = self._secret(cursor, event.originator_id)
             self._service_rows(
                 pending, "RotationAbandoned", position, event, known, [event.from_version_id]
@@ -687,15 +692,15 @@ class AuditQueries:
         name, prefix = secret, ""
         with self.store.read() as cursor:
             if secret.startswith("arn:"):
-                parts = secret.split(":", ARN_PARTS - 1)
-                if len(parts) != ARN_PARTS:
+                parsed = parse_secret_arn(secret)
+                if parsed is None:
                     return []
                 row = cursor.execute(
                     "SELECT secret_key FROM projection_audit_secrets WHERE arn = ?", (secret,)
                 ).fetchone()
                 if row is not None:
                     return [int(row[0])]
-                name, prefix = parts[6], ":".join(parts[:6]) + ":"
+                name, prefix = parsed.resource, parsed.prefix
             rows = cursor.execute(
                 "SELECT secret_key, arn FROM projection_audit_secrets WHERE name = ? "
                 "ORDER BY secret_key",

@@ -14,9 +14,13 @@ Tables (all written by :class:`LabelsProjection`, read by :class:`LabelQueries`)
 ``projection_label_moves``
     the label history, append-only: one row per move of a label (the version it moved
     to, or none when it was taken off), with the event time and the principal,
-    request id and operation that moved it. Deleting a secret (forced, or purged
-    after its recovery window) takes every label off at the deletion: a deleted
-    secret has no labels, as DescribeSecret (not found) has none.
+    request id and operation that moved it, and why (the event's ``reason``,
+    docs/events.md R-1 to R-8). Deleting a secret (forced, or purged after its
+    recovery window) takes every label off: the log says so with one ``LabelMoved``
+    per label (D-1); for a v1 ``Deleted``, which left them attached, the projection
+    takes off the labels still attached at the deletion's position (D-2), reason
+    ``detached-by-deletion``. A deleted secret has no labels, as DescribeSecret
+    (not found) has none.
 ``projection_label_intervals`` (a view)
     the same history as intervals: one row per interval during which a label sat on
     a version, ``[from_position, to_position)``, with the times, principals and
@@ -60,7 +64,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Final
 
-from ledger.domain import Secret, SecretName
+from ledger.arn import parse_secret_arn
+from ledger.domain import DETACHED_BY_DELETION, Secret, SecretName
 from projections.base import (
     Projection,
     SecretKeys,
@@ -74,25 +79,6 @@ from projections.store import ViewCursor, ViewStore
 LABELS_PROJECTION_NAME: Final = "labels"
 MOVE_KEYS_PER_POSITION: Final = 64
 KNOWN_LABELS_MAX: Final = 1_000_000
-ARN_SUFFIX_LENGTH: Final = 6
-ARN_PARTS: Final = 7
-ALPHANUMERIC: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
-
-
-def name_of_arn(arn: str) -> str:
-    """``arn:aws:secretsmanager:<region>:<account>:secret:<name>-<6 characters>``."""
-    resource = arn.split(":", ARN_PARTS - 1)[-1]
-    assert is_complete_arn_resource(resource), "a secret's ARN ends in a random suffix"
-    return resource[: -(ARN_SUFFIX_LENGTH + 1)]
-
-
-def is_complete_arn_resource(resource: str) -> bool:
-    """A resource part ending in '-' plus six letters or digits (as the write side decides)."""
-    if len(resource) < ARN_SUFFIX_LENGTH + 2 or resource[-(ARN_SUFFIX_LENGTH + 1)] != "-":
-        return False
-    return all(character in ALPHANUMERIC for character in resource[-ARN_SUFFIX_LENGTH:])
-
-
 # --------------------------------------------------------------------------------------
 # The projection
 # --------------------------------------------------------------------------------------
@@ -131,7 +117,7 @@ class LabelsProjection(Projection):
     """
 
     name: ClassVar[str] = LABELS_PROJECTION_NAME
-    version: ClassVar[int] = 4
+    version: ClassVar[int] = 5
     tables: ClassVar[tuple[str, ...]] = (
         "projection_secrets",
         "projection_secret_names",
@@ -175,7 +161,7 @@ class LabelsProjection(Projection):
             "CREATE TABLE IF NOT EXISTS projection_label_moves ("
             f"move_key {key} PRIMARY KEY, secret_key BIGINT NOT NULL, label TEXT NOT NULL, "
             "version_id TEXT, event_time BIGINT NOT NULL, principal_arn TEXT NOT NULL, "
-            "request_id TEXT NOT NULL, operation TEXT NOT NULL)",
+            "request_id TEXT NOT NULL, operation TEXT NOT NULL, reason TEXT NOT NULL)",
             "CREATE INDEX IF NOT EXISTS projection_label_moves_by_label "
             "ON projection_label_moves (secret_key, label, move_key)",
             "CREATE TABLE IF NOT EXISTS projection_secret_labels ("
@@ -261,6 +247,7 @@ class LabelsProjection(Projection):
                 request["principal_arn"],
                 request["request_id"],
                 request["operation"],
+                event.reason,
             )
         )
         key = (secret_key, event.label)
@@ -276,14 +263,29 @@ class LabelsProjection(Projection):
     def _on_deleted(
         self, cursor: ViewCursor, pending: _Pending, position: int, event: Secret.Deleted
     ) -> None:
-        """The secret is gone: every label it still has leaves its version (one move per
-        label, in label order, all at the deletion's position)."""
+        """The secret is gone. Its labels came off in the events before (D-1), except
+        in a v1 log (D-2: see :meth:`_detach_legacy`)."""
         secret_key, event_time = self._secret_time(cursor, pending, position, event)
         row = pending.secrets.get(secret_key)
         if row is not None:
             row[_SECRET_DELETED_POSITION:] = (position, event_time)
         else:
             pending.secret_deletions.append((position, event_time, secret_key))
+        if not event.labels_detached:
+            self._detach_legacy(cursor, pending, position, event, secret_key, event_time)
+
+    def _detach_legacy(
+        self,
+        cursor: ViewCursor,
+        pending: _Pending,
+        position: int,
+        event: Secret.Deleted,
+        secret_key: int,
+        event_time: int,
+    ) -> None:
+        """D-2, for a ``Deleted`` written by v1 (upcast with ``labels_detached`` False):
+        every label still attached leaves its version (one move per label, in label
+        order, all at the deletion's position), reason detached-by-deletion."""
         holders = dict(cursor.execute(LATEST_LABELS, (secret_key,)).fetchall())
         for move in pending.moves:
             if move[1] == secret_key:
@@ -302,6 +304,7 @@ class LabelsProjection(Projection):
                     request["principal_arn"],
                     request["request_id"],
                     request["operation"],
+                    DETACHED_BY_DELETION,
                 )
             )
 
@@ -310,7 +313,7 @@ class LabelsProjection(Projection):
     ) -> None:
         secret_id = event.secret_id.hex
         pending.names[secret_id] = [
-            name_of_arn(event.arn),
+            event.name,
             position,
             to_microseconds(event.timestamp),
             None,
@@ -366,7 +369,7 @@ class LabelsProjection(Projection):
             "INSERT INTO projection_version_removals VALUES (?, ?, ?, ?)", pending.version_removals
         )
         cursor.executemany(
-            "INSERT INTO projection_label_moves VALUES (?, ?, ?, ?, ?, ?, ?, ?)", pending.moves
+            "INSERT INTO projection_label_moves VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", pending.moves
         )
         cursor.executemany(
             "INSERT INTO projection_secret_labels VALUES (?, ?) ON CONFLICT DO NOTHING",
@@ -474,7 +477,7 @@ class LabelInterval:
 @dataclass(frozen=True)
 class LabelMove:
     """A label attached (``from_version_id`` None), moved, or detached
-    (``to_version_id`` None) by one request."""
+    (``to_version_id`` None) by one request, and why (docs/events.md R-1 to R-8)."""
 
     position: int
     event_time: datetime
@@ -484,6 +487,7 @@ class LabelMove:
     principal_arn: str
     request_id: str
     operation: str
+    reason: str
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -495,6 +499,7 @@ class LabelMove:
             "Principal": self.principal_arn,
             "RequestId": self.request_id,
             "Operation": self.operation,
+            "Reason": self.reason,
         }
 
 
@@ -685,16 +690,16 @@ class LabelQueries:
         name = secret
         prefix = ""
         if secret.startswith("arn:"):
-            parts = secret.split(":", ARN_PARTS - 1)
-            if len(parts) != ARN_PARTS or parts[2] != "secretsmanager" or parts[5] != "secret":
+            parsed = parse_secret_arn(secret)
+            if parsed is None:
                 raise SecretNotFoundError(f"{secret!r} is not a Secrets Manager secret ARN.")
             row = cursor.execute(
                 f"SELECT {SECRET_COLUMNS} FROM projection_secrets WHERE arn = ?", (secret,)
             ).fetchone()
             if row is not None:
                 return _secret_record(row)
-            name = parts[6]
-            prefix = ":".join(parts[:6]) + ":"
+            name = parsed.resource
+            prefix = parsed.prefix
         if cut.as_of is not None:
             holder = cursor.execute(
                 NAME_HOLDER_AS_OF, (name, to_microseconds(cut.as_of))
@@ -784,7 +789,7 @@ class LabelQueries:
         """The secret's label moves, by label then position, with where each came from."""
         statement = (
             "SELECT move_key, label, version_id, event_time, principal_arn, request_id, "
-            "operation FROM projection_label_moves WHERE secret_key = ?"
+            "operation, reason FROM projection_label_moves WHERE secret_key = ?"
         )
         parameters: list[Any] = [record.secret_key]
         if label is not None:
@@ -804,6 +809,7 @@ class LabelQueries:
                     principal_arn=row[4],
                     request_id=row[5],
                     operation=row[6],
+                    reason=row[7],
                 )
             )
         return moves

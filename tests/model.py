@@ -12,9 +12,12 @@ as a test failure rather than slipping through.
 
 Besides answers, the model predicts what each call appends to the log, as
 ``(topic name, details...)`` tuples: the issue fixes the event vocabulary (one
-``LabelMoved`` per label that attaches, moves or detaches; a failed call appends
-nothing but its audit record). ``ModelError.message`` is ``None`` where the
-reference does not fix the text, and then only the exception name is compared.
+``LabelMoved`` per label that attaches, moves or detaches, with why, by the rule
+that moved it (docs/events.md: requested, default-current, demoted,
+pending-dropped, detached-by-deletion); deleting a secret detaches each label
+before ``SecretDeleted``; a failed call appends nothing but its audit record).
+``ModelError.message`` is ``None`` where the reference does not fix the text, and
+then only the exception name is compared.
 """
 
 from __future__ import annotations
@@ -131,17 +134,28 @@ class ModelSecret:
         return sum(len(labels) for labels in self.stages.values())
 
 
-def label_moves(before: dict[str, set[str]], after: dict[str, set[str]]) -> list[Event]:
-    """One ("LabelMoved", label, from, to) per label whose holder differs."""
+def holders(stages: dict[str, set[str]]) -> dict[str, str]:
+    return {label: version_id for version_id, labels in stages.items() for label in labels}
 
-    def holders(stages: dict[str, set[str]]) -> dict[str, str]:
-        return {label: version_id for version_id, labels in stages.items() for label in labels}
 
+def label_moves(
+    before: dict[str, set[str]], after: dict[str, set[str]], why: dict[str, str]
+) -> list[Event]:
+    """One ("LabelMoved", label, from, to, reason) per label whose holder differs;
+    ``why``: the reason of each label a rule touched."""
     old, new = holders(before), holders(after)
     return [
-        ("LabelMoved", label, old.get(label), new.get(label))
+        ("LabelMoved", label, old.get(label), new.get(label), why[label])
         for label in sorted(set(old) | set(new))
         if old.get(label) != new.get(label)
+    ]
+
+
+def detachments(stages: dict[str, set[str]]) -> list[Event]:
+    """Deleting a secret takes every label off, in label order."""
+    return [
+        ("LabelMoved", label, version_id, None, "detached-by-deletion")
+        for label, version_id in sorted(holders(stages).items())
     ]
 
 
@@ -240,9 +254,14 @@ class SecretsModel:
         return secret.deletion_date is not None and self.clock() >= secret.deletion_date
 
     def purge(self, secret: ModelSecret) -> None:
-        """The purge step appends the final events: the secret ends, its name is freed."""
+        """The purge step appends the final events: the labels come off, the secret
+        ends, its name is freed."""
+        self.end(secret, forced=False)
+
+    def end(self, secret: ModelSecret, *, forced: bool) -> None:
         del self.secrets[secret.name]
-        self.events += [("SecretDeleted", False), ("SecretNameReleased",)]
+        self.events += detachments(secret.stages)
+        self.events += [("SecretDeleted", forced), ("SecretNameReleased",)]
 
     def purge_all_due(self) -> None:
         for secret in list(self.secrets.values()):
@@ -356,6 +375,8 @@ class SecretsModel:
         attach = set(stages) if stages is not None else {AWSCURRENT}  # P1
         if not secret.versions:
             attach.add(AWSCURRENT)  # P2
+        named = set(stages or ())
+        why = {label: "requested" if label in named else "default-current" for label in attach}
         old_current = secret.holder_of(AWSCURRENT)
         after = copy_stages(secret.stages)
         for labels in after.values():
@@ -368,8 +389,10 @@ class SecretsModel:
                 for labels in after.values():
                     labels.discard(AWSPREVIOUS)
                 after[old_current].add(AWSPREVIOUS)
+                why[AWSPREVIOUS] = "demoted"
             if AWSPENDING in secret.stages[old_current] and AWSPENDING not in attach:
                 after[old_current].discard(AWSPENDING)  # P6; OPEN P7: custom labels stay
+                why[AWSPENDING] = "pending-dropped"
         # P5: without AWSCURRENT in L nothing else moves; OPEN P8 (§14 #3): AWSPENDING on
         # a third version stays.
         self._require_label_quota(after)  # P9
@@ -380,15 +403,17 @@ class SecretsModel:
         now = self.clock()
         secret.versions[token] = ModelVersion(token, value, now)
         self.events.append(("VersionCreated", token))
-        self._set_stages(secret, after)
+        self._set_stages(secret, after, why)
 
     def _require_label_quota(self, after: dict[str, set[str]]) -> None:
         """OPEN (§1, §14 #1): every attachment counts, AWS-managed labels included."""
         if sum(len(labels) for labels in after.values()) > LABEL_ATTACHMENTS_MAX:
             raise ModelError("LimitExceededException")
 
-    def _set_stages(self, secret: ModelSecret, after: dict[str, set[str]]) -> None:
-        moves = label_moves(secret.stages, after)
+    def _set_stages(
+        self, secret: ModelSecret, after: dict[str, set[str]], why: dict[str, str]
+    ) -> None:
+        moves = label_moves(secret.stages, after, why)
         self.events += moves
         secret.stages = {version_id: labels for version_id, labels in after.items() if labels}
         secret.last_changed_date = self.clock()
@@ -449,6 +474,7 @@ class SecretsModel:
             # label, also when it is to be moved onto that very version or held by none.
             raise ModelError("InvalidParameterException")
         after = copy_stages(secret.stages)
+        why = {label: "requested"}
         if move_to_version_id is not None:
             if holder is not None and holder != move_to_version_id:
                 if remove_from_version_id is None:
@@ -459,6 +485,7 @@ class SecretsModel:
                 for labels in after.values():  # U8: other labels stay where they are
                     labels.discard(AWSPREVIOUS)
                 after[holder].add(AWSPREVIOUS)
+                why[AWSPREVIOUS] = "demoted"
         else:
             if label == AWSCURRENT:
                 # U10. OPEN (§7, §14 #12): removing AWSCURRENT without moving it is
@@ -467,9 +494,9 @@ class SecretsModel:
             assert holder is not None, "U5 refused a label held by no version"
             after[holder].discard(label)  # U6: a version left bare is deprecated
         self._require_label_quota(after)  # U12
-        if not label_moves(secret.stages, after):
+        if not label_moves(secret.stages, after, why):
             return {"ARN": secret.arn, "Name": secret.name}, False
-        self._set_stages(secret, after)
+        self._set_stages(secret, after, why)
         return {"ARN": secret.arn, "Name": secret.name}, True
 
     # DeleteSecret and RestoreSecret (§8)
@@ -495,8 +522,7 @@ class SecretsModel:
                 return {"Name": self.name_in(secret_id), "DeletionDate": now}, False
             raise
         if force:
-            del self.secrets[secret.name]
-            self.events += [("SecretDeleted", True), ("SecretNameReleased",)]
+            self.end(secret, forced=True)
             return {"ARN": secret.arn, "Name": secret.name, "DeletionDate": now}, True
         if secret.deletion_date is not None:
             # OPEN (§8, §14 #13): deleting a scheduled secret again is refused.

@@ -280,8 +280,12 @@ UPDATE_REFUSALS: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     (
         "both values",
-        {"SecretId": NAME, "ClientRequestToken": token(2), "SecretString": "x",
-         "SecretBinary": b"x"},
+        {
+            "SecretId": NAME,
+            "ClientRequestToken": token(2),
+            "SecretString": "x",
+            "SecretBinary": b"x",
+        },
         "InvalidParameterException",
         BOTH_VALUES_MESSAGE,
     ),
@@ -421,12 +425,18 @@ def test_force_delete_removes_the_secret_at_once(manager: Harness) -> None:
     log_before = manager.log_length()
     response = manager.call("DeleteSecret", SecretId=NAME, ForceDeleteWithoutRecovery=True)
     assert response == {"ARN": arn, "Name": NAME, "DeletionDate": manager.clock()}
-    deleted, released = manager.events_since(log_before)
-    assert isinstance(deleted, Secret.Deleted) and deleted.forced
+    detached, deleted, released = manager.events_since(log_before)
+    assert isinstance(detached, Secret.LabelMoved)
+    moved = (detached.label, detached.from_version_id, detached.to_version_id)
+    assert moved == ("AWSCURRENT", token(1), None)
+    assert detached.reason == "detached-by-deletion"
+    assert isinstance(deleted, Secret.Deleted) and deleted.forced and deleted.labels_detached
     assert isinstance(released, SecretName.Released)
     for secret_id in (NAME, arn):
         manager.assert_refused(
-            "DescribeSecret", {"SecretId": secret_id}, "ResourceNotFoundException",
+            "DescribeSecret",
+            {"SecretId": secret_id},
+            "ResourceNotFoundException",
             NOT_FOUND_MESSAGE,
         )
 
@@ -456,9 +466,9 @@ def test_force_delete_of_an_unknown_name_succeeds_with_a_synthesised_arn(
 
 def test_force_delete_of_an_unknown_arn_succeeds(manager: Harness) -> None:
     full = ARN_PREFIX + "gone-AbC123"
-    assert manager.call("DeleteSecret", SecretId=full, ForceDeleteWithoutRecovery=True)[
-        "ARN"
-    ] == full
+    assert (
+        manager.call("DeleteSecret", SecretId=full, ForceDeleteWithoutRecovery=True)["ARN"] == full
+    )
     partial = ARN_PREFIX + "gone"
     response = manager.call("DeleteSecret", SecretId=partial, ForceDeleteWithoutRecovery=True)
     assert arn_pattern("gone").fullmatch(response["ARN"])
@@ -542,7 +552,10 @@ def test_once_the_window_has_passed_the_secret_is_gone_and_purged(manager: Harne
     with pytest.raises(SecretsManagerError) as gone:
         manager.call("GetSecretValue", SecretId=NAME)
     assert (gone.value.code, gone.value.message) == ("ResourceNotFoundException", NOT_FOUND_MESSAGE)
-    deleted, released, record = manager.events_since(log_before)
+    detached, deleted, released, record = manager.events_since(log_before)
+    assert isinstance(detached, Secret.LabelMoved)
+    assert (detached.label, detached.reason) == ("AWSCURRENT", "detached-by-deletion")
+    assert detached.request == deleted.request
     assert isinstance(deleted, Secret.Deleted) and not deleted.forced
     assert deleted.request["principal_arn"] == SERVICE_PRINCIPAL
     assert isinstance(released, SecretName.Released)
@@ -551,7 +564,9 @@ def test_once_the_window_has_passed_the_secret_is_gone_and_purged(manager: Harne
     log_after_purge = manager.log_length()
     for secret_id in (NAME, old_arn):
         manager.assert_refused(
-            "RestoreSecret", {"SecretId": secret_id}, "ResourceNotFoundException",
+            "RestoreSecret",
+            {"SecretId": secret_id},
+            "ResourceNotFoundException",
             NOT_FOUND_MESSAGE,
         )
     assert manager.log_length() == log_after_purge + 2  # the two refusals' records only

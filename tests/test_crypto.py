@@ -13,12 +13,15 @@ import re
 import stat
 from collections.abc import Callable
 from threading import Barrier as BarrierType
+from typing import Any
 
 import pytest
 
 from ledger.crypto import (
     KEY_SIZE_BYTES,
     NONCE_SIZE_BYTES,
+    PADDED_SIZE_BYTES_MAX,
+    TAG_SIZE_BYTES,
     VALUE_SIZE_BYTES_MAX,
     WRAPPED_KEY_SIZE_BYTES,
     DecryptionError,
@@ -27,8 +30,12 @@ from ledger.crypto import (
     KeyringError,
     SealedValue,
     encode_fields,
+    pad,
+    padded_size_bytes,
+    unpad,
     version_binding,
 )
+from ledger.sealing import SEALING_CURRENT, SEALING_V1, SEALING_V2
 
 SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/db-AbCdEf"
 OTHER_SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/api-GhIjKl"
@@ -45,6 +52,7 @@ def open_sealed(envelope: Envelope, sealed: SealedValue, **binding: str) -> byte
         nonce=sealed.nonce,
         key_id=sealed.key_id,
         wrapped_key=sealed.wrapped_key,
+        sealing=sealed.sealing,
         **arguments,
     )
 
@@ -158,6 +166,7 @@ def test_a_value_ciphertext_swapped_onto_another_versions_key_fails() -> None:
             secret_arn=SECRET_ARN,
             version_id=OTHER_VERSION_ID,
             kind="string",
+            sealing=SEALING_CURRENT,
         )
 
 
@@ -178,7 +187,9 @@ def test_a_value_stays_bound_to_its_version_even_if_its_key_is_rewrapped_for_ano
             secret_arn=SECRET_ARN, version_id=OTHER_VERSION_ID, kind="string"
         ),
     )
-    moved = SealedValue(sealed.ciphertext, sealed.nonce, key_id, wrapped_for_other_version)
+    moved = SealedValue(
+        sealed.ciphertext, sealed.nonce, key_id, wrapped_for_other_version, sealed.sealing
+    )
 
     with pytest.raises(DecryptionError, match="does not authenticate"):
         open_sealed(envelope, moved, version_id=OTHER_VERSION_ID)
@@ -194,16 +205,32 @@ def test_tampering_with_any_stored_field_fails() -> None:
     sealed = seal_canary(envelope)
     tampered_values = [
         SealedValue(
-            flip_first_bit(sealed.ciphertext), sealed.nonce, sealed.key_id, sealed.wrapped_key
+            flip_first_bit(sealed.ciphertext),
+            sealed.nonce,
+            sealed.key_id,
+            sealed.wrapped_key,
+            sealed.sealing,
         ),
         SealedValue(
-            sealed.ciphertext[:-1] + b"\x00", sealed.nonce, sealed.key_id, sealed.wrapped_key
+            sealed.ciphertext[:-1] + b"\x00",
+            sealed.nonce,
+            sealed.key_id,
+            sealed.wrapped_key,
+            sealed.sealing,
         ),
         SealedValue(
-            sealed.ciphertext, flip_first_bit(sealed.nonce), sealed.key_id, sealed.wrapped_key
+            sealed.ciphertext,
+            flip_first_bit(sealed.nonce),
+            sealed.key_id,
+            sealed.wrapped_key,
+            sealed.sealing,
         ),
         SealedValue(
-            sealed.ciphertext, sealed.nonce, sealed.key_id, flip_first_bit(sealed.wrapped_key)
+            sealed.ciphertext,
+            sealed.nonce,
+            sealed.key_id,
+            flip_first_bit(sealed.wrapped_key),
+            sealed.sealing,
         ),
     ]
     for tampered in tampered_values:
@@ -225,6 +252,7 @@ def test_truncated_stored_fields_fail_as_decryption_errors() -> None:
             secret_arn=SECRET_ARN,
             version_id=VERSION_ID,
             kind="string",
+            sealing=SEALING_CURRENT,
         )
     with pytest.raises(DecryptionError, match="wrapped data key"):
         envelope.open(
@@ -235,6 +263,7 @@ def test_truncated_stored_fields_fail_as_decryption_errors() -> None:
             secret_arn=SECRET_ARN,
             version_id=VERSION_ID,
             kind="string",
+            sealing=SEALING_CURRENT,
         )
     with pytest.raises(DecryptionError, match="ciphertext"):
         envelope.open(
@@ -245,6 +274,7 @@ def test_truncated_stored_fields_fail_as_decryption_errors() -> None:
             secret_arn=SECRET_ARN,
             version_id=VERSION_ID,
             kind="string",
+            sealing=SEALING_CURRENT,
         )
 
 
@@ -295,9 +325,7 @@ def test_a_new_keyring_file_is_private_and_reopens_with_the_same_keys(
     assert reopened.active_key_id == keyring.active_key_id
     assert re.fullmatch(r"kek-\d{8}T\d{6}Z-[0-9a-f]{6}", reopened.active_key_id)
     assert open_sealed(Envelope(reopened), sealed) == CANARY
-    assert reopened.fingerprint(secret_binding=SECRET_ARN, kind="string", value=CANARY) == (
-        keyring.fingerprint(secret_binding=SECRET_ARN, kind="string", value=CANARY)
-    )
+    assert fingerprint(reopened) == fingerprint(keyring)
     assert [entry.name for entry in path.parent.iterdir() if entry.name.endswith(".tmp")] == []
 
 
@@ -492,7 +520,7 @@ def test_rewrap_moves_a_data_key_to_the_active_key_without_touching_the_cipherte
         version_id=VERSION_ID,
         kind="string",
     )
-    rewrapped = SealedValue(sealed.ciphertext, sealed.nonce, key_id, wrapped_key)
+    rewrapped = SealedValue(sealed.ciphertext, sealed.nonce, key_id, wrapped_key, sealed.sealing)
 
     assert key_id == keyring.active_key_id != sealed.key_id
     assert open_sealed(envelope, rewrapped) == CANARY
@@ -553,49 +581,116 @@ def test_a_keyring_file_that_lost_a_key_is_refused_on_reload(tmp_path: pathlib.P
 # --- Fingerprints ----------------------------------------------------------------------
 
 
-def test_equal_values_of_the_same_secret_have_equal_fingerprints() -> None:
+def fingerprint(keyring: Keyring, **overrides: Any) -> bytes:
+    arguments: dict[str, Any] = {
+        "sealing": SEALING_V2,
+        "secret_arn": SECRET_ARN,
+        "version_id": VERSION_ID,
+        "kind": "string",
+        "value": CANARY,
+    }
+    arguments.update(overrides)
+    return keyring.fingerprint(**arguments)
+
+
+def test_equal_values_of_the_same_version_have_equal_fingerprints() -> None:
     keyring = Keyring.in_memory()
 
-    first = keyring.fingerprint(secret_binding=SECRET_ARN, kind="string", value=CANARY)
-    second = keyring.fingerprint(secret_binding=SECRET_ARN, kind="string", value=CANARY)
+    first, second = fingerprint(keyring), fingerprint(keyring)
 
     assert first == second
     assert len(first) == 32
 
 
-def test_fingerprints_differ_by_value_kind_and_secret() -> None:
+def test_fingerprints_differ_by_value_kind_secret_and_version() -> None:
     keyring = Keyring.in_memory()
-    reference = keyring.fingerprint(secret_binding=SECRET_ARN, kind="string", value=CANARY)
+    reference = fingerprint(keyring)
 
     others = [
-        keyring.fingerprint(secret_binding=SECRET_ARN, kind="string", value=CANARY + b"!"),
-        keyring.fingerprint(secret_binding=SECRET_ARN, kind="binary", value=CANARY),
-        keyring.fingerprint(secret_binding=OTHER_SECRET_ARN, kind="string", value=CANARY),
+        fingerprint(keyring, value=CANARY + b"!"),
+        fingerprint(keyring, kind="binary"),
+        fingerprint(keyring, secret_arn=OTHER_SECRET_ARN),
+        fingerprint(keyring, version_id=OTHER_VERSION_ID),
+        fingerprint(keyring, sealing=SEALING_V1),
     ]
 
     assert reference not in others
     assert len(set(others)) == len(others)
 
 
-def test_fingerprints_differ_across_keyrings_so_they_cannot_be_guessed_offline() -> None:
-    first = Keyring.in_memory().fingerprint(secret_binding=SECRET_ARN, kind="string", value=CANARY)
-    second = Keyring.in_memory().fingerprint(secret_binding=SECRET_ARN, kind="string", value=CANARY)
+def test_v1_fingerprints_bind_the_secret_only_as_stored_versions_were_written() -> None:
+    """S-3: a version sealed in format 1 is compared in format 1, where the version
+    id takes no part (equal values of one secret were equal)."""
+    keyring = Keyring.in_memory()
 
-    assert first != second
+    first = fingerprint(keyring, sealing=SEALING_V1)
+    other_version = fingerprint(keyring, sealing=SEALING_V1, version_id=OTHER_VERSION_ID)
+
+    assert first == other_version
+    assert first != fingerprint(keyring, sealing=SEALING_V1, secret_arn=OTHER_SECRET_ARN)
+
+
+def test_fingerprints_differ_across_keyrings_so_they_cannot_be_guessed_offline() -> None:
+    assert fingerprint(Keyring.in_memory()) != fingerprint(Keyring.in_memory())
 
 
 def test_fingerprints_survive_key_rotation() -> None:
     keyring = Keyring.in_memory()
-    before = keyring.fingerprint(secret_binding=SECRET_ARN, kind="string", value=CANARY)
+    before = fingerprint(keyring)
 
     keyring.rotate()
 
-    assert keyring.fingerprint(secret_binding=SECRET_ARN, kind="string", value=CANARY) == before
+    assert fingerprint(keyring) == before
 
 
-def test_a_fingerprint_of_an_unknown_kind_is_refused() -> None:
+def test_a_fingerprint_of_an_unknown_kind_or_sealing_is_refused() -> None:
     with pytest.raises(ValueError, match="'string' or 'binary'"):
-        Keyring.in_memory().fingerprint(secret_binding=SECRET_ARN, kind="text", value=CANARY)
+        fingerprint(Keyring.in_memory(), kind="text")
+    with pytest.raises(ValueError, match="sealing format"):
+        fingerprint(Keyring.in_memory(), sealing=3)
+
+
+# --- Padding (S-2) ----------------------------------------------------------------------
+
+
+def test_ciphertext_lengths_fall_on_the_documented_buckets() -> None:
+    envelope = Envelope(Keyring.in_memory())
+    lengths = {}
+    for size_bytes in [*range(0, 300), 4095, 4096, 32_767, 32_768, 65_535, VALUE_SIZE_BYTES_MAX]:
+        sealed = envelope.seal(
+            b"v" * size_bytes, secret_arn=SECRET_ARN, version_id=VERSION_ID, kind="binary"
+        )
+        lengths[size_bytes] = len(sealed.ciphertext) - TAG_SIZE_BYTES
+        assert open_sealed(envelope, sealed, kind="binary") == b"v" * size_bytes
+
+    assert {lengths[n] for n in range(0, 32)} == {32}
+    assert {lengths[n] for n in range(32, 64)} == {64}
+    assert {lengths[n] for n in range(64, 128)} == {128}
+    assert {lengths[n] for n in range(128, 256)} == {256}
+    assert lengths[4095] == 4096 and lengths[4096] == 8192
+    assert lengths[32_767] == 32_768 and lengths[32_768] == lengths[65_535] == 65_536
+    assert lengths[VALUE_SIZE_BYTES_MAX] == PADDED_SIZE_BYTES_MAX == 131_072
+    for size_bytes, padded_bytes in lengths.items():
+        assert padded_bytes == padded_size_bytes(size_bytes)
+
+
+def test_padding_is_iso_7816_4_and_malformed_padding_is_refused() -> None:
+    assert pad(b"ab") == b"ab\x80" + bytes(29)
+    assert unpad(pad(b"ab\x80\x00")) == b"ab\x80\x00"
+    assert unpad(pad(b"")) == b""
+    for malformed in [bytes(32), b"ab" + bytes(30), pad(b"ab") + bytes(32), b"\x80" + bytes(63)]:
+        with pytest.raises(DecryptionError):
+            unpad(malformed)
+
+
+def test_a_v2_ciphertext_does_not_open_as_v1_nor_the_reverse() -> None:
+    """The value domain tag is versioned: a sealing format cannot be mistaken for another."""
+    envelope = Envelope(Keyring.in_memory())
+    sealed = seal_canary(envelope)
+    as_v1 = SealedValue(sealed.ciphertext, sealed.nonce, sealed.key_id, sealed.wrapped_key, 1)
+
+    with pytest.raises(DecryptionError, match="does not authenticate"):
+        open_sealed(envelope, as_v1)
 
 
 # --- Plaintext never leaks -------------------------------------------------------------
@@ -605,10 +700,8 @@ def test_no_plaintext_appears_in_sealed_fields_or_the_keyring_file(tmp_path: pat
     path = tmp_path / "keyring.json"
     keyring = Keyring.open(path)
     sealed = seal_canary(Envelope(keyring))
-    fingerprint = keyring.fingerprint(secret_binding=SECRET_ARN, kind="string", value=CANARY)
-
     stored = [sealed.ciphertext, sealed.nonce, sealed.key_id.encode(), sealed.wrapped_key]
-    stored += [fingerprint, repr(sealed).encode(), path.read_bytes()]
+    stored += [fingerprint(keyring), repr(sealed).encode(), path.read_bytes()]
     for blob in stored:
         assert CANARY not in blob
         assert CANARY[:16] not in blob
@@ -618,7 +711,11 @@ def test_no_plaintext_or_key_appears_in_decryption_error_messages() -> None:
     envelope = Envelope(Keyring.in_memory())
     sealed = seal_canary(envelope)
     tampered = SealedValue(
-        flip_first_bit(sealed.ciphertext), sealed.nonce, sealed.key_id, sealed.wrapped_key
+        flip_first_bit(sealed.ciphertext),
+        sealed.nonce,
+        sealed.key_id,
+        sealed.wrapped_key,
+        sealed.sealing,
     )
 
     with pytest.raises(DecryptionError) as wrong_version:

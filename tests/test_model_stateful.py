@@ -129,7 +129,7 @@ def event_summary(topic: str, event: Any) -> Event:
     """The model's vocabulary for a stored event: its topic plus identifying details."""
     kind = topic.removeprefix("secretledger/")
     if kind == "LabelMoved":
-        return (kind, event.label, event.from_version_id, event.to_version_id)
+        return (kind, event.label, event.from_version_id, event.to_version_id, event.reason)
     if kind == "VersionCreated":
         return (kind, event.version_id)
     if kind == "SecretDeleted":
@@ -299,7 +299,9 @@ class LedgerAgainstModel(RuleBasedStateMachine):
             summary = event_summary(notification.topic, event)
             appended.append(summary)
             assert event.timestamp == self.now, (summary, event.timestamp, self.now)
-            purge_part = summary in (("SecretDeleted", False), ("SecretNameReleased",))
+            purge_part = summary in (("SecretDeleted", False), ("SecretNameReleased",)) or (
+                summary[0] == "LabelMoved" and summary[-1] == "detached-by-deletion"
+            )
             allowed = {operation, "DeleteSecret"} if purge_part else {operation}
             assert event.request["operation"] in allowed, (summary, event.request)
         assert sorted(appended, key=repr) == sorted(predicted, key=repr), (appended, predicted)

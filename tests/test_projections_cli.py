@@ -106,11 +106,14 @@ def test_history_prints_every_move_in_order(database: str) -> None:
     result = run(database, "history", "app/db", "--json")
 
     moves = json.loads(result.stdout)
-    assert [(move["Label"], move["FromVersionId"], move["ToVersionId"]) for move in moves] == [
-        (AWSCURRENT, None, token(1)),
-        (AWSPENDING, None, token(2)),
-        (AWSCURRENT, token(1), token(2)),
-        (AWSPREVIOUS, None, token(1)),
+    assert [
+        (move["Label"], move["FromVersionId"], move["ToVersionId"], move["Reason"])
+        for move in moves
+    ] == [
+        (AWSCURRENT, None, token(1), "default-current"),
+        (AWSPENDING, None, token(2), "requested"),
+        (AWSCURRENT, token(1), token(2), "requested"),
+        (AWSPREVIOUS, None, token(1), "demoted"),
     ]
     assert [move["Principal"] for move in moves] == [ALICE, ROTATOR, ROTATOR, ROTATOR]
 
@@ -126,6 +129,7 @@ def test_history_prints_every_move_in_order(database: str) -> None:
         "LABEL",
         "FROM",
         "TO",
+        "REASON",
         "OPERATION",
         "PRINCIPAL",
         "REQUEST",
@@ -133,6 +137,7 @@ def test_history_prints_every_move_in_order(database: str) -> None:
     ]
     assert len(lines) == 2
     assert "UpdateSecretVersionStage" in lines[1]
+    assert lines[1].split()[5] == "requested"
 
 
 def test_diff_shows_what_changed_between_two_instants(database: str) -> None:

@@ -23,7 +23,7 @@ from ledger.domain import Secret, SecretName, secret_id_for_arn
 from ledger.errors import SecretsManagerError
 from projections import ReadModel
 from projections.audit import AuditProjection
-from projections.labels import LabelsProjection, name_of_arn
+from projections.labels import LabelsProjection
 from projections.runner import TRACKING_TABLE
 from projections.store import ViewStore
 
@@ -213,7 +213,7 @@ def replay_name_holder(
     for entry_position, event in entries:
         if (
             isinstance(event, SecretName.Claimed)
-            and name_of_arn(event.arn) == name
+            and event.name == name
             and is_before_cut(entry_position, event, position, as_of)
         ):
             holder = event.arn

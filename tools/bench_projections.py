@@ -59,12 +59,14 @@ from ledger.domain import (
     secret_id_for_arn,
 )
 from ledger.errors import LimitExceededException
+from ledger.sealing import SEALING_CURRENT
 from ledger.storage import environment_for_database
 from projections.base import from_microseconds
 from projections.log import LedgerLogReader, LogReader
 from projections.read_model import ReadModel
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
+SHORT_VALUE_CIPHERTEXT_SIZE_BYTES = 48  # a value under 32 bytes, padded (S-2), plus the tag
 EVENTS_DEFAULT = 1_000_000
 SECRETS_DEFAULT = 10_000
 QUERIES_DEFAULT = 2_000
@@ -159,9 +161,10 @@ class Generator:
         sealed = SealedVersion(
             version_id=version_id,
             kind="string",
-            ciphertext=self.random.randbytes(24),
+            ciphertext=self.random.randbytes(SHORT_VALUE_CIPHERTEXT_SIZE_BYTES),
             nonce=self.random.randbytes(12),
             fingerprint=self.random.randbytes(32),
+            sealing=SEALING_CURRENT,
         )
         context = self.context("PutSecretValue", parameters)
         secret.add_version(sealed, stages, request=context, now=self.now())

@@ -190,7 +190,8 @@ def history(
     as_json: bool,
 ) -> None:
     """Every label move of SECRET, in log order: who moved which label from which
-    version to which, and when. A deletion shows as every label leaving its version.
+    version to which, when, and why (REASON, see docs/events.md). A deletion shows
+    as every label leaving its version (reason detached-by-deletion).
 
     \b
     Example:
@@ -202,7 +203,17 @@ def history(
         echo_json([move.to_json() for move in moves])
         return
     print_table(
-        ("POSITION", "TIME", "LABEL", "FROM", "TO", "OPERATION", "PRINCIPAL", "REQUEST ID"),
+        (
+            "POSITION",
+            "TIME",
+            "LABEL",
+            "FROM",
+            "TO",
+            "REASON",
+            "OPERATION",
+            "PRINCIPAL",
+            "REQUEST ID",
+        ),
         [
             (
                 str(move.position),
@@ -210,6 +221,7 @@ def history(
                 move.label,
                 move.from_version_id or "-",
                 move.to_version_id or "-",
+                move.reason,
                 move.operation,
                 move.principal_arn,
                 move.request_id,
