@@ -817,7 +817,7 @@ def describe(secret: Secret) -> dict[str, Any]:
 
 
 def open_keyring(database: str, keyring_path: Path | None, *, log_has_events: bool) -> Keyring:
-    """The keyring of the ledger at ``database`` (rules R1-R3 of docs/evidence.md).
+    """The keyring of the ledger at ``database`` (rules KR1-KR3 of docs/evidence.md).
 
     Beside a SQLite file by default (``<db>.keyring``); in memory for ``memory:``;
     PostgreSQL needs an explicit path, the one file every server shares. A keyring

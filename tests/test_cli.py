@@ -601,7 +601,7 @@ def test_the_demo_refuses_a_database_that_already_has_events(sqlite_cli: Cli) ->
 
 
 def test_a_command_without_the_ledgers_keyring_is_refused_and_names_it(sqlite_cli: Cli) -> None:
-    """R2: the default <db>.keyring does not exist, but the ledger holds events."""
+    """KR2: the default <db>.keyring does not exist, but the ledger holds events."""
     sqlite_cli.create()
 
     result = CliRunner().invoke(main, ["get", "--db", sqlite_cli.database, "--secret-id", NAME])

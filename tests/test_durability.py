@@ -210,7 +210,7 @@ def check_reads_fail(secrets: Secrets, state: Any, secret_id: str) -> None:
 def test_a_missing_keyring_is_never_created_for_a_ledger_that_holds_events(
     closed_ledger: tuple[str, Any, list[str]], tmp_path: Path
 ) -> None:
-    """R2: a new keyring could open none of the stored values, so opening refuses and
+    """KR2: a new keyring could open none of the stored values, so opening refuses and
     names the file it expected; nothing is created."""
     database, _, _ = closed_ledger
     stray = tmp_path / "another.keyring"
@@ -239,7 +239,7 @@ def test_a_replaced_key_encryption_key_fails_with_decryption_failure(
 def test_a_lost_keyring_file_is_refused_not_replaced(
     closed_ledger: tuple[str, Any, list[str]],
 ) -> None:
-    """R2: the default keyring beside the database is gone: opening refuses, naming it."""
+    """KR2: the default keyring beside the database is gone: opening refuses, naming it."""
     database, _, _ = closed_ledger
     keyring_path = Path(database + ".keyring")
     keyring_path.unlink()
@@ -502,7 +502,7 @@ def test_a_save_that_fails_before_commit_leaves_nothing(
 def test_a_postgresql_ledger_needs_an_explicit_keyring(
     postgres_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """R1: no keyring is made relative to whatever directory a server starts in."""
+    """KR1: no keyring is made relative to whatever directory a server starts in."""
     monkeypatch.chdir(tmp_path)
     with pytest.raises(KeyringError, match="needs an explicit keyring"):
         Secrets(postgres_database_url)

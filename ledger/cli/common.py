@@ -25,6 +25,7 @@ from ledger.api import SecretsManagerApi
 from ledger.application import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, Secrets
 from ledger.crypto import KeyringError
 from ledger.errors import SecretsManagerError
+from ledger.storage import DatabaseKind, database_kind
 
 EXIT_AWS_ERROR = 1
 DATABASE_DEFAULT = "./secretledger.db"
@@ -192,3 +193,64 @@ def opened_api(settings: LedgerSettings) -> Iterator[SecretsManagerApi]:
         yield SecretsManagerApi(secrets)
     finally:
         secrets.close()
+
+
+# The evidence files: where checkpoints are shipped and which key signs them.
+
+CHECKPOINTS_SUFFIX = ".checkpoints"
+SIGNING_KEY_SUFFIX = ".signing-key"
+
+
+def checkpoints_option() -> Decorator:
+    return click.option(
+        "--checkpoints",
+        "checkpoints_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        envvar="SECRETLEDGER_CHECKPOINTS",
+        help="Checkpoint file: one signed JSON line per checkpoint, meant to be shipped off "
+        "the machine. Default: <db>.checkpoints beside a SQLite file; none for PostgreSQL "
+        "unless given.",
+    )
+
+
+def signing_key_option() -> Decorator:
+    return click.option(
+        "--signing-key",
+        "signing_key_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        envvar="SECRETLEDGER_SIGNING_KEY",
+        help="Ed25519 checkpoint signing key file (0600, apart from the keyring). Default: "
+        "<db>.signing-key beside a SQLite file; required for PostgreSQL.",
+    )
+
+
+def public_key_option() -> Decorator:
+    return click.option(
+        "--public-key",
+        "public_key_path",
+        type=click.Path(dir_okay=False, exists=True, path_type=Path),
+        default=None,
+        help="PEM file of the checkpoint signers' public keys (from `secretledger keys "
+        "export-public`), kept apart from the ledger.",
+    )
+
+
+def default_checkpoints_path(database: str, given: Path | None) -> Path | None:
+    """The checkpoint file: as given, else ``<db>.checkpoints`` for SQLite, else none."""
+    if given is not None:
+        return given
+    if database_kind(database) is DatabaseKind.SQLITE:
+        return Path(database + CHECKPOINTS_SUFFIX)
+    return None
+
+
+def default_signing_key_path(database: str, given: Path | None) -> Path | None:
+    """The signing key file: as given, else ``<db>.signing-key`` for SQLite; None for
+    ``memory:`` (a key in memory) and for PostgreSQL (which must name one)."""
+    if given is not None:
+        return given
+    if database_kind(database) is DatabaseKind.SQLITE:
+        return Path(database + SIGNING_KEY_SUFFIX)
+    return None
