@@ -85,6 +85,7 @@ RECOVERY_WINDOW_DAYS_DEFAULT = 30
 RECOVERY_WINDOW_DAYS_MIN = 7
 RECOVERY_WINDOW_DAYS_MAX = 30
 NAME_CHARACTERS = frozenset(string.ascii_letters + string.digits + "/_+=.@-")
+SECRET_ID_NAME_CHARACTERS = NAME_CHARACTERS | {"!"}
 INVALID_NAME_MESSAGE = (
     "Invalid name. Must be a valid name containing alphanumeric characters, "
     "or any of the following: -/_+=.@!"
@@ -146,6 +147,13 @@ class Outcome:
     response: dict[str, Any]
     changed: bool
     resources: list[dict[str, str | None]] = field(default_factory=list)
+
+
+def require_valid_secret_id(secret_id: str) -> None:
+    """NV-2: a SecretId that is not an ARN is a name, of the characters AWS's message
+    lists (NV-1 plus ``!``, which names made by other AWS services hold)."""
+    if not secret_id.startswith("arn:") and not set(secret_id) <= SECRET_ID_NAME_CHARACTERS:
+        raise ValidationException(INVALID_NAME_MESSAGE)
 
 
 def new_arn_suffix() -> str:
@@ -303,9 +311,11 @@ class Secrets(Application[UUID]):
         return secret_arn(region=self.region, account_id=self.account_id, name=name, suffix=suffix)
 
     def find_secret(self, secret_id: str) -> Secret:
-        """The live secret for a name, full ARN or partial ARN, or ResourceNotFoundException.
+        """The live secret for a name, full ARN or partial ARN, or ResourceNotFoundException
+        (ValidationException for a name AWS would refuse, NV-2).
 
         A secret whose recovery window has passed is purged here (OPEN 15: lazily)."""
+        require_valid_secret_id(secret_id)
         secret = self._alive(self._lookup(secret_id))
         if secret is None:
             raise secret_not_found()
@@ -737,6 +747,7 @@ class Secrets(Application[UUID]):
             raise marked_for_deletion()
         version = select_version(secret, version_id, version_stage)
         plaintext = self._decrypt(secret, version)
+        self._note_access(secret, version["version_id"], request)
         response: dict[str, Any] = {
             "ARN": secret.arn,
             "Name": secret.name,
@@ -754,6 +765,23 @@ class Secrets(Application[UUID]):
             {"secret_arn": secret.arn, "version_id": version["version_id"]}
         ]
         return Outcome(response, changed=False, resources=resources)
+
+    def _note_access(self, secret: Secret, version_id: str, request: RequestContext) -> None:
+        """LA-2: the first read of a version on a UTC day appends ``Secret.Accessed``
+        (re-run on a write conflict, with the secret as stored); later reads that day
+        write nothing."""
+        if not secret.access_changes(version_id, self.now()):
+            return
+
+        def command() -> None:
+            current = self._get_secret(secret.id) if IS_RETRY.get() else secret
+            if current is None or current.is_deleted or version_id not in current.versions:
+                return
+            current.note_access(version_id, request=request, now=self.now())
+            if current.pending_events:
+                self.save(current)
+
+        self.with_retries(command)
 
     def _decrypt(self, secret: Secret, version: VersionRecord) -> bytes:
         data_key = self.data_keys.select_data_key(secret.id, version["version_id"])
@@ -828,11 +856,13 @@ def select_version(
 def describe(secret: Secret) -> dict[str, Any]:
     """DescribeSecret's answer: only members that have a value."""
     response: dict[str, Any] = {"ARN": secret.arn, "Name": secret.name}
-    if secret.description is not None:
+    if secret.description:  # NV-4: an empty description is no description
         response["Description"] = secret.description
     if secret.kms_key_id is not None:
         response["KmsKeyId"] = secret.kms_key_id
     response["LastChangedDate"] = secret.modified_on
+    if secret.last_accessed_date is not None:
+        response["LastAccessedDate"] = secret.last_accessed_date
     if secret.deletion_date is not None:
         response["DeletedDate"] = secret.deletion_date
     if secret.tags:

@@ -320,8 +320,13 @@ FILTER_CASES: list[tuple[str, list[dict[str, Any]], list[str]]] = [
      ["Staging/db", "prod/api"]),
     ("name negated", [{"Key": "name", "Values": ["!prod/"]}], ["Staging/db"]),
     (
-        "name negated and positive",
+        "values are alternatives, negated ones too (LF-1)",
         [{"Key": "name", "Values": ["prod/", "!prod/api"]}],
+        ["Staging/db", "prod/api", "prod/db"],
+    ),
+    (
+        "two filters of one key are combined with and",
+        [{"Key": "name", "Values": ["prod/"]}, {"Key": "name", "Values": ["!prod/api"]}],
         ["prod/db"],
     ),
     ("description is case-insensitive", [{"Key": "description", "Values": ["orders"]}],
