@@ -101,15 +101,16 @@ def test_last_accessed_date_with_boto3(client: Any, name: str) -> None:
 
 
 def test_an_invalid_name_with_boto3(client: Any) -> None:
-    for call in (
-        lambda: client.describe_secret(SecretId="Inv Name"),
-        lambda: client.get_secret_value(SecretId="Inv Name"),
-        lambda: client.delete_secret(SecretId="Inv Name", ForceDeleteWithoutRecovery=True),
-        lambda: client.create_secret(Name="Inv Name", SecretString="v"),
-    ):
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("describe_secret", {"SecretId": "Inv Name"}),
+        ("get_secret_value", {"SecretId": "Inv Name"}),
+        ("delete_secret", {"SecretId": "Inv Name", "ForceDeleteWithoutRecovery": True}),
+        ("create_secret", {"Name": "Inv Name", "SecretString": "v"}),
+    ]
+    for method, members in calls:
         with pytest.raises(ClientError) as refused:
-            call()
-        assert error_of(refused) == ("ValidationException", INVALID_NAME_MESSAGE, 400)
+            getattr(client, method)(**members)
+        assert error_of(refused) == ("ValidationException", INVALID_NAME_MESSAGE, 400), method
 
 
 def test_description_filters_and_the_empty_description_with_boto3(client: Any) -> None:
