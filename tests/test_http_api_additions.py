@@ -68,6 +68,8 @@ def test_get_random_password_with_boto3(server: RunningServer, client: Any) -> N
         "includeSpace": True,
     }
     assert password not in repr(vars(call)) and password not in server.log()
+    for path in server.database.parent.glob(server.database.name + "*"):
+        assert password.encode() not in path.read_bytes(), path
 
 
 def test_get_random_password_refusals_with_boto3(client: Any) -> None:
