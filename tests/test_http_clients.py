@@ -57,9 +57,21 @@ def aws(
     environment.pop("AWS_SESSION_TOKEN", None)
     environment.pop("AWS_PROFILE", None)
     return subprocess.run(
-        [sys.executable, "-m", "awscli", "--endpoint-url", server.url, "--output", "json",
-         "secretsmanager", *arguments],
-        env=environment, capture_output=True, text=True, timeout=CLI_TIMEOUT_SECONDS,
+        [
+            sys.executable,
+            "-m",
+            "awscli",
+            "--endpoint-url",
+            server.url,
+            "--output",
+            "json",
+            "secretsmanager",
+            *arguments,
+        ],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_SECONDS,
         check=False,
     )
 
@@ -82,7 +94,8 @@ def test_the_aws_cli_creates_puts_and_reads_a_secret(server: RunningServer, name
     assert previous["SecretString"] == "first"
     versions = aws_json(server, "list-secret-version-ids", "--secret-id", name)
     assert {entry["VersionId"] for entry in versions["Versions"]} == {
-        created["VersionId"], put["VersionId"]
+        created["VersionId"],
+        put["VersionId"],
     }
 
 
@@ -93,19 +106,41 @@ def test_the_aws_cli_stores_binary_files_and_moves_labels(
     blob.write_bytes(b"\x00\x01binary\xff")
     aws_json(server, "create-secret", "--name", name)
     put = aws_json(
-        server, "put-secret-value", "--secret-id", name, "--secret-binary", f"fileb://{blob}",
-        "--version-stages", "AWSPENDING",
+        server,
+        "put-secret-value",
+        "--secret-id",
+        name,
+        "--secret-binary",
+        f"fileb://{blob}",
+        "--version-stages",
+        "AWSPENDING",
     )
     aws_json(
-        server, "update-secret-version-stage", "--secret-id", name, "--version-stage",
-        "blue", "--move-to-version-id", put["VersionId"],
+        server,
+        "update-secret-version-stage",
+        "--secret-id",
+        name,
+        "--version-stage",
+        "blue",
+        "--move-to-version-id",
+        put["VersionId"],
     )
     described = aws_json(server, "describe-secret", "--secret-id", name)
     assert sorted(described["VersionIdsToStages"][put["VersionId"]]) == [
-        "AWSCURRENT", "AWSPENDING", "blue"
+        "AWSCURRENT",
+        "AWSPENDING",
+        "blue",
     ]
-    result = aws(server, "get-secret-value", "--secret-id", name, "--query", "SecretBinary",
-                 "--output", "text")
+    result = aws(
+        server,
+        "get-secret-value",
+        "--secret-id",
+        name,
+        "--query",
+        "SecretBinary",
+        "--output",
+        "text",
+    )
     assert result.returncode == 0, result.stderr
     assert base64.b64decode(result.stdout.strip()) == b"\x00\x01binary\xff"
 
@@ -117,16 +152,18 @@ def test_the_aws_cli_reports_aws_errors(server: RunningServer, name: str) -> Non
     assert "Secrets Manager can't find the specified secret." in result.stderr
 
 
-def test_the_aws_cli_signs_as_the_principal_it_was_given(
-    server: RunningServer, name: str
-) -> None:
+def test_the_aws_cli_signs_as_the_principal_it_was_given(server: RunningServer, name: str) -> None:
     aws_json(server, "create-secret", "--name", name, "--secret-string", "v", principal=BOB)
     aws_json(server, "get-secret-value", "--secret-id", name, principal=BOB)
-    [call] = [call for call in recorded_calls(server)
-              if call.request["operation"] == "GetSecretValue"
-              and call.request["parameters"] == {"secretId": name}]
+    [call] = [
+        call
+        for call in recorded_calls(server)
+        if call.request["operation"] == "GetSecretValue"
+        and call.request["parameters"] == {"secretId": name}
+    ]
     assert (call.request["principal_arn"], call.request["access_key_id"]) == (
-        BOB.arn, BOB.access_key_id
+        BOB.arn,
+        BOB.access_key_id,
     )
     assert "aws-cli/" in call.request["user_agent"]
 
@@ -153,7 +190,9 @@ def test_the_caching_client_reads_the_new_value_after_a_rotation(
     )["VersionId"]
     assert cache.get_secret_string(name) == "password-1"  # rotation not finished
     client.update_secret_version_stage(
-        SecretId=name, VersionStage="AWSCURRENT", MoveToVersionId=pending,
+        SecretId=name,
+        VersionStage="AWSCURRENT",
+        MoveToVersionId=pending,
         RemoveFromVersionId=first,
     )
     deadline = time.monotonic() + CACHE_WAIT_SECONDS_MAX
@@ -175,16 +214,27 @@ def test_the_aws_cli_gets_random_passwords(server: RunningServer) -> None:
     default = aws_json(server, "get-random-password")["RandomPassword"]
     assert len(default) == 32
     shaped = aws_json(
-        server, "get-random-password", "--password-length", "64", "--exclude-punctuation",
-        "--exclude-characters", "abcdef", "--include-space", "--no-require-each-included-type",
+        server,
+        "get-random-password",
+        "--password-length",
+        "64",
+        "--exclude-punctuation",
+        "--exclude-characters",
+        "abcdef",
+        "--include-space",
+        "--no-require-each-included-type",
     )["RandomPassword"]
     assert len(shaped) == 64
     assert not set(shaped) & set("abcdef!#$%&")
     too_long = aws(server, "get-random-password", "--password-length", "4097")
     assert too_long.returncode == 255 and "ValidationException" in too_long.stderr
     nothing_left = aws(
-        server, "get-random-password", "--exclude-numbers", "--exclude-punctuation",
-        "--exclude-uppercase", "--exclude-lowercase",
+        server,
+        "get-random-password",
+        "--exclude-numbers",
+        "--exclude-punctuation",
+        "--exclude-uppercase",
+        "--exclude-lowercase",
     )
     assert nothing_left.returncode == 255 and "InvalidParameterException" in nothing_left.stderr
     log = server.log()
