@@ -12,7 +12,6 @@ from test_projections_support import Ledger, token
 
 from ledger.api import SecretsManagerApi
 from ledger.application import Secrets
-from ledger.crypto import Keyring
 from ledger.storage import DatabaseKind, database_kind
 from projections import start_in_background
 from projections.log import Entry
@@ -57,7 +56,7 @@ def test_a_running_read_model_keeps_up_with_several_writers(ledger: Ledger) -> N
         writers = (
             [ledger.secrets] * WRITERS
             if application is not None
-            else [Secrets(database, keyring=Keyring.in_memory()) for _ in range(WRITERS)]
+            else [Secrets(database, keyring=ledger.secrets.keyring) for _ in range(WRITERS)]
         )
 
         def write(writer_number: int) -> None:
