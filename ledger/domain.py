@@ -396,7 +396,9 @@ class Secret(Aggregate):
 
         def apply(self, aggregate: Secret) -> None:
             aggregate.accessed_dates[self.version_id] = self.accessed_date
-            aggregate.last_accessed_date = self.accessed_date
+            latest = aggregate.last_accessed_date
+            if latest is None or latest < self.accessed_date:
+                aggregate.last_accessed_date = self.accessed_date
 
         def mutate(self, aggregate: Any) -> Any:
             modified_on = aggregate.modified_on

@@ -217,3 +217,17 @@ def test_the_read_record_still_names_the_version_served(manager: Harness) -> Non
     records = [e for e in manager.events_since(log_before) if isinstance(e, ApiCall.Recorded)]
     [record] = records
     assert record.resources[0]["version_id"] == token(1)
+
+
+def test_a_clock_set_back_never_moves_the_secret_date_back(manager: Harness) -> None:
+    manager.create(NAME, token(1), "v1")
+    manager.put(NAME, token(2), "v2")
+    manager.clock.current = LATE_EVENING
+    read(manager)
+    manager.clock.current = LATE_EVENING - timedelta(days=3)
+    read(manager, VersionId=token(1))
+    assert manager.call("DescribeSecret", SecretId=NAME)["LastAccessedDate"] == midnight(
+        LATE_EVENING
+    )
+    versions = manager.call("ListSecretVersionIds", SecretId=NAME, IncludeDeprecated=True)
+    assert versions["Versions"][1]["LastAccessedDate"] == midnight(LATE_EVENING) - timedelta(days=3)
