@@ -415,8 +415,9 @@ class SecretRecord:
 
 @dataclass(frozen=True)
 class VersionCreation:
-    """Where a version was created: its secret, and the log position (notification id)
-    of its ``VersionCreated`` event."""
+    """Where a version was created: its secret (``secret_id``: 32 hex digits, as the
+    projection stores it), and the log position (notification id) of its
+    ``VersionCreated`` event."""
 
     secret_id: str
     arn: str

@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Final
+from uuid import UUID
 
 import click
 from eventsourcing.persistence import ApplicationRecorder
@@ -167,7 +168,7 @@ def _prove_version(database: str, secret_id: str, version_id: str) -> Proof:
         creation = model.labels.version_creation(secret_id, version_id)
         proof = prove_inclusion(proof_store(model.log.recorder), creation.position)
     event = proof.event
-    if event.topic != Secret.VersionCreated.TOPIC or str(event.originator_id) != (
+    if event.topic != Secret.VersionCreated.TOPIC or event.originator_id != UUID(
         creation.secret_id
     ):
         raise ProofUnavailable(
