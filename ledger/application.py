@@ -14,7 +14,7 @@ import random
 import secrets as random_source
 import string
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextvars import ContextVar
 from copy import deepcopy
 from dataclasses import dataclass, field
@@ -778,7 +778,7 @@ class Secrets(Application[UUID]):
 
     # Key-encryption key rotation (rules RW1-RW4 of docs/evidence.md)
 
-    def rewrap_data_keys(self, *, batch_size: int) -> Iterator[RewrapBatch]:
+    def rewrap_data_keys(self, *, batch_size: int) -> Generator[RewrapBatch, None, None]:
         """Re-wrap every data key that is not under the keyring's active KEK, in
         batches of ``batch_size`` (one transaction each), yielding after each batch.
 
