@@ -229,7 +229,7 @@ def prove_inclusion(store: ProofStore, position: int) -> InclusionProof:
             f"{checkpoint.position}: run `secretledger checkpoint`, then prove it again"
         )
     path = _resolve(store, inclusion_plan(row.leaf_index, checkpoint.tree_size))
-    try:  # a damaged node table must not leave the building as a proof
+    try:  # PF9: a damaged node table gives an error, never a proof that fails elsewhere
         verify_inclusion(
             row.leaf_index, checkpoint.tree_size, leaf_hash(event.leaf()), path, checkpoint.root
         )
