@@ -933,8 +933,12 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
         self.insert_merkle_node_statement = (
             f"INSERT INTO {nodes} (level, node_index, hash) VALUES (?,?,?) ON CONFLICT DO NOTHING"
         )
-        self.select_merkle_nodes_statement_prefix = (
-            f"SELECT level, node_index, hash FROM {nodes} WHERE (level, node_index) IN (VALUES "
+        # The keys drive the loop (CROSS JOIN fixes SQLite's join order), so each one
+        # is a primary-key seek; "(level, node_index) IN (VALUES ...)" scans the table.
+        self.select_merkle_nodes_statement_prefix = "WITH wanted(level, node_index) AS (VALUES "
+        self.select_merkle_nodes_statement_suffix = (
+            f") SELECT n.level, n.node_index, n.hash FROM wanted CROSS JOIN {nodes} AS n "
+            "ON n.level = wanted.level AND n.node_index = wanted.node_index"
         )
 
     @staticmethod
@@ -1019,7 +1023,8 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
             for batch in batches:
                 placeholders = ",".join("(?,?)" for _ in batch)
                 c.execute(
-                    f"{self.select_merkle_nodes_statement_prefix}{placeholders})",
+                    f"{self.select_merkle_nodes_statement_prefix}{placeholders}"
+                    f"{self.select_merkle_nodes_statement_suffix}",
                     [number for key in batch for number in key],
                 )
                 for row in c.fetchall():
