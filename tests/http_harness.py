@@ -125,12 +125,14 @@ class RunningServer:
         body_sent: bytes | None = None,
         session: requests.Session | None = None,
         path: str = "/",
+        unsigned: frozenset[str] = frozenset(),
     ) -> requests.Response:
-        """A raw POST /, signed with botocore's SigV4 (unless ``principal`` is None);
-        ``body_sent`` replaces the body after signing (a tampered request)."""
+        """A raw POST /, signed with botocore's SigV4 (unless ``principal`` is None),
+        leaving the ``unsigned`` headers out of the signature; ``body_sent`` replaces
+        the body after signing (a tampered request)."""
         request = AWSRequest(method="POST", url=self.url + path, data=body, headers=dict(headers))
         if principal is not None:
-            sign(request, principal, signed_at)
+            sign(request, principal, signed_at, unsigned=unsigned)
         prepared = request.prepare()
         sender = session or requests
         return sender.post(
@@ -166,14 +168,38 @@ def target_headers(operation: str) -> dict[str, str]:
     }
 
 
-def sign(request: AWSRequest, principal: Principal, signed_at: datetime | None = None) -> None:
+class SelectiveSigner(SigV4Auth):  # type: ignore[misc]  # botocore is untyped
+    """botocore's signer leaving some headers out of the signature, as minimal signers
+    (curl's ``--aws-sigv4``, hand-written clients) do: they are sent unsigned."""
+
+    def __init__(
+        self, credentials: Credentials, service: str, region: str, unsigned: frozenset[str]
+    ) -> None:
+        super().__init__(credentials, service, region)
+        self.unsigned = unsigned
+
+    def headers_to_sign(self, request: AWSRequest) -> Any:
+        selected = super().headers_to_sign(request)
+        for name in self.unsigned:
+            del selected[name]
+        return selected
+
+
+def sign(
+    request: AWSRequest,
+    principal: Principal,
+    signed_at: datetime | None = None,
+    *,
+    service: str = "secretsmanager",
+    region: str = REGION,
+    unsigned: frozenset[str] = frozenset(),
+) -> None:
     """botocore's SigV4, at ``signed_at`` (default: now), with the principal's
-    session token if it has one."""
-    signer = SigV4Auth(
-        Credentials(principal.access_key_id, principal.secret_access_key, principal.session_token),
-        "secretsmanager",
-        REGION,
+    session token if it has one, leaving the ``unsigned`` headers out."""
+    credentials = Credentials(
+        principal.access_key_id, principal.secret_access_key, principal.session_token
     )
+    signer = SelectiveSigner(credentials, service, region, unsigned)
     if signed_at is None:
         signer.add_auth(request)
         return

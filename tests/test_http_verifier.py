@@ -8,13 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
-from unittest import mock
 
 import pytest
-from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 from http_harness import (
     ALICE,
     ALICE_WITH_WRONG_SECRET,
@@ -22,6 +18,7 @@ from http_harness import (
     REGION,
     SIGNATURE_MISMATCH,
     UNRECOGNIZED,
+    sign,
     target_headers,
 )
 
@@ -48,23 +45,6 @@ def verifier() -> SignatureVerifier:
     return SignatureVerifier(Principals.of([ALICE]), clock=lambda: NOW)
 
 
-class SelectiveSigner(SigV4Auth):  # type: ignore[misc]  # botocore is untyped
-    """A signer that leaves some headers out of the signature, as minimal signers
-    (curl's ``--aws-sigv4``, hand-written clients) do: they are sent unsigned."""
-
-    def __init__(
-        self, credentials: Credentials, service: str, region: str, unsigned: frozenset[str]
-    ) -> None:
-        super().__init__(credentials, service, region)
-        self.unsigned = unsigned
-
-    def headers_to_sign(self, request: AWSRequest) -> Any:
-        selected = super().headers_to_sign(request)
-        for name in self.unsigned:
-            del selected[name]
-        return selected
-
-
 def signed_request(
     body: bytes = b"{}",
     *,
@@ -81,12 +61,7 @@ def signed_request(
     receives it."""
     headers = {**target_headers(operation), **(extra_headers or {})}
     request = AWSRequest(method="POST", url="http://127.0.0.1:8080/", data=body, headers=headers)
-    credentials = Credentials(
-        principal.access_key_id, principal.secret_access_key, principal.session_token
-    )
-    signer = SelectiveSigner(credentials, service, region, unsigned)
-    with mock.patch("botocore.auth.get_current_datetime", return_value=signed_at):
-        signer.add_auth(request)
+    sign(request, principal, signed_at, service=service, region=region, unsigned=unsigned)
     received = [(name.lower(), value) for name, value in request.headers.items()]
     return ReceivedRequest("POST", "/", "", [("host", "127.0.0.1:8080"), *received], body)
 
