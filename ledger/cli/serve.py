@@ -86,8 +86,10 @@ POSTGRES_SCHEMES = ("postgresql", "postgres")
     "--credentials",
     "credentials_path",
     type=click.Path(path_type=Path, dir_okay=False),
-    help=f"TOML file of principals. Default: {CREDENTIALS_FILE_NAME} next to the database, "
-    "created with one fresh principal if missing.",
+    help="TOML file of principals (access_key_id, secret_access_key, arn; for temporary "
+    f"credentials also session_token, expiration). Default: {CREDENTIALS_FILE_NAME} next to "
+    "the database, created with one fresh principal if missing (its secret access key is "
+    "shown only on a terminal).",
 )
 @region_option()
 @account_id_option()
