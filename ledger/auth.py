@@ -8,8 +8,8 @@ The credentials file is TOML, one table per principal, read once at start-up
     secret_access_key = "..."
     arn = "arn:aws:iam::123456789012:user/alice"
 
-    [[principals]]                      # temporary credentials (rules TC1-TC5)
-    access_key_id = "ASIAEXAMPLECAROL003"
+    [[principals]]                      # temporary credentials (rules TC1-TC4)
+    access_key_id = "ASIAEXAMPLECAROL0003"
     secret_access_key = "..."
     arn = "arn:aws:iam::123456789012:user/carol"
     session_token = "..."
@@ -65,6 +65,7 @@ import stat
 import string
 import threading
 import tomllib
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -561,14 +562,14 @@ def check_signed_headers(request: ReceivedRequest, authorization: Authorization)
             "Headers listed in 'SignedHeaders' are missing from the request: "
             f"{', '.join(echoed(name) for name in absent)}."
         )
-    guarded = [name for name, _ in request.headers if is_guarded_header(name)]
+    guarded = Counter(name for name, _ in request.headers if is_guarded_header(name))
     unsigned = sorted(set(guarded) - signed)
     if unsigned:
         raise IncompleteSignature(
             "Headers present in the request must be in 'SignedHeaders': "
             f"{', '.join(echoed(name) for name in unsigned)}."
         )
-    repeated = sorted({name for name in guarded if guarded.count(name) > 1})
+    repeated = sorted(name for name, count in guarded.items() if count > 1)
     if repeated:
         raise IncompleteSignature(f"The request has more than one '{echoed(repeated[0])}' header.")
 
