@@ -71,6 +71,11 @@ class UnrecognizedClientException(SecretsManagerError):
     pass
 
 
+class ExpiredTokenException(SecretsManagerError):
+    """A temporary credential used after its expiration (HTTP 400, as the other
+    authentication errors here)."""
+
+
 class InvalidSignatureException(SecretsManagerError):
     pass
 

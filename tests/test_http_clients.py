@@ -17,7 +17,17 @@ from typing import Any
 
 import pytest
 from aws_secretsmanager_caching import SecretCache, SecretCacheConfig
-from http_harness import ALICE, BOB, REGION, RunningServer, recorded_calls, start_server
+from http_harness import (
+    ALICE,
+    BOB,
+    CAROL_TEMPORARY,
+    DAVE_EXPIRED,
+    EXPIRED,
+    REGION,
+    RunningServer,
+    recorded_calls,
+    start_server,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +38,10 @@ CACHE_WAIT_SECONDS_MAX = 15
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = start_server(tmp_path_factory.mktemp("http-clients"))
+    running = start_server(
+        tmp_path_factory.mktemp("http-clients"),
+        principals=(ALICE, BOB, CAROL_TEMPORARY, DAVE_EXPIRED),
+    )
     yield running
     assert running.stop() in (0, -signal.SIGTERM), running.log()
     assert "Traceback" not in running.log()
@@ -56,10 +69,24 @@ def aws(
     }
     environment.pop("AWS_SESSION_TOKEN", None)
     environment.pop("AWS_PROFILE", None)
+    if principal.session_token is not None:
+        environment["AWS_SESSION_TOKEN"] = principal.session_token
     return subprocess.run(
-        [sys.executable, "-m", "awscli", "--endpoint-url", server.url, "--output", "json",
-         "secretsmanager", *arguments],
-        env=environment, capture_output=True, text=True, timeout=CLI_TIMEOUT_SECONDS,
+        [
+            sys.executable,
+            "-m",
+            "awscli",
+            "--endpoint-url",
+            server.url,
+            "--output",
+            "json",
+            "secretsmanager",
+            *arguments,
+        ],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_SECONDS,
         check=False,
     )
 
@@ -82,7 +109,8 @@ def test_the_aws_cli_creates_puts_and_reads_a_secret(server: RunningServer, name
     assert previous["SecretString"] == "first"
     versions = aws_json(server, "list-secret-version-ids", "--secret-id", name)
     assert {entry["VersionId"] for entry in versions["Versions"]} == {
-        created["VersionId"], put["VersionId"]
+        created["VersionId"],
+        put["VersionId"],
     }
 
 
@@ -93,19 +121,41 @@ def test_the_aws_cli_stores_binary_files_and_moves_labels(
     blob.write_bytes(b"\x00\x01binary\xff")
     aws_json(server, "create-secret", "--name", name)
     put = aws_json(
-        server, "put-secret-value", "--secret-id", name, "--secret-binary", f"fileb://{blob}",
-        "--version-stages", "AWSPENDING",
+        server,
+        "put-secret-value",
+        "--secret-id",
+        name,
+        "--secret-binary",
+        f"fileb://{blob}",
+        "--version-stages",
+        "AWSPENDING",
     )
     aws_json(
-        server, "update-secret-version-stage", "--secret-id", name, "--version-stage",
-        "blue", "--move-to-version-id", put["VersionId"],
+        server,
+        "update-secret-version-stage",
+        "--secret-id",
+        name,
+        "--version-stage",
+        "blue",
+        "--move-to-version-id",
+        put["VersionId"],
     )
     described = aws_json(server, "describe-secret", "--secret-id", name)
     assert sorted(described["VersionIdsToStages"][put["VersionId"]]) == [
-        "AWSCURRENT", "AWSPENDING", "blue"
+        "AWSCURRENT",
+        "AWSPENDING",
+        "blue",
     ]
-    result = aws(server, "get-secret-value", "--secret-id", name, "--query", "SecretBinary",
-                 "--output", "text")
+    result = aws(
+        server,
+        "get-secret-value",
+        "--secret-id",
+        name,
+        "--query",
+        "SecretBinary",
+        "--output",
+        "text",
+    )
     assert result.returncode == 0, result.stderr
     assert base64.b64decode(result.stdout.strip()) == b"\x00\x01binary\xff"
 
@@ -117,16 +167,18 @@ def test_the_aws_cli_reports_aws_errors(server: RunningServer, name: str) -> Non
     assert "Secrets Manager can't find the specified secret." in result.stderr
 
 
-def test_the_aws_cli_signs_as_the_principal_it_was_given(
-    server: RunningServer, name: str
-) -> None:
+def test_the_aws_cli_signs_as_the_principal_it_was_given(server: RunningServer, name: str) -> None:
     aws_json(server, "create-secret", "--name", name, "--secret-string", "v", principal=BOB)
     aws_json(server, "get-secret-value", "--secret-id", name, principal=BOB)
-    [call] = [call for call in recorded_calls(server)
-              if call.request["operation"] == "GetSecretValue"
-              and call.request["parameters"] == {"secretId": name}]
+    [call] = [
+        call
+        for call in recorded_calls(server)
+        if call.request["operation"] == "GetSecretValue"
+        and call.request["parameters"] == {"secretId": name}
+    ]
     assert (call.request["principal_arn"], call.request["access_key_id"]) == (
-        BOB.arn, BOB.access_key_id
+        BOB.arn,
+        BOB.access_key_id,
     )
     assert "aws-cli/" in call.request["user_agent"]
 
@@ -153,7 +205,9 @@ def test_the_caching_client_reads_the_new_value_after_a_rotation(
     )["VersionId"]
     assert cache.get_secret_string(name) == "password-1"  # rotation not finished
     client.update_secret_version_stage(
-        SecretId=name, VersionStage="AWSCURRENT", MoveToVersionId=pending,
+        SecretId=name,
+        VersionStage="AWSCURRENT",
+        MoveToVersionId=pending,
         RemoveFromVersionId=first,
     )
     deadline = time.monotonic() + CACHE_WAIT_SECONDS_MAX
@@ -168,3 +222,26 @@ def test_the_caching_client_reads_binary_secrets(server: RunningServer, name: st
     client.create_secret(Name=name, SecretBinary=b"\x10\x20\x30")
     cache = SecretCache(config=SecretCacheConfig(), client=client)
     assert cache.get_secret_binary(name) == b"\x10\x20\x30"
+
+
+def test_the_aws_cli_signs_with_aws_session_token(server: RunningServer, name: str) -> None:
+    aws_json(
+        server, "create-secret", "--name", name, "--secret-string", "v", principal=CAROL_TEMPORARY
+    )
+    read = aws_json(server, "get-secret-value", "--secret-id", name, principal=CAROL_TEMPORARY)
+    assert read["SecretString"] == "v"
+    [call] = [
+        call
+        for call in recorded_calls(server)
+        if call.request["operation"] == "GetSecretValue"
+        and call.request["parameters"] == {"secretId": name}
+    ]
+    assert call.request["access_key_id"] == CAROL_TEMPORARY.access_key_id
+
+
+def test_the_aws_cli_reports_an_expired_session_token(server: RunningServer) -> None:
+    result = aws(server, "list-secrets", principal=DAVE_EXPIRED)
+    assert result.returncode == 255, result.stderr  # AWS CLI v1: a service error
+    assert f"(ExpiredTokenException) when calling the ListSecrets operation: {EXPIRED}" in (
+        result.stderr
+    )
