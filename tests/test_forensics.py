@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from http_harness import ALICE as HTTP_ALICE
+from http_harness import ALICE_WITH_WRONG_SECRET, start_server, target_headers
 from test_projections_support import START, Ledger, log_entries, token
 
 from ledger.api import Caller, SecretsManagerApi
@@ -373,15 +375,15 @@ def forensics(database: str, *arguments: str) -> Result:
     return CliRunner().invoke(main, ["forensics", *arguments, "--db", database])
 
 
-def timeline(written: Written, *arguments: str) -> list[dict[str, Any]]:
-    result = forensics(written.database, *arguments, "--json")
+def timeline(database: str, *arguments: str) -> list[dict[str, Any]]:
+    result = forensics(database, *arguments, "--json")
     assert result.exit_code == 0, result.output
     rows: list[dict[str, Any]] = json.loads(result.stdout)
     return rows
 
 
 def test_the_timeline_of_a_secret_lists_every_fact_with_its_caller(written: Written) -> None:
-    rows = timeline(written, "--secret-id", "app/db")
+    rows = timeline(written.database, "--secret-id", "app/db")
 
     assert rows == written.expected(DB_TIMELINE)
     assert [row["Position"] for row in rows] == sorted(row["Position"] for row in rows)
@@ -390,7 +392,7 @@ def test_the_timeline_of_a_secret_lists_every_fact_with_its_caller(written: Writ
 def test_a_full_arn_and_a_name_give_the_same_timeline_apart_from_unresolved_calls(
     written: Written,
 ) -> None:
-    by_arn = timeline(written, "--secret-id", written.db_arn)
+    by_arn = timeline(written.database, "--secret-id", written.db_arn)
 
     assert by_arn == written.expected([row for row in DB_TIMELINE if row.secret != "app/db"])
 
@@ -446,8 +448,8 @@ def test_the_table_shows_the_same_rows(written: Written) -> None:
 
 
 def test_version_id_keeps_the_rows_about_that_version(written: Written) -> None:
-    about_first = timeline(written, "--secret-id", "app/db", "--version-id", token(1))
-    about_missing = timeline(written, "--secret-id", "app/db", "--version-id", token(9))
+    about_first = timeline(written.database, "--secret-id", "app/db", "--version-id", token(1))
+    about_missing = timeline(written.database, "--secret-id", "app/db", "--version-id", token(9))
 
     assert about_first == written.expected(
         [
@@ -464,7 +466,7 @@ def test_version_id_keeps_the_rows_about_that_version(written: Written) -> None:
 
 def test_since_and_until_are_inclusive(written: Written) -> None:
     rows = timeline(
-        written,
+        written.database,
         "--secret-id",
         "app/db",
         "--since",
@@ -477,7 +479,7 @@ def test_since_and_until_are_inclusive(written: Written) -> None:
 
 
 def test_a_principal_timeline_spans_secrets(written: Written) -> None:
-    rows = timeline(written, "--principal", CI.principal_arn)
+    rows = timeline(written.database, "--principal", CI.principal_arn)
 
     ci_rows = [row for row in DB_TIMELINE if row.caller is CI]
     expected = written.expected([*CACHE_CREATE, CACHE_READ, *ci_rows])
@@ -485,11 +487,11 @@ def test_a_principal_timeline_spans_secrets(written: Written) -> None:
 
 
 def test_calls_refused_before_authentication_have_an_empty_principal(written: Written) -> None:
-    assert timeline(written, "--principal", "") == written.expected([REFUSED_ROW])
+    assert timeline(written.database, "--principal", "") == written.expected([REFUSED_ROW])
 
 
 def test_a_principal_that_did_nothing_has_an_empty_timeline(written: Written) -> None:
-    assert timeline(written, "--principal", "arn:aws:iam::123456789012:user/nobody") == []
+    assert timeline(written.database, "--principal", "arn:aws:iam::123456789012:user/nobody") == []
     result = forensics(written.database, "--principal", "arn:aws:iam::123456789012:user/nobody")
     assert result.exit_code == 0 and result.stdout == "nothing happened\n"
 
@@ -518,6 +520,39 @@ def test_timeline_options_before_a_subcommand_are_refused() -> None:
 
     assert result.exit_code == 2
     assert "secret_id" in result.output
+
+
+@pytest.mark.slow
+def test_calls_refused_by_the_http_endpoint_are_on_the_timeline(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "server")
+    try:
+        server.client().create_secret(Name="app/http", SecretString=CANARY)
+        forged = server.call(
+            "GetSecretValue", {"SecretId": "app/http"}, principal=ALICE_WITH_WRONG_SECRET
+        )
+        malformed = server.post(b"{not json", target_headers("GetSecretValue"))
+    finally:
+        server.stop()
+    database = str(server.database)
+
+    refused = timeline(database, "--principal", "")
+    by_alice = timeline(database, "--principal", HTTP_ALICE.arn)
+
+    assert [
+        (row["Event"], row["Operation"], row["Secret"], row["ErrorCode"]) for row in refused
+    ] == [("ApiCallRecorded", "GetSecretValue", None, "InvalidSignatureException")]
+    assert refused[0]["AccessKeyId"] == HTTP_ALICE.access_key_id, "the key the caller claimed"
+    assert refused[0]["RequestId"] == forged.headers["x-amzn-RequestId"]
+    assert refused[0]["SourceIp"] == "127.0.0.1"
+    assert [(row["Event"], row["ErrorCode"]) for row in by_alice] == [
+        ("SecretCreated", None),
+        ("VersionCreated", None),
+        ("LabelMoved", None),
+        ("ApiCallRecorded", "SerializationException"),
+    ]
+    assert by_alice[-1]["RequestId"] == malformed.headers["x-amzn-RequestId"]
+    assert {row["AccessKeyId"] for row in by_alice} == {HTTP_ALICE.access_key_id}
+    assert all(row["UserAgent"] for row in by_alice)
 
 
 # Value reuse ---------------------------------------------------------------------------
