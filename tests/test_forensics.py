@@ -26,6 +26,7 @@ from test_projections_support import START, Ledger, log_entries, token
 from ledger.api import Caller, SecretsManagerApi
 from ledger.application import Secrets
 from ledger.cli import main
+from ledger.crypto import Keyring
 from ledger.domain import AWSCURRENT, AWSPENDING, ApiCall, Secret
 from ledger.errors import SecretsManagerError, UnrecognizedClientException
 from projections.audit import event_name
@@ -519,7 +520,7 @@ def test_timeline_options_before_a_subcommand_are_refused() -> None:
     result = CliRunner().invoke(main, ["forensics", "--secret-id", "x", "value-reuse"])
 
     assert result.exit_code == 2
-    assert "secret_id" in result.output
+    assert "--secret-id: timeline options, not value-reuse's" in result.output
 
 
 @pytest.mark.slow
@@ -590,6 +591,27 @@ def write_reused_values(database: str, keyring: Path) -> dict[str, str]:
     finally:
         secrets.close()
     return arns
+
+
+def test_value_reuse_with_another_keyring_exits_1_and_prints_no_value(tmp_path: Path) -> None:
+    database = str(tmp_path / "ledger.sqlite")
+    write_reused_values(database, tmp_path / "ledger.keyring")
+    Keyring.open(tmp_path / "other.keyring", create=True)
+
+    result = CliRunner().invoke(
+        main,
+        [
+            "forensics",
+            "value-reuse",
+            "--db",
+            database,
+            "--keyring",
+            str(tmp_path / "other.keyring"),
+        ],
+    )
+
+    assert result.exit_code == 1
+    assert CANARY not in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("kind", ["sqlite", POSTGRES])

@@ -36,7 +36,6 @@ from ledger.cli.projections import (
 from ledger.value_reuse import ValueReuse, find_value_reuse
 from projections import TimelineFilter, TimelineRow, format_instant
 
-TIMELINE_OPTIONS = ("secret_id", "principal_arn", "version_id", "since", "until", "database")
 TIMELINE_HEADER = (
     "POSITION",
     "TIME",
@@ -102,12 +101,14 @@ def forensics(
     """
     if ctx.invoked_subcommand is not None:
         given = [
-            name
-            for name in (*TIMELINE_OPTIONS, "as_json")
-            if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+            param.opts[0]
+            for param in ctx.command.params
+            if param.name is not None
+            and ctx.get_parameter_source(param.name) is ParameterSource.COMMANDLINE
         ]
         if given:
-            msg = f"give {', '.join(given)} after {ctx.invoked_subcommand}, or no subcommand"
+            subcommand = ctx.invoked_subcommand
+            msg = f"{', '.join(given)}: timeline options, not {subcommand}'s (give those after it)"
             raise click.UsageError(msg)
         return
     if (secret_id is None) == (principal_arn is None):
