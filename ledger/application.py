@@ -737,7 +737,7 @@ class Secrets(Application[UUID]):
         if secret.is_scheduled_for_deletion():
             raise marked_for_deletion()
         version = select_version(secret, version_id, version_stage)
-        plaintext = self._decrypt(secret, version)
+        plaintext = self.decrypt(secret, version)
         response: dict[str, Any] = {
             "ARN": secret.arn,
             "Name": secret.name,
@@ -756,7 +756,9 @@ class Secrets(Application[UUID]):
         ]
         return Outcome(response, changed=False, resources=resources)
 
-    def _decrypt(self, secret: Secret, version: VersionRecord) -> bytes:
+    def decrypt(self, secret: Secret, version: VersionRecord) -> bytes:
+        """The plaintext of one of the secret's versions, in memory; DecryptionFailure
+        when the keyring cannot open it."""
         data_key = self.data_keys.select_data_key(secret.id, version["version_id"])
         if data_key is None:
             raise DecryptionFailure(DECRYPTION_FAILURE_MESSAGE)
@@ -841,6 +843,14 @@ class Secrets(Application[UUID]):
 
     def iterate_secrets(self, page_size: int = 500) -> Iterator[Secret]:
         """Every live secret, in creation order, purging any whose window has passed."""
+        for secret_id in self.secret_ids(page_size):
+            secret = self._alive(self._get_secret(secret_id))
+            if secret is not None:
+                yield secret
+
+    def secret_ids(self, page_size: int = 500) -> Iterator[UUID]:
+        """The id of every secret ever created, deleted ones included, in creation
+        order: a read of the log that, unlike `iterate_secrets`, writes nothing."""
         last_id = 0
         while True:
             notifications = self.recorder.select_notifications(
@@ -855,9 +865,13 @@ class Secrets(Application[UUID]):
                 last_id = notification.id
                 originator_id = notification.originator_id
                 assert isinstance(originator_id, UUID)
-                secret = self._alive(self._get_secret(originator_id))
-                if secret is not None:
-                    yield secret
+                yield originator_id
+
+    def stored_secret(self, secret_id: UUID) -> Secret:
+        """A secret as stored (deleted or past its recovery window: never purged here)."""
+        secret = self._get_secret(secret_id)
+        assert secret is not None, "a secret id read from the log names a stored secret"
+        return secret
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,14 @@ Secrets are keyed by ``secret_key``, the position of their ``Secret.Created``; a
 that resolved no secret keeps the ``secretId``/``name`` the caller sent
 (``secret_reference``), so that both can be searched.
 
+What each request did, event by event (for ``secretledger forensics``, rules F-1 to
+F-8 of docs/forensics.md): one row of ``projection_audit_events`` per ``Secret``
+event, keyed by its position, with what the event states (the version it created,
+removed or destroyed; the label it moved, from and to which version, and why) and
+the request context it carries (principal, access key, source IP, user agent,
+request id, operation). A record is made by a ``Secret`` event exactly when its
+position has such a row; the records of ``ApiCall.Recorded`` are all the others.
+
 No secret value can reach a record: events carry values only as ciphertext in
 ``VersionCreated``, which this projection reads for the version id alone, and
 request parameters are allow-listed on the write side.
@@ -81,6 +89,9 @@ SEQUENCES_PER_POSITION: Final = 1 << 16
 RECORDED_REQUEST_STATE: Final = "recorded_request_id"
 QUERY_PAGE_SIZE: Final = 1_000
 TRANSCODER: Final = MsgpackTranscoder()
+# Why a secret was deleted, as a SecretDeleted row of projection_audit_events says (F-2).
+FORCED_DELETION: Final = "forced-deletion"
+PURGED: Final = "purged"
 
 
 @dataclass(frozen=True)
@@ -94,6 +105,7 @@ class _KnownSecret:
 class _Pending:
     recorded_request_id: str
     records: list[tuple[Any, ...]] = field(default_factory=list)
+    events: list[tuple[Any, ...]] = field(default_factory=list)
     extra_resources: list[tuple[int, int]] = field(default_factory=list)
     secrets: dict[UUID, _KnownSecret] = field(default_factory=dict)
 
@@ -102,9 +114,10 @@ class AuditProjection(Projection):
     """CloudTrail-style records (see the module docstring)."""
 
     name: ClassVar[str] = AUDIT_PROJECTION_NAME
-    version: ClassVar[int] = 5
+    version: ClassVar[int] = 6
     tables: ClassVar[tuple[str, ...]] = (
         "projection_audit_records",
+        "projection_audit_events",
         "projection_audit_resources",
         "projection_audit_secrets",
         "projection_audit_state",
@@ -130,6 +143,13 @@ class AuditProjection(Projection):
             "principal_arn TEXT NOT NULL, secret_key BIGINT, secret_reference TEXT, "
             "error_code TEXT, account_id TEXT NOT NULL, region TEXT NOT NULL, "
             f"details {store.blob_type()} NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS projection_audit_events ("
+            f"position {key} PRIMARY KEY, secret_key BIGINT NOT NULL, "
+            "event_time BIGINT NOT NULL, event_name TEXT NOT NULL, version_id TEXT, "
+            "label TEXT, from_version_id TEXT, to_version_id TEXT, reason TEXT, "
+            "principal_arn TEXT NOT NULL, access_key_id TEXT NOT NULL, "
+            "source_ip TEXT NOT NULL, user_agent TEXT NOT NULL, request_id TEXT NOT NULL, "
+            "operation TEXT NOT NULL)",
             "CREATE TABLE IF NOT EXISTS projection_audit_resources ("
             "secret_key BIGINT NOT NULL, record_key BIGINT NOT NULL, "
             f"PRIMARY KEY (secret_key, record_key)){keyed}",
@@ -160,6 +180,10 @@ class AuditProjection(Projection):
             "ON projection_audit_records (secret_key, record_key)",
             "CREATE INDEX IF NOT EXISTS projection_audit_secrets_by_name "
             "ON projection_audit_secrets (name)",
+            "CREATE INDEX IF NOT EXISTS projection_audit_events_by_secret "
+            "ON projection_audit_events (secret_key, position)",
+            "CREATE INDEX IF NOT EXISTS projection_audit_events_by_principal "
+            "ON projection_audit_events (principal_arn, position)",
         ]
 
     def process(self, cursor: ViewCursor, entries: Sequence[Entry]) -> None:
@@ -171,6 +195,9 @@ class AuditProjection(Projection):
             self._recorded_request_id = row[0] if row is not None else ""
         pending = _Pending(recorded_request_id=self._recorded_request_id)
         self.dispatch(cursor, pending, entries)
+        for position, event in entries:
+            if isinstance(event, Secret.Event):
+                self._event_row(cursor, pending, position, event)
         self._write(cursor, pending)
         self._recorded_request_id = pending.recorded_request_id
 
@@ -340,6 +367,29 @@ class AuditProjection(Projection):
             deletion_date=deletion_date,
         )
 
+    def _event_row(
+        self, cursor: ViewCursor, pending: _Pending, position: int, event: Secret.Event
+    ) -> None:
+        """What one ``Secret`` event states, with its request context (F-1)."""
+        created = pending.secrets.get(event.originator_id)
+        known = created if created is not None else self._secret(cursor, event.originator_id)
+        request = event.request
+        pending.events.append(
+            (
+                position,
+                known.secret_key,
+                to_microseconds(event.timestamp),
+                event_name(type(event).TOPIC),
+                *event_facts(event),
+                request["principal_arn"],
+                request["access_key_id"],
+                request["source_ip"],
+                request["user_agent"],
+                request["request_id"],
+                request["operation"],
+            )
+        )
+
     # Handlers
 
     def _on_created(
@@ -454,6 +504,11 @@ class AuditProjection(Projection):
             pending.records,
         )
         cursor.executemany(
+            "INSERT INTO projection_audit_events "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            pending.events,
+        )
+        cursor.executemany(
             "INSERT INTO projection_audit_resources VALUES (?, ?)", pending.extra_resources
         )
         cursor.execute(
@@ -461,6 +516,27 @@ class AuditProjection(Projection):
             "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
             (RECORDED_REQUEST_STATE, pending.recorded_request_id),
         )
+
+
+def event_name(topic: str) -> str:
+    """The name of an event: the last part of its pinned topic (``SecretDeleted``)."""
+    return topic.rpartition("/")[2]
+
+
+def event_facts(
+    event: Secret.Event,
+) -> tuple[str | None, str | None, str | None, str | None, str | None]:
+    """(version id, label, from version id, to version id, reason) as the event states
+    them (F-1); ``SecretDeleted``'s reason says whether it was forced (F-2)."""
+    if isinstance(event, Secret.LabelMoved):
+        return None, event.label, event.from_version_id, event.to_version_id, event.reason
+    if isinstance(event, Secret.VersionRemoved):
+        return event.version_id, None, None, None, event.reason
+    if isinstance(event, Secret.VersionCreated):
+        return event.version_id, None, None, None, None
+    if isinstance(event, Secret.Deleted):
+        return None, None, None, None, FORCED_DELETION if event.forced else PURGED
+    return None, None, None, None, None
 
 
 def secret_reference(parameters: Mapping[str, Any]) -> str | None:
@@ -629,8 +705,8 @@ class AuditQueries:
 
     def records(self, audit_filter: AuditFilter | None = None) -> Iterator[AuditRecord]:
         """Matching records in log order (position, then sequence), read page by page."""
-        conditions, parameters = self._conditions(audit_filter or AuditFilter())
-        for row in self._rows(conditions, parameters):
+        conditions, parameters = self.conditions(audit_filter or AuditFilter())
+        for row in self.rows(conditions, parameters):
             position, sequence = divmod(row.record_key, SEQUENCES_PER_POSITION)
             record = render(row)
             yield AuditRecord(
@@ -645,7 +721,7 @@ class AuditQueries:
                 record=record,
             )
 
-    def _rows(self, conditions: list[str], parameters: list[Any]) -> Iterator[RecordRow]:
+    def rows(self, conditions: list[str], parameters: list[Any]) -> Iterator[RecordRow]:
         """Rows in record_key order, ``QUERY_PAGE_SIZE`` at a time."""
         after = -1
         while True:
@@ -661,11 +737,12 @@ class AuditQueries:
                 return
             after = rows[-1][0]
 
-    def _conditions(self, audit_filter: AuditFilter) -> tuple[list[str], list[Any]]:
+    def conditions(self, audit_filter: AuditFilter) -> tuple[list[str], list[Any]]:
+        """SQL conditions on records ``r`` (see ``RECORDS_FROM``), with their parameters."""
         conditions: list[str] = []
         parameters: list[Any] = []
         if audit_filter.secret is not None:
-            keys = self._keys_for(audit_filter.secret)
+            keys = self.secret_keys(audit_filter.secret)
             marks = ", ".join("?" for _ in keys) or "NULL"
             conditions.append(
                 f"(r.secret_key IN ({marks}) OR r.secret_reference = ? OR EXISTS "
@@ -687,7 +764,7 @@ class AuditQueries:
             parameters.append(to_microseconds(audit_filter.until))
         return conditions, parameters
 
-    def _keys_for(self, secret: str) -> list[int]:
+    def secret_keys(self, secret: str) -> list[int]:
         """A full ARN: its secret; a name or partial ARN: every secret of that name."""
         name, prefix = secret, ""
         with self.store.read() as cursor:
@@ -720,7 +797,7 @@ class AuditQueries:
         region and hour of eventTime, the records in (position, sequence) order, split
         every ``records_per_file_max`` records. The same records always give the same
         files, byte for byte (see :class:`LogFileWriter`)."""
-        conditions, parameters = self._conditions(AuditFilter(since=since, until=until))
+        conditions, parameters = self.conditions(AuditFilter(since=since, until=until))
         where = "".join(f" AND {condition}" for condition in conditions)
         with self.store.read() as cursor:
             groups = cursor.execute(
@@ -747,5 +824,5 @@ class AuditQueries:
     def _texts(
         self, conditions: list[str], parameters: list[Any]
     ) -> Iterator[tuple[datetime, str]]:
-        for row in self._rows(conditions, parameters):
+        for row in self.rows(conditions, parameters):
             yield from_microseconds(row.event_time), record_text(render(row))
