@@ -14,8 +14,7 @@ import random
 import secrets as random_source
 import string
 import time
-from collections.abc import Callable, Iterator
-from contextvars import ContextVar
+from collections.abc import Callable, Iterator, Sequence
 from copy import deepcopy
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,6 +45,7 @@ from ledger.domain import (
     secret_id_for_arn,
 )
 from ledger.errors import (
+    VALUE_NOT_FOUND_PREFIX,
     DecryptionFailure,
     InternalServiceError,
     InvalidParameterException,
@@ -55,9 +55,18 @@ from ledger.errors import (
     ValidationException,
     marked_for_deletion,
     secret_not_found,
-    token_in_use,
+    version_destroyed,
+    version_not_found,
 )
-from ledger.storage import DataKeyRecord, DataKeyStore, MsgpackTranscoder, environment_for_database
+from ledger.storage import (
+    DEFER_ERASURE_ARGUMENT,
+    DESTROYED_DATA_KEYS_ARGUMENT,
+    DataKeyPair,
+    DataKeyRecord,
+    DataKeyStore,
+    MsgpackTranscoder,
+    environment_for_database,
+)
 
 DEFAULT_REGION = "us-east-1"
 DEFAULT_ACCOUNT_ID = "123456789012"
@@ -86,8 +95,6 @@ DECRYPTION_FAILURE_MESSAGE = (
 )
 
 T = TypeVar("T")
-
-IS_RETRY: ContextVar[bool] = ContextVar("IS_RETRY", default=False)
 
 
 def utc_now() -> datetime:
@@ -192,7 +199,10 @@ class Secrets(Application[UUID]):
     ) -> list[Recording[UUID]]:
         """The library's save, without its runtime Protocol checks (slow on Python
         3.11, and a put's largest fixed cost after the commit): the ledger saves only
-        its own aggregates, all in one transaction."""
+        its own aggregates, all in one transaction.
+
+        The data keys that the events say are destroyed (`shredding_of`) are deleted
+        in that same transaction: no caller can forget them."""
         processing_event: ProcessingEvent[UUID] = ProcessingEvent()
         for aggregate in objs:
             if aggregate is None:
@@ -201,6 +211,11 @@ class Secrets(Application[UUID]):
             processing_event.events.extend(aggregate.collect_events())
             processing_event.aggregates[aggregate.id] = aggregate
         processing_event.saved_kwargs.update(kwargs)
+        assert DESTROYED_DATA_KEYS_ARGUMENT not in kwargs, "the events say which keys go"
+        destroyed, is_routine = shredding_of(processing_event.events)
+        if destroyed:
+            processing_event.saved_kwargs[DESTROYED_DATA_KEYS_ARGUMENT] = destroyed
+            processing_event.saved_kwargs[DEFER_ERASURE_ARGUMENT] = is_routine
         recordings = self._record(processing_event)
         self._take_snapshots(processing_event)
         self._notify(recordings)
@@ -332,7 +347,6 @@ class Secrets(Application[UUID]):
     def with_retries(self, command: Callable[[], T]) -> T:
         """Re-run a whole command after an optimistic-concurrency conflict."""
         for attempt in range(1, WRITE_ATTEMPTS_MAX + 1):
-            retrying = IS_RETRY.set(attempt > 1)
             try:
                 return command()
             except IntegrityError:
@@ -340,8 +354,6 @@ class Secrets(Application[UUID]):
                     break
                 backoff_seconds = WRITE_RETRY_BACKOFF_SECONDS * (2 ** (attempt - 1))
                 time.sleep(random.uniform(0, backoff_seconds))
-            finally:
-                IS_RETRY.reset(retrying)
         raise InternalServiceError(
             f"The request conflicted with {WRITE_ATTEMPTS_MAX} concurrent writes; try again."
         )
@@ -493,16 +505,8 @@ class Secrets(Application[UUID]):
         request: RequestContext,
         now: datetime,
     ) -> DataKeyRecord:
-        """Seal the value and trigger the version's events; returns its wrapped data key."""
-        if (
-            secret.removed_version_count
-            and IS_RETRY.get()
-            and self.data_keys.select_data_key(secret.id, token)
-        ):
-            # The token named a version that retention has since removed. Its data key
-            # is still stored, so the first attempt's insert conflicted; only a retry
-            # pays for this look-up.
-            raise token_in_use(token, secret.arn)
+        """Seal the value and trigger the version's events; returns its wrapped data key.
+        (A token of a destroyed or removed version is refused by the secret.)"""
         sealed = self.envelope.seal(
             value.plaintext(), secret_arn=secret.arn, version_id=token, kind=value.kind
         )
@@ -609,8 +613,7 @@ class Secrets(Application[UUID]):
         forced = bool(force_delete_without_recovery)
         if forced and recovery_window_in_days is not None:
             raise InvalidParameterException(
-                "You can't use ForceDeleteWithoutRecovery in conjunction with "
-                "RecoveryWindowInDays."
+                "You can't use ForceDeleteWithoutRecovery in conjunction with RecoveryWindowInDays."
             )
         window_days = recovery_window_in_days
         if window_days is None:
@@ -665,6 +668,28 @@ class Secrets(Application[UUID]):
                 self.save(secret)
             response = {"ARN": secret.arn, "Name": secret.name}
             return Outcome(response, changed=changed, resources=[{"secret_arn": secret.arn}])
+
+        return self.with_retries(command)
+
+    def destroy_version(
+        self, *, secret_id: str, version_id: str, request: RequestContext
+    ) -> Outcome:
+        """Crypto-shred one version (secret-ledger's own DestroySecretVersion): its labels
+        leave it, a ``VersionDestroyed`` event is appended and its wrapped data key is
+        deleted, all in one transaction. Refused for the AWSCURRENT version; a version
+        destroyed (or removed) already answers the same with nothing written."""
+
+        def command() -> Outcome:
+            secret = self.find_secret(secret_id)
+            secret.destroy_version(version_id, request=request, now=self.now())
+            changed = bool(secret.pending_events)
+            if changed:
+                self.save(secret)
+            response = {"ARN": secret.arn, "Name": secret.name, "VersionId": version_id}
+            resources: list[dict[str, str | None]] = [
+                {"secret_arn": secret.arn, "version_id": version_id}
+            ]
+            return Outcome(response, changed=changed, resources=resources)
 
         return self.with_retries(command)
 
@@ -750,6 +775,21 @@ class Secrets(Application[UUID]):
                     yield secret
 
 
+def shredding_of(events: Sequence[object]) -> tuple[list[DataKeyPair], bool]:
+    """The (secret id, version id) of every data key the events say is destroyed, and
+    whether only retention destroyed them (routine: its erasure from SQLite's files
+    may wait; see `SQLiteDataKeyRecorder`)."""
+    destroyed: list[DataKeyPair] = []
+    is_routine = True
+    for event in events:
+        if isinstance(event, Secret.VersionDestroyed):
+            destroyed.append((event.originator_id, event.version_id))
+            is_routine = False
+        elif isinstance(event, Secret.VersionRemoved) and event.data_key_destroyed:
+            destroyed.append((event.originator_id, event.version_id))
+    return destroyed, is_routine
+
+
 def is_complete_arn_resource(resource: str) -> bool:
     """A resource part ending in '-' plus six letters or digits is a complete ARN."""
     if len(resource) < 8 or resource[-7] != "-":
@@ -760,11 +800,12 @@ def is_complete_arn_resource(resource: str) -> bool:
 def select_version(
     secret: Secret, version_id: str | None, version_stage: str | None
 ) -> VersionRecord:
-    prefix = "Secrets Manager can't find the specified secret value for"
     if version_id is not None:
         version = secret.versions.get(version_id)
+        if version is None and secret.is_gone(version_id):
+            raise version_destroyed(version_id)
         if version is None:
-            raise ResourceNotFoundException(f"{prefix} VersionId: {version_id}")
+            raise version_not_found(version_id)
         if version_stage is not None and secret.labels.get(version_stage) != version_id:
             raise InvalidRequestException(
                 "You provided a VersionStage that is not associated to the provided VersionId."
@@ -773,7 +814,7 @@ def select_version(
     label = version_stage if version_stage is not None else AWSCURRENT
     holder = secret.labels.get(label)
     if holder is None:
-        raise ResourceNotFoundException(f"{prefix} staging label: {label}")
+        raise ResourceNotFoundException(f"{VALUE_NOT_FOUND_PREFIX} staging label: {label}")
     return secret.versions[holder]
 
 
@@ -806,4 +847,3 @@ def open_keyring(database: str, keyring_path: Path | None) -> Keyring:
     if database.startswith(("postgresql://", "postgres://")):
         return Keyring.open(Path("secretledger.keyring"))
     return Keyring.open(Path(database + ".keyring"))
-

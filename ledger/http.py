@@ -12,6 +12,8 @@ Errors are always ``{"__type": <code>, "Message": <text>}`` with the error's HTT
 status and ``application/x-amz-json-1.1``, never a traceback:
 
 * no or unknown ``X-Amz-Target``, another method or path: ``UnknownOperationException``;
+  secret-ledger's own operations (``DestroySecretVersion``) are unknown here: they are
+  reached only through the CLI (`ledger.api.LOCAL_OPERATIONS`);
 * a body that is not a JSON object (or not UTF-8, or with invalid base64 or lone
   surrogates): ``SerializationException``;
 * a body over the size cap: ``RequestEntityTooLargeException`` (413). The excess is
@@ -63,7 +65,13 @@ from datetime import datetime
 from typing import Any
 from uuid import uuid4
 
-from ledger.api import HANDLERS, READ_ONLY_OPERATIONS, Caller, SecretsManagerApi
+from ledger.api import (
+    AWS_OPERATIONS,
+    READ_ONLY_OPERATIONS,
+    Caller,
+    SecretsManagerApi,
+    unsupported_operation,
+)
 from ledger.auth import Denial, ReceivedRequest, SignatureVerifier
 from ledger.call_records import CallRecorder, RecorderUnavailable
 from ledger.errors import (
@@ -291,9 +299,9 @@ class Endpoint:
             error = RequestEntityTooLargeException(
                 f"The request body is larger than {self.body_size_bytes_max} bytes."
             )
-            await respond(send, error_response(
-                error, request_id, close_connection=not too_large.drained
-            ))
+            await respond(
+                send, error_response(error, request_id, close_connection=not too_large.drained)
+            )
             return
         if self.pending_calls >= self.pending_calls_max:
             await respond(send, error_response(ServiceUnavailable(UNAVAILABLE_MESSAGE), request_id))
@@ -353,12 +361,18 @@ class Endpoint:
             try:
                 identity = self.verifier.verify(request)
             except Denial as denial:
-                refused = Caller("", denial.claimed_access_key_id, source_ip, user_agent,
-                                 request_id)
+                refused = Caller(
+                    "", denial.claimed_access_key_id, source_ip, user_agent, request_id
+                )
                 self.api.record_denial(operation_named(target), {}, refused, denial.error)
                 return error_response(denial.error, request_id)
-            caller = Caller(identity.principal.arn, identity.principal.access_key_id,
-                            source_ip, user_agent, request_id)
+            caller = Caller(
+                identity.principal.arn,
+                identity.principal.access_key_id,
+                source_ip,
+                user_agent,
+                request_id,
+            )
             return success_response(self._call(request, target, caller), request_id)
         except SecretsManagerError as error:
             return error_response(error, request_id)
@@ -370,6 +384,8 @@ class Endpoint:
                 "secret-ledger answers POST / with X-Amz-Target: secretsmanager.<Operation>."
             )
         operation = operation_of(target)
+        if operation not in AWS_OPERATIONS:
+            raise unsupported_operation(operation)  # secret-ledger's own ones included
         members = self._decoded(request, operation, caller)
         if operation in READ_ONLY_OPERATIONS:
             return self.api.call(operation, members, caller)
@@ -390,7 +406,7 @@ class Endpoint:
         try:
             return decode_body(request.body)
         except SerializationException as error:
-            if operation in HANDLERS:
+            if operation in AWS_OPERATIONS:
                 self.api.record_denial(operation, {}, caller, error)
             raise
 

@@ -23,6 +23,12 @@ from ledger.errors import SerializationException, ValidationException
 SERVICE_NAME = "secretsmanager"
 ERRORS_REPORTED_MAX = 10
 
+# secret-ledger's own operations, absent from the AWS model: each borrows its members'
+# shapes from an AWS operation, and requires all of them.
+LOCAL_OPERATION_MEMBERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "DestroySecretVersion": ("GetSecretValue", ("SecretId", "VersionId")),
+}
+
 
 @functools.cache
 def service_model() -> ServiceModel:
@@ -35,11 +41,14 @@ def operation_model(operation: str) -> OperationModel:
 
 def validate_request(operation: str, request: Mapping[str, Any]) -> None:
     """Raise the AWS-shaped error for the first kind of violation found."""
-    input_shape = operation_model(operation).input_shape
-    if input_shape is None:
-        return
     problems: list[str] = []
-    _check_structure(input_shape, request, "", problems)
+    if operation in LOCAL_OPERATION_MEMBERS:
+        _check_local_operation(operation, request, problems)
+    else:
+        input_shape = operation_model(operation).input_shape
+        if input_shape is None:
+            return
+        _check_structure(input_shape, request, "", problems)
     if problems:
         shown = problems[:ERRORS_REPORTED_MAX]
         count = len(problems)
@@ -52,19 +61,36 @@ def _path(parent: str, member: str) -> str:
     return f"{parent}.{name}" if parent else name
 
 
-def _check_structure(
-    shape: StructureShape, value: Any, path: str, problems: list[str]
-) -> None:
+def _check_structure(shape: StructureShape, value: Any, path: str, problems: list[str]) -> None:
     if not isinstance(value, Mapping):
         raise SerializationException(f"Expected an object at '{path or 'request'}'.")
     for member in shape.required_members:
         if value.get(member) is None:
-            problems.append(f"Value null at '{_path(path, member)}' failed to satisfy "
-                            "constraint: Member must not be null")
+            problems.append(
+                f"Value null at '{_path(path, member)}' failed to satisfy "
+                "constraint: Member must not be null"
+            )
     for member, member_shape in shape.members.items():
         member_value = value.get(member)
         if member_value is not None:
             _check_value(member_shape, member_value, _path(path, member), problems)
+
+
+def _check_local_operation(operation: str, request: Any, problems: list[str]) -> None:
+    if not isinstance(request, Mapping):
+        raise SerializationException("Expected an object at 'request'.")
+    borrowed_from, members = LOCAL_OPERATION_MEMBERS[operation]
+    input_shape = operation_model(borrowed_from).input_shape
+    assert input_shape is not None, f"{borrowed_from} has members to borrow"
+    for member in members:
+        value = request.get(member)
+        if value is None:
+            problems.append(
+                f"Value null at '{_path('', member)}' failed to satisfy "
+                "constraint: Member must not be null"
+            )
+        else:
+            _check_value(input_shape.members[member], value, _path("", member), problems)
 
 
 def _check_value(shape: Shape, value: Any, path: str, problems: list[str]) -> None:
@@ -101,12 +127,22 @@ def _check_string(shape: Shape, value: Any, path: str, problems: list[str]) -> N
     _check_length(shape, length, _shown(shape, value), path, problems)
     enum = shape.enum
     if enum and value not in enum:
-        problems.append(_problem(_shown(shape, value), path,
-                                 f"Member must satisfy enum value set: [{', '.join(enum)}]"))
+        problems.append(
+            _problem(
+                _shown(shape, value),
+                path,
+                f"Member must satisfy enum value set: [{', '.join(enum)}]",
+            )
+        )
     pattern = shape.metadata.get("pattern")
     if pattern and not re.search(pattern, value):
-        problems.append(_problem(_shown(shape, value), path,
-                                 f"Member must satisfy regular expression pattern: {pattern}"))
+        problems.append(
+            _problem(
+                _shown(shape, value),
+                path,
+                f"Member must satisfy regular expression pattern: {pattern}",
+            )
+        )
 
 
 def _check_list(shape: ListShape, value: Any, path: str, problems: list[str]) -> None:
@@ -126,22 +162,26 @@ def _check_length(
     minimum = shape.metadata.get("min")
     maximum = shape.metadata.get("max")
     if minimum is not None and length < minimum:
-        problems.append(_problem(shown, path,
-                                 f"Member must have length greater than or equal to {minimum}"))
+        problems.append(
+            _problem(shown, path, f"Member must have length greater than or equal to {minimum}")
+        )
     if maximum is not None and length > maximum:
-        problems.append(_problem(shown, path,
-                                 f"Member must have length less than or equal to {maximum}"))
+        problems.append(
+            _problem(shown, path, f"Member must have length less than or equal to {maximum}")
+        )
 
 
 def _check_range(shape: Shape, value: int, path: str, problems: list[str]) -> None:
     minimum = shape.metadata.get("min")
     maximum = shape.metadata.get("max")
     if minimum is not None and value < minimum:
-        problems.append(_problem(str(value), path,
-                                 f"Member must have value greater than or equal to {minimum}"))
+        problems.append(
+            _problem(str(value), path, f"Member must have value greater than or equal to {minimum}")
+        )
     if maximum is not None and value > maximum:
-        problems.append(_problem(str(value), path,
-                                 f"Member must have value less than or equal to {maximum}"))
+        problems.append(
+            _problem(str(value), path, f"Member must have value less than or equal to {maximum}")
+        )
 
 
 def _problem(shown: str | None, path: str, constraint: str) -> str:

@@ -145,6 +145,11 @@ def label_moves(before: dict[str, set[str]], after: dict[str, set[str]]) -> list
     ]
 
 
+def destroyed_versions(secret: ModelSecret, reason: str) -> list[Event]:
+    """Deleting now destroys every version's data key first, in creation order."""
+    return [("VersionDestroyed", version_id, reason) for version_id in secret.versions]
+
+
 def copy_stages(stages: dict[str, set[str]]) -> dict[str, set[str]]:
     return {version_id: set(labels) for version_id, labels in stages.items()}
 
@@ -242,6 +247,7 @@ class SecretsModel:
     def purge(self, secret: ModelSecret) -> None:
         """The purge step appends the final events: the secret ends, its name is freed."""
         del self.secrets[secret.name]
+        self.events += destroyed_versions(secret, "purged")
         self.events += [("SecretDeleted", False), ("SecretNameReleased",)]
 
     def purge_all_due(self) -> None:
@@ -496,6 +502,7 @@ class SecretsModel:
             raise
         if force:
             del self.secrets[secret.name]
+            self.events += destroyed_versions(secret, "forced-deletion")
             self.events += [("SecretDeleted", True), ("SecretNameReleased",)]
             return {"ARN": secret.arn, "Name": secret.name, "DeletionDate": now}, True
         if secret.deletion_date is not None:

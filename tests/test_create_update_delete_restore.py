@@ -421,7 +421,9 @@ def test_force_delete_removes_the_secret_at_once(manager: Harness) -> None:
     log_before = manager.log_length()
     response = manager.call("DeleteSecret", SecretId=NAME, ForceDeleteWithoutRecovery=True)
     assert response == {"ARN": arn, "Name": NAME, "DeletionDate": manager.clock()}
-    deleted, released = manager.events_since(log_before)
+    destroyed, deleted, released = manager.events_since(log_before)
+    assert isinstance(destroyed, Secret.VersionDestroyed)
+    assert (destroyed.version_id, destroyed.reason) == (token(1), "forced-deletion")
     assert isinstance(deleted, Secret.Deleted) and deleted.forced
     assert isinstance(released, SecretName.Released)
     for secret_id in (NAME, arn):
@@ -542,7 +544,10 @@ def test_once_the_window_has_passed_the_secret_is_gone_and_purged(manager: Harne
     with pytest.raises(SecretsManagerError) as gone:
         manager.call("GetSecretValue", SecretId=NAME)
     assert (gone.value.code, gone.value.message) == ("ResourceNotFoundException", NOT_FOUND_MESSAGE)
-    deleted, released, record = manager.events_since(log_before)
+    destroyed, deleted, released, record = manager.events_since(log_before)
+    assert isinstance(destroyed, Secret.VersionDestroyed)
+    assert (destroyed.version_id, destroyed.reason) == (token(1), "purged")
+    assert destroyed.request["principal_arn"] == SERVICE_PRINCIPAL
     assert isinstance(deleted, Secret.Deleted) and not deleted.forced
     assert deleted.request["principal_arn"] == SERVICE_PRINCIPAL
     assert isinstance(released, SecretName.Released)

@@ -132,6 +132,8 @@ def event_summary(topic: str, event: Any) -> Event:
         return (kind, event.label, event.from_version_id, event.to_version_id)
     if kind == "VersionCreated":
         return (kind, event.version_id)
+    if kind == "VersionDestroyed":
+        return (kind, event.version_id, event.reason)
     if kind == "SecretDeleted":
         return (kind, event.forced)
     if kind in ("SecretCreated", "SecretNameRegistered"):
@@ -299,7 +301,9 @@ class LedgerAgainstModel(RuleBasedStateMachine):
             summary = event_summary(notification.topic, event)
             appended.append(summary)
             assert event.timestamp == self.now, (summary, event.timestamp, self.now)
-            purge_part = summary in (("SecretDeleted", False), ("SecretNameReleased",))
+            purge_part = summary in (("SecretDeleted", False), ("SecretNameReleased",)) or (
+                summary[0] == "VersionDestroyed" and summary[-1] == "purged"
+            )
             allowed = {operation, "DeleteSecret"} if purge_part else {operation}
             assert event.request["operation"] in allowed, (summary, event.request)
         assert sorted(appended, key=repr) == sorted(predicted, key=repr), (appended, predicted)
