@@ -11,8 +11,13 @@ Which events make which records (shapes: :mod:`projections.cloudtrail`):
 * Service events (``AwsServiceEvent``), one per version, ordered by version creation:
   ``StartSecretVersionDelete`` when a deletion is scheduled, ``CancelSecretVersionDelete``
   when it is restored, ``EndSecretVersionDelete`` when versions really go (a forced
-  delete, the service's purge after the recovery window, or retention removing a
-  deprecated version: ``VersionRemoved``). A put that takes AWSPENDING off the old
+  delete, the service's purge after the recovery window, retention removing a
+  deprecated version: ``VersionRemoved``, or a version destroyed on request:
+  ``VersionDestroyed`` with reason ``requested``, whose ``DestroySecretVersion`` call
+  makes its ``AwsApiCall`` record like any mutation). The ``VersionDestroyed`` events
+  of a forced delete or a purge precede its ``Deleted`` in the same request, which
+  makes the records (the versions it ends are those the secret had when the request
+  began). A put that takes AWSPENDING off the old
   current version (rule P6) makes a ``RotationAbandoned`` for that version. The
   service's own purge (principal ``secretsmanager.amazonaws.com``) makes no
   ``AwsApiCall`` record.
@@ -49,7 +54,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Final, NamedTuple
 from uuid import UUID
 
-from ledger.domain import AWSPENDING, SERVICE_PRINCIPAL, ApiCall, Secret
+from ledger.domain import AWSPENDING, DESTROYED_ON_REQUEST, SERVICE_PRINCIPAL, ApiCall, Secret
 from ledger.storage import MsgpackTranscoder
 from projections.base import Projection, from_microseconds, to_microseconds
 from projections.cloudtrail import (
@@ -96,7 +101,7 @@ class AuditProjection(Projection):
     """CloudTrail-style records (see the module docstring)."""
 
     name: ClassVar[str] = AUDIT_PROJECTION_NAME
-    version: ClassVar[int] = 5
+    version: ClassVar[int] = 6
     tables: ClassVar[tuple[str, ...]] = (
         "projection_audit_records",
         "projection_audit_resources",
@@ -200,17 +205,23 @@ class AuditProjection(Projection):
         return secret_key
 
     def _live_versions(self, event: Any) -> list[str]:
-        """The secret's versions just before ``event``, in creation order: read from the
-        secret's own stream (only deletions and restorations ask, so this is rare)."""
+        """The secret's versions when the request of ``event`` began, in creation order:
+        read from the secret's own stream (only deletions and restorations ask, so this
+        is rare). Versions destroyed by that same request (a forced delete's or a
+        purge's ``VersionDestroyed``) count as live: the request ends them."""
         stored = self.log.recorder.select_events(
             event.originator_id, lte=event.originator_version - 1
         )
+        request_id = event.request["request_id"]
         versions: dict[str, None] = {}
         for item in stored:
             earlier = self.log.mapper.to_domain_event(item)
             if isinstance(earlier, Secret.VersionCreated):
                 versions[earlier.version_id] = None
-            elif isinstance(earlier, Secret.VersionRemoved):
+            elif isinstance(earlier, Secret.VersionRemoved) or (
+                isinstance(earlier, Secret.VersionDestroyed)
+                and earlier.request["request_id"] != request_id
+            ):
                 del versions[earlier.version_id]
         return list(versions)
 
@@ -375,6 +386,19 @@ class AuditProjection(Projection):
             pending, "EndSecretVersionDelete", position, event, known, [event.version_id]
         )
 
+    def _on_version_destroyed(
+        self, cursor: ViewCursor, pending: _Pending, position: int, event: Secret.VersionDestroyed
+    ) -> None:
+        """On request: the call's record and the version's end. A forced delete's or a
+        purge's destruction is recorded by its ``Deleted`` (see the module docstring)."""
+        if event.reason != DESTROYED_ON_REQUEST:
+            return
+        self._mutation_record(cursor, pending, position, event)
+        known = self._secret(cursor, event.originator_id)
+        self._service_rows(
+            pending, "EndSecretVersionDelete", position, event, known, [event.version_id]
+        )
+
     def _on_deletion_scheduled(
         self, cursor: ViewCursor, pending: _Pending, position: int, event: Secret.DeletionScheduled
     ) -> None:
@@ -430,6 +454,7 @@ class AuditProjection(Projection):
         Secret.LabelMoved: _on_label_moved,
         Secret.MetadataUpdated: _on_mutation,
         Secret.VersionRemoved: _on_version_removed,
+        Secret.VersionDestroyed: _on_version_destroyed,
         Secret.DeletionScheduled: _on_deletion_scheduled,
         Secret.Restored: _on_restored,
         Secret.Deleted: _on_deleted,
