@@ -280,8 +280,12 @@ UPDATE_REFUSALS: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     (
         "both values",
-        {"SecretId": NAME, "ClientRequestToken": token(2), "SecretString": "x",
-         "SecretBinary": b"x"},
+        {
+            "SecretId": NAME,
+            "ClientRequestToken": token(2),
+            "SecretString": "x",
+            "SecretBinary": b"x",
+        },
         "InvalidParameterException",
         BOTH_VALUES_MESSAGE,
     ),
@@ -428,7 +432,9 @@ def test_force_delete_removes_the_secret_at_once(manager: Harness) -> None:
     assert isinstance(released, SecretName.Released)
     for secret_id in (NAME, arn):
         manager.assert_refused(
-            "DescribeSecret", {"SecretId": secret_id}, "ResourceNotFoundException",
+            "DescribeSecret",
+            {"SecretId": secret_id},
+            "ResourceNotFoundException",
             NOT_FOUND_MESSAGE,
         )
 
@@ -458,9 +464,9 @@ def test_force_delete_of_an_unknown_name_succeeds_with_a_synthesised_arn(
 
 def test_force_delete_of_an_unknown_arn_succeeds(manager: Harness) -> None:
     full = ARN_PREFIX + "gone-AbC123"
-    assert manager.call("DeleteSecret", SecretId=full, ForceDeleteWithoutRecovery=True)[
-        "ARN"
-    ] == full
+    assert (
+        manager.call("DeleteSecret", SecretId=full, ForceDeleteWithoutRecovery=True)["ARN"] == full
+    )
     partial = ARN_PREFIX + "gone"
     response = manager.call("DeleteSecret", SecretId=partial, ForceDeleteWithoutRecovery=True)
     assert arn_pattern("gone").fullmatch(response["ARN"])
@@ -556,7 +562,9 @@ def test_once_the_window_has_passed_the_secret_is_gone_and_purged(manager: Harne
     log_after_purge = manager.log_length()
     for secret_id in (NAME, old_arn):
         manager.assert_refused(
-            "RestoreSecret", {"SecretId": secret_id}, "ResourceNotFoundException",
+            "RestoreSecret",
+            {"SecretId": secret_id},
+            "ResourceNotFoundException",
             NOT_FOUND_MESSAGE,
         )
     assert manager.log_length() == log_after_purge + 2  # the two refusals' records only

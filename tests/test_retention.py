@@ -189,9 +189,7 @@ def test_past_a_small_cap_put_secret_value_fails_and_changes_nothing(backend: st
         assert manager.current_value(NAME) == "value 1"
 
 
-def test_the_token_of_a_removed_version_cannot_be_reused(
-    manager: Harness, secret_arn: str
-) -> None:
+def test_the_token_of_a_removed_version_cannot_be_reused(manager: Harness, secret_arn: str) -> None:
     put_many(manager, 1, 100)
     manager.clock.advance(2 * DAY)
     manager.put(NAME, token(101), "value 101")
