@@ -35,7 +35,7 @@ from ledger.errors import (
     ValidationException,
 )
 from ledger.passwords import PasswordRules, random_password
-from ledger.validation import validate_request
+from ledger.validation import LOCAL_OPERATION_MEMBERS, validate_request
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +78,7 @@ AUDITED_MEMBERS: dict[str, tuple[str, ...]] = {
     "BatchGetSecretValue": ("SecretIdList", "Filters", "MaxResults", "NextToken"),
     "DescribeSecret": ("SecretId",),
     "ListSecretVersionIds": ("SecretId", "MaxResults", "NextToken", "IncludeDeprecated"),
+    "DestroySecretVersion": ("SecretId", "VersionId"),
     "ListSecrets": (
         "MaxResults",
         "NextToken",
@@ -115,6 +116,10 @@ class Caller:
     source_ip: str = "127.0.0.1"
     user_agent: str = f"secret-ledger/{__version__}"
     request_id: str | None = None
+
+
+def unsupported_operation(operation: str) -> UnknownOperationException:
+    return UnknownOperationException(f"The operation {operation!r} is not supported.")
 
 
 def local_caller(account_id: str) -> Caller:
@@ -200,7 +205,7 @@ class SecretsManagerApi:
         context = self.context_for(operation, request, caller)
         handler = HANDLERS.get(operation)
         if handler is None:
-            unknown = UnknownOperationException(f"The operation {operation!r} is not supported.")
+            unknown = unsupported_operation(operation)
             self._record(context, operation, [], unknown)
             raise unknown
         try:
@@ -318,6 +323,13 @@ class SecretsManagerApi:
             request=context,
             version_id=request.get("VersionId"),
             version_stage=request.get("VersionStage"),
+        )
+
+    def _destroy_secret_version(
+        self, request: Mapping[str, Any], context: RequestContext
+    ) -> Outcome:
+        return self.secrets.destroy_version(
+            secret_id=request["SecretId"], version_id=request["VersionId"], request=context
         )
 
     def _describe_secret(self, request: Mapping[str, Any], context: RequestContext) -> Outcome:
@@ -462,8 +474,15 @@ HANDLERS: dict[str, Handler] = {
     "ListSecretVersionIds": SecretsManagerApi._list_secret_version_ids,
     "ListSecrets": SecretsManagerApi._list_secrets,
     "GetRandomPassword": SecretsManagerApi._get_random_password,
+    "DestroySecretVersion": SecretsManagerApi._destroy_secret_version,
     **dict.fromkeys(UNSUPPORTED_OPERATIONS, SecretsManagerApi._unsupported),
 }
+
+# Operations that are secret-ledger's own (`ledger.validation.LOCAL_OPERATION_MEMBERS`):
+# the CLI and Python callers reach them through `SecretsManagerApi.call`, audited like
+# every call; the HTTP endpoint speaks AWS's protocol only and refuses them as unknown.
+LOCAL_OPERATIONS = frozenset(LOCAL_OPERATION_MEMBERS)
+AWS_OPERATIONS = frozenset(HANDLERS) - LOCAL_OPERATIONS
 
 
 def paginate(

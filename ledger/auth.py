@@ -8,8 +8,17 @@ The credentials file is TOML, one table per principal, read once at start-up
     secret_access_key = "..."
     arn = "arn:aws:iam::123456789012:user/alice"
 
+    [[principals]]                      # temporary credentials (rules TC1-TC4)
+    access_key_id = "ASIAEXAMPLECAROL0003"
+    secret_access_key = "..."
+    arn = "arn:aws:iam::123456789012:user/carol"
+    session_token = "..."
+    expiration = 2026-03-19T12:00:00Z   # optional; a TOML (RFC 3339) date-time
+
 It must be readable by its owner only (mode 0600, as ssh insists for its keys):
-a file that others can read is refused rather than trusted.
+a file that others can read is refused rather than trusted. Temporary
+principals minted at run time (`new_temporary_principal`, for the rotation
+runner) are added to `Principals` in memory, never to the file.
 
 `SignatureVerifier.verify` recomputes the signature of a received request with
 botocore's own SigV4 code (`SigV4Auth` over an `AWSRequest`), for the headers
@@ -20,17 +29,24 @@ algorithm again. Choices, each as AWS Secrets Manager behaves where known:
   Common Errors; recorded responses quoted in aws/aws-sdk-cpp#2407 and
   aws/aws-sdk-js#254): no Authorization header is
   ``MissingAuthenticationTokenException`` "Missing Authentication Token"; an
-  unknown access key (or any session token, since no temporary credentials are
-  issued) is ``UnrecognizedClientException``; a malformed header is
-  ``IncompleteSignature``; a wrong signature, a body changed after signing, a
-  wrong credential scope, or a request time more than 15 minutes away from the
-  server's clock is ``InvalidSignatureException`` with AWS's wording.
+  unknown access key, or a session token that is missing, wrong or not
+  expected, is ``UnrecognizedClientException``; an expired temporary
+  credential is ``ExpiredTokenException``; a malformed header or a header
+  left out of the signature is ``IncompleteSignature``; a wrong signature, a
+  body changed after signing, a wrong credential scope, or a request time more
+  than 15 minutes away from the server's clock is ``InvalidSignatureException``
+  with AWS's wording.
 * The payload is always hashed: a signed ``X-Amz-Content-SHA256`` must be the
   SHA-256 of the body received (``UNSIGNED-PAYLOAD`` is refused), otherwise a
   body could be swapped under a valid signature.
-* ``host`` and ``x-amz-date`` must be among the signed headers; only the
-  ``X-Amz-Date`` header carries the request time (the ``Date`` header is not
-  accepted as an alternative).
+* The door (rules SD1-SD4 in docs/decisions.md): ``host`` and ``x-amz-date``
+  must be present and signed, and so must every other ``x-amz-*`` header sent
+  (``X-Amz-Target`` above all: an unsigned target could be swapped for another
+  operation under a valid signature); each of those appears once; every header
+  listed as signed is present; the Authorization header has exactly one
+  ``Credential``, ``SignedHeaders`` and ``Signature``. Only the ``X-Amz-Date``
+  header carries the request time (the ``Date`` header is not accepted as an
+  alternative).
 * Any region in the credential scope is accepted (the signature covers it); the
   server's configured region stays authoritative for ARNs and audit records.
 * A captured request can be replayed within the 15-minute window, as with AWS;
@@ -47,12 +63,15 @@ import re
 import secrets as random_source
 import stat
 import string
+import threading
 import tomllib
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from hashlib import sha256
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from botocore.auth import SigV4Auth
@@ -60,6 +79,7 @@ from botocore.awsrequest import AWSRequest, HTTPHeaders
 from botocore.credentials import Credentials
 
 from ledger.errors import (
+    ExpiredTokenException,
     IncompleteSignature,
     InvalidSignatureException,
     MissingAuthenticationTokenException,
@@ -74,6 +94,8 @@ AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 AMZ_DATE_PATTERN = re.compile(r"[0-9]{8}T[0-9]{6}Z")
 CLOCK_SKEW_SECONDS_MAX = 15 * 60
 SIGNED_HEADERS_MAX = 64
+REQUIRED_SIGNED_HEADERS = ("host", "x-amz-date")
+AMZ_HEADER_PREFIX = "x-amz-"
 PRINCIPALS_MAX = 10_000
 CREDENTIALS_FILE_SIZE_BYTES_MAX = 4 * 1024 * 1024
 CREDENTIALS_FILE_NAME = "secretledger-credentials.toml"
@@ -84,15 +106,23 @@ SECRET_ACCESS_KEY_PATTERN = re.compile(r"[\x21-\x7e]{16,256}")
 ARN_PATTERN = re.compile(r"arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{12}:[\x21-\x7e]{1,1024}")
 SAFE_ECHO_PATTERN = re.compile(r"[A-Za-z0-9_.+=/@-]{0,64}")
 CLAIMED_KEY_PATTERN = re.compile(r"Credential=([A-Za-z0-9]{1,128})")
-GENERATED_KEY_PREFIX = "AKIA"
+LONG_TERM_KEY_PREFIX = "AKIA"
+TEMPORARY_KEY_PREFIX = "ASIA"
+TEMPORARY_LIFETIME_SECONDS_MAX = 12 * 60 * 60
+TEMPORARY_PRINCIPALS_MAX = 1024
+SESSION_TOKEN_LENGTH_MAX = 4096
+SESSION_TOKEN_PATTERN = re.compile(rf"[\x21-\x7e]{{16,{SESSION_TOKEN_LENGTH_MAX}}}")
+SESSION_TOKEN_RANDOM_BYTES = 96
 GENERATED_KEY_ALPHABET = string.ascii_uppercase + "234567"
 GENERATED_KEY_LENGTH = 20
 GENERATED_SECRET_ALPHABET = string.ascii_letters + string.digits + "+/"
 GENERATED_SECRET_LENGTH = 40
 PRINCIPAL_MEMBERS = frozenset({"access_key_id", "secret_access_key", "arn"})
+PRINCIPAL_OPTIONAL_MEMBERS = frozenset({"session_token", "expiration"})
 
 MISSING_TOKEN_MESSAGE = "Missing Authentication Token"
 UNRECOGNIZED_CLIENT_MESSAGE = "The security token included in the request is invalid."
+EXPIRED_TOKEN_MESSAGE = "The security token included in the request is expired"
 SIGNATURE_MISMATCH_MESSAGE = (
     "The request signature we calculated does not match the signature you provided. "
     "Check your AWS Secret Access Key and signing method. "
@@ -116,19 +146,52 @@ class CredentialsFileError(Exception):
 
 @dataclass(frozen=True)
 class Principal:
+    """Who signs requests. With a ``session_token`` it is a temporary credential:
+    requests must carry that token, signed (TC1); with an ``expiration`` too, it is
+    refused from that instant on (TC2)."""
+
     access_key_id: str
     secret_access_key: str = field(repr=False)
     arn: str
-
-
-@dataclass(frozen=True)
-class Principals:
-    """The principals of a credentials file, by access key id."""
-
-    by_access_key_id: Mapping[str, Principal]
+    session_token: str | None = field(default=None, repr=False)
+    expiration: datetime | None = None
 
     def __post_init__(self) -> None:
-        assert self.by_access_key_id, "a server never starts open: at least one principal"
+        assert self.expiration is None or self.session_token is not None, (
+            "only a temporary credential (one with a session token) expires"
+        )
+        assert self.expiration is None or self.expiration.utcoffset() is not None, (
+            "an expiration is an instant: it needs a UTC offset"
+        )
+
+    def expired(self, now: datetime) -> bool:
+        return self.expiration is not None and now >= self.expiration
+
+
+class TemporaryPrincipalsFull(Exception):
+    """As many unexpired temporary principals as allowed are already in use."""
+
+
+class Principals:
+    """The principals a server accepts, by access key id: those of the credentials
+    file (fixed at start-up) and temporary ones added at run time (TC4).
+
+    Thread-safe: the server's worker threads look principals up while a rotation
+    runner adds and revokes temporary ones. At most ``temporary_max`` temporary
+    principals are held; expired ones are dropped whenever one is added."""
+
+    def __init__(
+        self,
+        configured: Mapping[str, Principal],
+        *,
+        temporary_max: int = TEMPORARY_PRINCIPALS_MAX,
+    ) -> None:
+        assert configured, "a server never starts open: at least one principal"
+        assert temporary_max > 0, "room for at least one temporary principal"
+        self.configured: Mapping[str, Principal] = MappingProxyType(dict(configured))
+        self.temporary_max = temporary_max
+        self._temporary: dict[str, Principal] = {}
+        self._lock = threading.Lock()
 
     @classmethod
     def of(cls, principals: Iterable[Principal]) -> Principals:
@@ -168,7 +231,38 @@ class Principals:
         return cls.of(principals_in(document, path))
 
     def find(self, access_key_id: str) -> Principal | None:
-        return self.by_access_key_id.get(access_key_id)
+        """The principal of an access key id, expired or not (the verifier tells)."""
+        principal = self.configured.get(access_key_id)
+        if principal is not None:
+            return principal
+        with self._lock:
+            return self._temporary.get(access_key_id)
+
+    def add_temporary(self, principal: Principal, now: datetime) -> None:
+        """Accept ``principal`` until it expires or is revoked; expired temporary
+        principals are dropped first. Raises `TemporaryPrincipalsFull` when
+        ``temporary_max`` unexpired ones are held already."""
+        assert principal.session_token is not None, "a temporary principal has a token"
+        assert principal.expiration is not None, "a temporary principal expires"
+        assert not principal.expired(now), "a temporary principal is added unexpired"
+        assert principal.access_key_id not in self.configured, "a fresh access key id"
+        with self._lock:
+            assert principal.access_key_id not in self._temporary, "a fresh access key id"
+            self._temporary = {
+                key: held for key, held in self._temporary.items() if not held.expired(now)
+            }
+            if len(self._temporary) >= self.temporary_max:
+                raise TemporaryPrincipalsFull(
+                    f"{self.temporary_max} temporary principals are in use already"
+                )
+            self._temporary[principal.access_key_id] = principal
+
+    def revoke(self, access_key_id: str) -> None:
+        """Stop accepting a temporary principal before it expires (a no-op if it is
+        gone already); configured principals are changed only in the file."""
+        assert access_key_id not in self.configured, "only temporary principals are revoked"
+        with self._lock:
+            self._temporary.pop(access_key_id, None)
 
 
 def principals_in(document: Mapping[str, Any], path: Path) -> list[Principal]:
@@ -190,10 +284,11 @@ def principal_from(entry: Any, where: str) -> Principal:
     if not isinstance(entry, dict):
         raise CredentialsFileError(f"{where}: must be a table")
     missing = PRINCIPAL_MEMBERS - set(entry)
-    unknown = set(entry) - PRINCIPAL_MEMBERS
+    unknown = set(entry) - PRINCIPAL_MEMBERS - PRINCIPAL_OPTIONAL_MEMBERS
     if missing or unknown:
         raise CredentialsFileError(
-            f"{where}: needs exactly {sorted(PRINCIPAL_MEMBERS)}; "
+            f"{where}: needs {sorted(PRINCIPAL_MEMBERS)}, "
+            f"may have {sorted(PRINCIPAL_OPTIONAL_MEMBERS)}; "
             f"missing {sorted(missing)}, unknown {sorted(unknown)}"
         )
     access_key_id, secret_access_key, arn = (
@@ -211,19 +306,84 @@ def principal_from(entry: Any, where: str) -> Principal:
         )
     if not isinstance(arn, str) or not ARN_PATTERN.fullmatch(arn):
         raise CredentialsFileError(f"{where}: arn must be an ARN with a 12-digit account id")
-    return Principal(access_key_id=access_key_id, secret_access_key=secret_access_key, arn=arn)
+    return Principal(
+        access_key_id=access_key_id,
+        secret_access_key=secret_access_key,
+        arn=arn,
+        session_token=session_token_from(entry, where),
+        expiration=expiration_from(entry, where),
+    )
+
+
+def session_token_from(entry: Mapping[str, Any], where: str) -> str | None:
+    token = entry.get("session_token")
+    if token is not None and (
+        not isinstance(token, str) or not SESSION_TOKEN_PATTERN.fullmatch(token)
+    ):
+        raise CredentialsFileError(
+            f"{where}: session_token must be 16-{SESSION_TOKEN_LENGTH_MAX} printable "
+            "characters without spaces"
+        )
+    return token
+
+
+def expiration_from(entry: Mapping[str, Any], where: str) -> datetime | None:
+    """TC2: an expiration is a TOML offset date-time (RFC 3339), on a principal
+    with a session token."""
+    expiration = entry.get("expiration")
+    if expiration is None:
+        return None
+    if "session_token" not in entry:
+        raise CredentialsFileError(f"{where}: an expiration needs a session_token")
+    if not isinstance(expiration, datetime) or expiration.utcoffset() is None:
+        raise CredentialsFileError(
+            f"{where}: expiration must be an unquoted RFC 3339 date-time with an offset, "
+            "such as 2026-03-19T12:00:00Z"
+        )
+    return expiration.astimezone(UTC)
 
 
 def new_principal(arn: str) -> Principal:
-    """A fresh principal: an AKIA-style 20-character key id and a 40-character secret."""
-    suffix_length = GENERATED_KEY_LENGTH - len(GENERATED_KEY_PREFIX)
-    access_key_id = GENERATED_KEY_PREFIX + "".join(
+    """A fresh long-term principal: an AKIA-style 20-character key id and a
+    40-character secret."""
+    return Principal(
+        access_key_id=random_access_key_id(LONG_TERM_KEY_PREFIX),
+        secret_access_key=random_secret_access_key(),
+        arn=arn,
+    )
+
+
+def new_temporary_principal(
+    arn: str, lifetime_seconds: int, clock: Callable[[], datetime]
+) -> Principal:
+    """TC4: a fresh temporary principal for ``arn``: an ASIA-style key id (as AWS
+    gives temporary credentials), a secret, a session token, and an expiration
+    ``lifetime_seconds`` after ``clock()``. Hand it to `Principals.add_temporary`;
+    it is never written to a file."""
+    assert 0 < lifetime_seconds <= TEMPORARY_LIFETIME_SECONDS_MAX, "1 s to 12 hours"
+    assert ARN_PATTERN.fullmatch(arn), "an ARN with a 12-digit account id"
+    now = clock()
+    assert now.utcoffset() is not None, "the clock tells UTC instants"
+    return Principal(
+        access_key_id=random_access_key_id(TEMPORARY_KEY_PREFIX),
+        secret_access_key=random_secret_access_key(),
+        arn=arn,
+        session_token=random_source.token_urlsafe(SESSION_TOKEN_RANDOM_BYTES),
+        expiration=now + timedelta(seconds=lifetime_seconds),
+    )
+
+
+def random_access_key_id(prefix: str) -> str:
+    suffix_length = GENERATED_KEY_LENGTH - len(prefix)
+    return prefix + "".join(
         random_source.choice(GENERATED_KEY_ALPHABET) for _ in range(suffix_length)
     )
-    secret_access_key = "".join(
+
+
+def random_secret_access_key() -> str:
+    return "".join(
         random_source.choice(GENERATED_SECRET_ALPHABET) for _ in range(GENERATED_SECRET_LENGTH)
     )
-    return Principal(access_key_id=access_key_id, secret_access_key=secret_access_key, arn=arn)
 
 
 def write_credentials_file(path: Path, principals: Sequence[Principal]) -> None:
@@ -236,11 +396,20 @@ def write_credentials_file(path: Path, principals: Sequence[Principal]) -> None:
             f"access_key_id = {toml_string(principal.access_key_id)}",
             f"secret_access_key = {toml_string(principal.secret_access_key)}",
             f"arn = {toml_string(principal.arn)}",
-            "",
         ]
+        if principal.session_token is not None:
+            lines.append(f"session_token = {toml_string(principal.session_token)}")
+        if principal.expiration is not None:
+            lines.append(f"expiration = {rfc3339(principal.expiration)}")
+        lines.append("")
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, CREDENTIALS_FILE_MODE)
     with os.fdopen(descriptor, "w", encoding="utf-8") as file:
         file.write("\n".join(lines))
+
+
+def rfc3339(instant: datetime) -> str:
+    """A UTC instant as an RFC 3339 date-time (also a TOML offset date-time)."""
+    return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def toml_string(value: str) -> str:
@@ -343,8 +512,13 @@ def parse_authorization(header: str) -> Authorization:
     parameters: dict[str, str] = {}
     for part in rest.split(","):
         name, separator, value = part.strip().partition("=")
-        if separator:
-            parameters[name] = value
+        if not separator:
+            continue
+        if name in parameters:  # SD3: which one would count is for no one to guess
+            raise IncompleteSignature(
+                f"Authorization header has more than one '{echoed(name)}' parameter."
+            )
+        parameters[name] = value
     missing = [
         name for name in ("Credential", "SignedHeaders", "Signature") if not parameters.get(name)
     ]
@@ -370,6 +544,53 @@ def parse_authorization(header: str) -> Authorization:
         signed_headers=signed_headers,
         signature=parameters["Signature"],
     )
+
+
+def check_signed_headers(request: ReceivedRequest, authorization: Authorization) -> None:
+    """SD1, SD2, SD4: ``host``, ``x-amz-date`` and every ``x-amz-*`` header sent are
+    signed and sent once; every header listed as signed was sent."""
+    signed = set(authorization.signed_headers)
+    for required in REQUIRED_SIGNED_HEADERS:
+        if required not in signed:
+            raise IncompleteSignature(
+                f"'{required}' must be a 'SignedHeader' in the AWS Authorization."
+            )
+    sent = {name for name, _ in request.headers}
+    absent = sorted(signed - sent)
+    if absent:
+        raise IncompleteSignature(
+            "Headers listed in 'SignedHeaders' are missing from the request: "
+            f"{', '.join(echoed(name) for name in absent)}."
+        )
+    guarded = Counter(name for name, _ in request.headers if is_guarded_header(name))
+    unsigned = sorted(set(guarded) - signed)
+    if unsigned:
+        raise IncompleteSignature(
+            "Headers present in the request must be in 'SignedHeaders': "
+            f"{', '.join(echoed(name) for name in unsigned)}."
+        )
+    repeated = sorted(name for name, count in guarded.items() if count > 1)
+    if repeated:
+        raise IncompleteSignature(f"The request has more than one '{echoed(repeated[0])}' header.")
+
+
+def is_guarded_header(name: str) -> bool:
+    """A header whose value the server acts on: it must be signed, and sent once."""
+    return name == "host" or name.startswith(AMZ_HEADER_PREFIX)
+
+
+def check_session_token(request: ReceivedRequest, principal: Principal) -> None:
+    """TC1, TC3: a temporary principal's requests carry its token; others carry none.
+    That the token is signed is rule SD2 (it is an ``x-amz-*`` header)."""
+    tokens = request.header_values("x-amz-security-token")
+    if principal.session_token is None:
+        if tokens:
+            raise UnrecognizedClientException(UNRECOGNIZED_CLIENT_MESSAGE)
+        return
+    if len(tokens) != 1 or not hmac.compare_digest(
+        tokens[0].encode("utf-8", "replace"), principal.session_token.encode("ascii")
+    ):
+        raise UnrecognizedClientException(UNRECOGNIZED_CLIENT_MESSAGE)
 
 
 class ReceivedRequestSigner(SigV4Auth):  # type: ignore[misc]  # botocore is untyped
@@ -438,11 +659,13 @@ class SignatureVerifier:
         if len(authorization_headers) > 1:
             raise IncompleteSignature("The request has more than one Authorization header.")
         authorization = parse_authorization(authorization_headers[0])
-        amz_date = self._request_time(request, authorization)
+        amz_date = self._request_time(request)
+        check_signed_headers(request, authorization)
         self._check_scope(authorization, amz_date)
         principal = self.principals.find(authorization.access_key_id)
-        if principal is None or request.header("x-amz-security-token") is not None:
+        if principal is None:
             raise UnrecognizedClientException(UNRECOGNIZED_CLIENT_MESSAGE)
+        check_session_token(request, principal)
         self._check_clock_skew(amz_date)
         self._check_payload_hash(request)
         expected = self._expected_signature(request, authorization, principal, amz_date)
@@ -450,20 +673,17 @@ class SignatureVerifier:
             expected.encode("ascii"), authorization.signature.encode("utf-8", "replace")
         ):
             raise InvalidSignatureException(SIGNATURE_MISMATCH_MESSAGE)
+        if principal.expired(self.clock()):  # TC2, told only to a holder of the secret
+            raise ExpiredTokenException(EXPIRED_TOKEN_MESSAGE)
         return Identity(principal=principal, region=authorization.region)
 
-    def _request_time(self, request: ReceivedRequest, authorization: Authorization) -> str:
+    def _request_time(self, request: ReceivedRequest) -> str:
         amz_date = request.header("x-amz-date")
         if amz_date is None:
             raise IncompleteSignature(
                 "Authorization header requires existence of either a 'X-Amz-Date' or a "
                 "'Date' header."
             )
-        for required in ("host", "x-amz-date"):
-            if required not in authorization.signed_headers:
-                raise IncompleteSignature(
-                    f"'{required}' must be a 'SignedHeader' in the AWS Authorization."
-                )
         if parse_amz_date(amz_date) is None:
             raise IncompleteSignature(
                 f"Date must be in ISO-8601 'basic format'. Got '{echoed(amz_date)}'."

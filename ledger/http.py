@@ -12,6 +12,8 @@ Errors are always ``{"__type": <code>, "Message": <text>}`` with the error's HTT
 status and ``application/x-amz-json-1.1``, never a traceback:
 
 * no or unknown ``X-Amz-Target``, another method or path: ``UnknownOperationException``;
+  secret-ledger's own operations (``DestroySecretVersion``) are unknown here: they are
+  reached only through the CLI (`ledger.api.LOCAL_OPERATIONS`);
 * a body that is not a JSON object (or not UTF-8, or with invalid base64 or lone
   surrogates): ``SerializationException``;
 * a body over the size cap: ``RequestEntityTooLargeException`` (413). The excess is
@@ -66,7 +68,13 @@ from datetime import datetime
 from typing import Any
 from uuid import uuid4
 
-from ledger.api import READ_ONLY_OPERATIONS, Caller, SecretsManagerApi
+from ledger.api import (
+    AWS_OPERATIONS,
+    READ_ONLY_OPERATIONS,
+    Caller,
+    SecretsManagerApi,
+    unsupported_operation,
+)
 from ledger.auth import Denial, ReceivedRequest, SignatureVerifier
 from ledger.call_records import CallRecorder, RecorderUnavailable
 from ledger.errors import (
@@ -374,13 +382,16 @@ class Endpoint:
 
     def _call(self, request: ReceivedRequest, target: str | None, caller: Caller) -> dict[str, Any]:
         """An authenticated request, decoded and passed to the API (which records it).
-        One that names no operation or whose body does not decode is recorded here."""
+        One that names no operation of AWS's, or whose body does not decode, is
+        recorded here (OOS-2)."""
         try:
             if request.method != "POST" or request.path != "/":
                 raise UnknownOperationException(
                     "secret-ledger answers POST / with X-Amz-Target: secretsmanager.<Operation>."
                 )
             operation = operation_of(target)
+            if operation not in AWS_OPERATIONS:
+                raise unsupported_operation(operation)  # secret-ledger's own ones included
             members = decode_body(request.body)
         except (UnknownOperationException, SerializationException) as error:
             self.api.record_denial(operation_named(target), {}, caller, error)

@@ -44,7 +44,9 @@ from psycopg.sql import SQL, Identifier
 from ledger.merkle import HASH_SIZE_BYTES
 from ledger.storage import (
     DATA_KEYS_ARGUMENT,
+    DESTROYED_DATA_KEYS_ARGUMENT,
     DataKeyNotFoundError,
+    DataKeyPair,
     DataKeyRecord,
     EventHash,
     EvidenceLogError,
@@ -54,11 +56,14 @@ from ledger.storage import (
     check_checkpoint,
     check_data_key_page,
     check_event_hash_page,
+    check_notification_id,
     checked_merkle_nodes,
     event_hash_from_row,
     merkle_node_key_batches,
     validated_data_key_batch,
     validated_data_keys,
+    validated_defer_erasure,
+    validated_destroyed_data_keys,
 )
 
 EVENTS_TABLE_SUFFIX: Final = "_events"
@@ -118,11 +123,12 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
     evidence tables ``<app>_event_hashes``, ``<app>_checkpoints`` and
     ``<app>_merkle_nodes``.
 
-    Data keys are inserted in the ``_insert_events`` hook, i.e. inside the same
-    transaction (and pipeline) as the events: a conflict on either table rolls back
-    both. The hash chain is extended in ``_fetch_ids_after_insert_events``, which
-    the library calls in that transaction after ``LOCK TABLE <app>_events IN
-    EXCLUSIVE MODE`` and the events' INSERT, once the pipeline is synced.
+    Data keys are inserted and destroyed (crypto-shredding) in the ``_insert_events``
+    hook, i.e. inside the same transaction (and pipeline) as the events, before the
+    library locks the events table: a conflict on either table rolls back both. The
+    hash chain is extended in ``_fetch_ids_after_insert_events``, which the library
+    calls in that transaction after ``LOCK TABLE <app>_events IN EXCLUSIVE MODE``
+    and the events' INSERT, once the pipeline is synced.
     """
 
     def __init__(
@@ -155,8 +161,9 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
         self.select_data_key_statement = SQL(
             "SELECT key_id, wrapped_key FROM {table} WHERE secret_id = %s AND version_id = %s"
         ).format(table=table)
-        self.delete_data_key_statement = SQL(
-            "DELETE FROM {table} WHERE secret_id = %s AND version_id = %s RETURNING secret_id"
+        self.delete_data_keys_statement = SQL(
+            "DELETE FROM {table} WHERE (secret_id, version_id) IN "
+            "(SELECT * FROM unnest(%s::uuid[], %s::text[]))"
         ).format(table=table)
         self.update_data_key_statement = SQL(
             "UPDATE {table} SET key_id = %s, wrapped_key = %s "
@@ -171,6 +178,9 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
         self.select_data_keys_after_statement = data_key_columns + SQL(
             "WHERE (secret_id, version_id) > (%s, %s) ORDER BY secret_id, version_id LIMIT %s"
         )
+        self.count_data_keys_statement = SQL("SELECT COUNT(*) AS count FROM {table}").format(
+            table=table
+        )
         self.update_data_keys_statement = SQL(
             "UPDATE {table} AS t SET key_id = n.key_id, wrapped_key = n.wrapped_key "
             "FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::bytea[]) "
@@ -184,6 +194,8 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         kwargs[DATA_KEYS_ARGUMENT] = validated_data_keys(stored_events, kwargs)
+        kwargs[DESTROYED_DATA_KEYS_ARGUMENT] = validated_destroyed_data_keys(stored_events, kwargs)
+        validated_defer_erasure(kwargs)  # nothing to defer: a deleted row leaves no file
         try:
             notification_ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
         except AbortEventsTransaction as abort:
@@ -193,16 +205,20 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
     def _insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> None:
-        """Inserts the data keys, first thing in the events' transaction.
+        """Inserts and destroys data keys, first thing in the events' transaction. It
+        runs outside the library's ``except Exception`` (see ``AbortEventsTransaction``),
+        so an error raised here rolls the transaction back as it is."""
+        super()._insert_events(curs, stored_events, **kwargs)
+        self._insert_data_keys(curs, kwargs[DATA_KEYS_ARGUMENT])
+        self._destroy_data_keys(curs, kwargs[DESTROYED_DATA_KEYS_ARGUMENT])
 
-        The statement runs in psycopg's pipeline mode, where a server-side error
+    def _insert_data_keys(self, curs: Cursor[DictRow], records: tuple[DataKeyRecord, ...]) -> None:
+        """The statement runs in psycopg's pipeline mode, where a server-side error
         would surface later as "pipeline aborted" (an ``OperationalError``, which the
         library retries). So a conflict must not raise on the server: rows that
         already exist are skipped, counted, and reported as ``IntegrityError`` here,
         which rolls back the whole transaction. The fetch syncs the pipeline.
         """
-        super()._insert_events(curs, stored_events, **kwargs)
-        records: tuple[DataKeyRecord, ...] = kwargs[DATA_KEYS_ARGUMENT]
         if not records:
             return
         curs.execute(
@@ -221,6 +237,22 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
                 f"{len(records)} (secret_id, version_id) pairs exist"
             )
             raise IntegrityError(msg)
+
+    def _destroy_data_keys(self, curs: Cursor[DictRow], pairs: tuple[DataKeyPair, ...]) -> None:
+        """Crypto-shredding in the events' transaction (and pipeline). A missing row is
+        not an error, and a DELETE of well-typed values raises nothing on the server,
+        so nothing needs fetching here: the library's sync after the events' INSERT
+        covers it. The old tuple stays on disk until VACUUM (see the module
+        docstring)."""
+        if not pairs:
+            return
+        curs.execute(
+            self.delete_data_keys_statement,
+            (
+                [secret_id for secret_id, _ in pairs],
+                [version_id for _, version_id in pairs],
+            ),
+        )
 
     def _fetch_ids_after_insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -248,12 +280,6 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
             key_id=row["key_id"],
             wrapped_key=bytes(row["wrapped_key"]),
         )
-
-    @retried_on_connection_errors
-    def destroy_data_key(self, secret_id: UUID, version_id: str) -> bool:
-        with self.datastore.transaction(commit=True) as curs:
-            curs.execute(self.delete_data_key_statement, (secret_id, version_id))
-            return curs.fetchone() is not None
 
     @retried_on_connection_errors
     def replace_data_key(self, record: DataKeyRecord) -> None:
@@ -286,6 +312,15 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
             )
             for row in rows
         ]
+
+    @retried_on_connection_errors
+    def data_key_count(self) -> int:
+        with self.datastore.get_connection() as connection, connection.cursor() as curs:
+            curs.execute(self.count_data_keys_statement)
+            row = curs.fetchone()
+        assert row is not None
+        count: int = row["count"]
+        return count
 
     @retried_on_connection_errors
     def replace_data_keys(self, records: Sequence[DataKeyRecord]) -> None:
@@ -360,6 +395,9 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
         ).format(columns=hash_columns, table=hashes)
         self.select_event_hashes_statement = SQL(
             "SELECT {columns} FROM {table} WHERE leaf_index >= %s ORDER BY leaf_index LIMIT %s"
+        ).format(columns=hash_columns, table=hashes)
+        self.select_event_hash_by_notification_statement = SQL(
+            "SELECT {columns} FROM {table} WHERE notification_id = %s"
         ).format(columns=hash_columns, table=hashes)
         self.select_event_hash_last_index_statement = SQL(
             "SELECT MAX(leaf_index) AS last_leaf_index FROM {table}"
@@ -438,6 +476,16 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
         with self.datastore.get_connection() as connection, connection.cursor() as curs:
             curs.execute(self.select_event_hashes_statement, (start, limit), prepare=True)
             return [event_hash_from_row(row) for row in curs.fetchall()]
+
+    @retried_on_connection_errors
+    def select_event_hash(self, notification_id: int) -> EventHash | None:
+        check_notification_id(notification_id)
+        with self.datastore.get_connection() as connection, connection.cursor() as curs:
+            curs.execute(
+                self.select_event_hash_by_notification_statement, (notification_id,), prepare=True
+            )
+            row = curs.fetchone()
+        return None if row is None else event_hash_from_row(row)
 
     @retried_on_connection_errors
     def event_hash_count(self) -> int:

@@ -2,6 +2,7 @@
 
 * :mod:`projections.labels`: the label map and label history (time travel);
 * :mod:`projections.audit`: CloudTrail-style audit records and log file export;
+* :mod:`projections.forensics`: the forensic timeline of a secret or a principal;
 * :mod:`projections.runner`: the runner that keeps them up to date, exactly once;
 * :mod:`projections.read_model`: all of it in one object (:class:`ReadModel`) and
   :func:`start_in_background` for ``serve``.
@@ -12,6 +13,7 @@ the transcoder from :mod:`ledger.storage`; it holds no key and never sees a valu
 
 from projections.audit import AuditFilter, AuditRecord
 from projections.base import format_instant, parse_instant
+from projections.forensics import TimelineFilter, TimelineRow
 from projections.labels import (
     LabelChange,
     LabelInterval,
@@ -39,6 +41,8 @@ __all__ = [
     "RunningReadModel",
     "SecretNotFoundError",
     "SecretRecord",
+    "TimelineFilter",
+    "TimelineRow",
     "format_instant",
     "parse_instant",
     "start_in_background",

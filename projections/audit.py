@@ -11,10 +11,19 @@ Which events make which records (shapes: :mod:`projections.cloudtrail`):
 * Service events (``AwsServiceEvent``), one per version, ordered by version creation:
   ``StartSecretVersionDelete`` when a deletion is scheduled, ``CancelSecretVersionDelete``
   when it is restored, ``EndSecretVersionDelete`` when versions really go (a forced
-  delete, the service's purge after the recovery window, or retention removing a
-  deprecated version: ``VersionRemoved``). A put that takes AWSPENDING off the old
-  current version (rule P6: a ``LabelMoved`` with reason ``pending-dropped``, R-4)
-  makes a ``RotationAbandoned`` for that version. The
+  delete, the service's purge after the recovery window, retention removing a
+  deprecated version: ``VersionRemoved``, or a version destroyed on request:
+  ``VersionDestroyed`` with reason ``requested``, whose ``DestroySecretVersion`` call
+  makes its ``AwsApiCall`` record like any mutation, from the request's first event:
+  the ``LabelMoved`` of a label the destruction took off, reason
+  ``detached-by-destroy`` (R-6), or else the ``VersionDestroyed``). A deletion (D-1)
+  writes its label detachments (``detached-by-deletion``), then one
+  ``VersionDestroyed`` per live version (reason ``forced-deletion`` or ``purged``),
+  then ``Deleted``: only ``Deleted`` makes records, the call's (with its deletion
+  date) and the versions' ends (the versions the secret had when the request
+  began). A put that takes AWSPENDING off the old current version (rule P6: a
+  ``LabelMoved`` with reason ``pending-dropped``, R-4) makes a ``RotationAbandoned``
+  for that version. The
   service's own purge (principal ``secretsmanager.amazonaws.com``) makes no
   ``AwsApiCall`` record.
 
@@ -35,6 +44,14 @@ Secrets are keyed by ``secret_key``, the position of their ``Secret.Created``; a
 that resolved no secret keeps the ``secretId``/``name`` the caller sent
 (``secret_reference``), so that both can be searched.
 
+What each request did, event by event (for ``secretledger forensics``, rules F-1 to
+F-8 of docs/forensics.md): one row of ``projection_audit_events`` per ``Secret``
+event, keyed by its position, with what the event states (the version it created,
+removed or destroyed; the label it moved, from and to which version, and why) and
+the request context it carries (principal, access key, source IP, user agent,
+request id, operation). A record is made by a ``Secret`` event exactly when its
+position has such a row; the records of ``ApiCall.Recorded`` are all the others.
+
 No secret value can reach a record: events carry values only as ciphertext in
 ``VersionCreated``, which this projection reads for the version id alone, and
 request parameters are allow-listed on the write side.
@@ -52,6 +69,9 @@ from uuid import UUID
 
 from ledger.arn import parse_secret_arn
 from ledger.domain import (
+    DESTROYED_BY_FORCED_DELETION,
+    DESTROYED_BY_PURGE,
+    DESTROYED_ON_REQUEST,
     DETACHED_BY_DELETION,
     PENDING_DROPPED,
     SERVICE_PRINCIPAL,
@@ -81,6 +101,7 @@ SEQUENCES_PER_POSITION: Final = 1 << 16
 RECORDED_REQUEST_STATE: Final = "recorded_request_id"
 QUERY_PAGE_SIZE: Final = 1_000
 TRANSCODER: Final = MsgpackTranscoder()
+# Why a secret was deleted, as a SecretDeleted row of projection_audit_events says (F-2).
 
 
 @dataclass(frozen=True)
@@ -94,6 +115,7 @@ class _KnownSecret:
 class _Pending:
     recorded_request_id: str
     records: list[tuple[Any, ...]] = field(default_factory=list)
+    events: list[tuple[Any, ...]] = field(default_factory=list)
     extra_resources: list[tuple[int, int]] = field(default_factory=list)
     secrets: dict[UUID, _KnownSecret] = field(default_factory=dict)
 
@@ -102,9 +124,10 @@ class AuditProjection(Projection):
     """CloudTrail-style records (see the module docstring)."""
 
     name: ClassVar[str] = AUDIT_PROJECTION_NAME
-    version: ClassVar[int] = 5
+    version: ClassVar[int] = 8
     tables: ClassVar[tuple[str, ...]] = (
         "projection_audit_records",
+        "projection_audit_events",
         "projection_audit_resources",
         "projection_audit_secrets",
         "projection_audit_state",
@@ -130,6 +153,13 @@ class AuditProjection(Projection):
             "principal_arn TEXT NOT NULL, secret_key BIGINT, secret_reference TEXT, "
             "error_code TEXT, account_id TEXT NOT NULL, region TEXT NOT NULL, "
             f"details {store.blob_type()} NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS projection_audit_events ("
+            f"position {key} PRIMARY KEY, secret_key BIGINT NOT NULL, "
+            "event_time BIGINT NOT NULL, event_name TEXT NOT NULL, version_id TEXT, "
+            "label TEXT, from_version_id TEXT, to_version_id TEXT, reason TEXT, "
+            "principal_arn TEXT NOT NULL, access_key_id TEXT NOT NULL, "
+            "source_ip TEXT NOT NULL, user_agent TEXT NOT NULL, request_id TEXT NOT NULL, "
+            "operation TEXT NOT NULL)",
             "CREATE TABLE IF NOT EXISTS projection_audit_resources ("
             "secret_key BIGINT NOT NULL, record_key BIGINT NOT NULL, "
             f"PRIMARY KEY (secret_key, record_key)){keyed}",
@@ -160,6 +190,10 @@ class AuditProjection(Projection):
             "ON projection_audit_records (secret_key, record_key)",
             "CREATE INDEX IF NOT EXISTS projection_audit_secrets_by_name "
             "ON projection_audit_secrets (name)",
+            "CREATE INDEX IF NOT EXISTS projection_audit_events_by_secret "
+            "ON projection_audit_events (secret_key, position)",
+            "CREATE INDEX IF NOT EXISTS projection_audit_events_by_principal "
+            "ON projection_audit_events (principal_arn, position)",
         ]
 
     def process(self, cursor: ViewCursor, entries: Sequence[Entry]) -> None:
@@ -171,6 +205,9 @@ class AuditProjection(Projection):
             self._recorded_request_id = row[0] if row is not None else ""
         pending = _Pending(recorded_request_id=self._recorded_request_id)
         self.dispatch(cursor, pending, entries)
+        for position, event in entries:
+            if isinstance(event, Secret.Event):
+                self._event_row(cursor, pending, position, event)
         self._write(cursor, pending)
         self._recorded_request_id = pending.recorded_request_id
 
@@ -206,17 +243,23 @@ class AuditProjection(Projection):
         return secret_key
 
     def _live_versions(self, event: Any) -> list[str]:
-        """The secret's versions just before ``event``, in creation order: read from the
-        secret's own stream (only deletions and restorations ask, so this is rare)."""
+        """The secret's versions when the request of ``event`` began, in creation order:
+        read from the secret's own stream (only deletions and restorations ask, so this
+        is rare). Versions destroyed by that same request (a forced delete's or a
+        purge's ``VersionDestroyed``) count as live: the request ends them."""
         stored = self.log.recorder.select_events(
             event.originator_id, lte=event.originator_version - 1
         )
+        request_id = event.request["request_id"]
         versions: dict[str, None] = {}
         for item in stored:
             earlier = self.log.mapper.to_domain_event(item)
             if isinstance(earlier, Secret.VersionCreated):
                 versions[earlier.version_id] = None
-            elif isinstance(earlier, Secret.VersionRemoved):
+            elif isinstance(earlier, Secret.VersionRemoved) or (
+                isinstance(earlier, Secret.VersionDestroyed)
+                and earlier.request["request_id"] != request_id
+            ):
                 del versions[earlier.version_id]
         return list(versions)
 
@@ -340,6 +383,29 @@ class AuditProjection(Projection):
             deletion_date=deletion_date,
         )
 
+    def _event_row(
+        self, cursor: ViewCursor, pending: _Pending, position: int, event: Secret.Event
+    ) -> None:
+        """What one ``Secret`` event states, with its request context (F-1)."""
+        created = pending.secrets.get(event.originator_id)
+        known = created if created is not None else self._secret(cursor, event.originator_id)
+        request = event.request
+        pending.events.append(
+            (
+                position,
+                known.secret_key,
+                to_microseconds(event.timestamp),
+                event_name(type(event).TOPIC),
+                *event_facts(event),
+                request["principal_arn"],
+                request["access_key_id"],
+                request["source_ip"],
+                request["user_agent"],
+                request["request_id"],
+                request["operation"],
+            )
+        )
+
     # Handlers
 
     def _on_created(
@@ -374,6 +440,19 @@ class AuditProjection(Projection):
     def _on_version_removed(
         self, cursor: ViewCursor, pending: _Pending, position: int, event: Secret.VersionRemoved
     ) -> None:
+        self._mutation_record(cursor, pending, position, event)
+        known = self._secret(cursor, event.originator_id)
+        self._service_rows(
+            pending, "EndSecretVersionDelete", position, event, known, [event.version_id]
+        )
+
+    def _on_version_destroyed(
+        self, cursor: ViewCursor, pending: _Pending, position: int, event: Secret.VersionDestroyed
+    ) -> None:
+        """On request: the call's record and the version's end. A forced delete's or a
+        purge's destruction is recorded by its ``Deleted`` (see the module docstring)."""
+        if event.reason != DESTROYED_ON_REQUEST:
+            return
         self._mutation_record(cursor, pending, position, event)
         known = self._secret(cursor, event.originator_id)
         self._service_rows(
@@ -435,6 +514,7 @@ class AuditProjection(Projection):
         Secret.LabelMoved: _on_label_moved,
         Secret.MetadataUpdated: _on_mutation,
         Secret.VersionRemoved: _on_version_removed,
+        Secret.VersionDestroyed: _on_version_destroyed,
         Secret.DeletionScheduled: _on_deletion_scheduled,
         Secret.Restored: _on_restored,
         Secret.Deleted: _on_deleted,
@@ -454,6 +534,11 @@ class AuditProjection(Projection):
             pending.records,
         )
         cursor.executemany(
+            "INSERT INTO projection_audit_events "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            pending.events,
+        )
+        cursor.executemany(
             "INSERT INTO projection_audit_resources VALUES (?, ?)", pending.extra_resources
         )
         cursor.execute(
@@ -461,6 +546,33 @@ class AuditProjection(Projection):
             "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
             (RECORDED_REQUEST_STATE, pending.recorded_request_id),
         )
+
+
+def event_name(topic: str) -> str:
+    """The name of an event: the last part of its pinned topic (``SecretDeleted``)."""
+    return topic.rpartition("/")[2]
+
+
+def event_facts(
+    event: Secret.Event,
+) -> tuple[str | None, str | None, str | None, str | None, str | None]:
+    """(version id, label, from version id, to version id, reason) as the event states
+    them (F-1); ``SecretDeleted``'s reason says whether it was forced (F-2)."""
+    if isinstance(event, Secret.LabelMoved):
+        return None, event.label, event.from_version_id, event.to_version_id, event.reason
+    if isinstance(event, Secret.VersionRemoved | Secret.VersionDestroyed):
+        return event.version_id, None, None, None, event.reason
+    if isinstance(event, Secret.VersionCreated):
+        return event.version_id, None, None, None, None
+    if isinstance(event, Secret.Deleted):
+        return (
+            None,
+            None,
+            None,
+            None,
+            DESTROYED_BY_FORCED_DELETION if event.forced else DESTROYED_BY_PURGE,
+        )
+    return None, None, None, None, None
 
 
 def secret_reference(parameters: Mapping[str, Any]) -> str | None:
@@ -629,8 +741,8 @@ class AuditQueries:
 
     def records(self, audit_filter: AuditFilter | None = None) -> Iterator[AuditRecord]:
         """Matching records in log order (position, then sequence), read page by page."""
-        conditions, parameters = self._conditions(audit_filter or AuditFilter())
-        for row in self._rows(conditions, parameters):
+        conditions, parameters = self.conditions(audit_filter or AuditFilter())
+        for row in self.rows(conditions, parameters):
             position, sequence = divmod(row.record_key, SEQUENCES_PER_POSITION)
             record = render(row)
             yield AuditRecord(
@@ -645,7 +757,7 @@ class AuditQueries:
                 record=record,
             )
 
-    def _rows(self, conditions: list[str], parameters: list[Any]) -> Iterator[RecordRow]:
+    def rows(self, conditions: list[str], parameters: list[Any]) -> Iterator[RecordRow]:
         """Rows in record_key order, ``QUERY_PAGE_SIZE`` at a time."""
         after = -1
         while True:
@@ -661,11 +773,12 @@ class AuditQueries:
                 return
             after = rows[-1][0]
 
-    def _conditions(self, audit_filter: AuditFilter) -> tuple[list[str], list[Any]]:
+    def conditions(self, audit_filter: AuditFilter) -> tuple[list[str], list[Any]]:
+        """SQL conditions on records ``r`` (see ``RECORDS_FROM``), with their parameters."""
         conditions: list[str] = []
         parameters: list[Any] = []
         if audit_filter.secret is not None:
-            keys = self._keys_for(audit_filter.secret)
+            keys = self.secret_keys(audit_filter.secret)
             marks = ", ".join("?" for _ in keys) or "NULL"
             conditions.append(
                 f"(r.secret_key IN ({marks}) OR r.secret_reference = ? OR EXISTS "
@@ -687,7 +800,7 @@ class AuditQueries:
             parameters.append(to_microseconds(audit_filter.until))
         return conditions, parameters
 
-    def _keys_for(self, secret: str) -> list[int]:
+    def secret_keys(self, secret: str) -> list[int]:
         """A full ARN: its secret; a name or partial ARN: every secret of that name."""
         name, prefix = secret, ""
         with self.store.read() as cursor:
@@ -720,7 +833,7 @@ class AuditQueries:
         region and hour of eventTime, the records in (position, sequence) order, split
         every ``records_per_file_max`` records. The same records always give the same
         files, byte for byte (see :class:`LogFileWriter`)."""
-        conditions, parameters = self._conditions(AuditFilter(since=since, until=until))
+        conditions, parameters = self.conditions(AuditFilter(since=since, until=until))
         where = "".join(f" AND {condition}" for condition in conditions)
         with self.store.read() as cursor:
             groups = cursor.execute(
@@ -747,5 +860,5 @@ class AuditQueries:
     def _texts(
         self, conditions: list[str], parameters: list[Any]
     ) -> Iterator[tuple[datetime, str]]:
-        for row in self._rows(conditions, parameters):
+        for row in self.rows(conditions, parameters):
             yield from_microseconds(row.event_time), record_text(render(row))

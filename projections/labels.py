@@ -10,7 +10,11 @@ Tables (all written by :class:`LabelsProjection`, read by :class:`LabelQueries`)
     to ``SecretName.Released``), used to resolve a name *as of* a position or a time:
     names are re-used by new secrets (with new ARNs) after a forced delete or a purge.
 ``projection_versions``, ``projection_version_removals``
-    one row per version created, and one per version that retention removed.
+    one row per version created, and one per version that retention removed or that
+    was destroyed (``VersionDestroyed``: on request, or by a forced delete or purge).
+    A destroyed version has had its labels taken off first, by explicit
+    ``LabelMoved`` events (reason ``detached-by-destroy`` on request, R-6;
+    ``detached-by-deletion`` before a deletion's ``VersionDestroyed`` events, D-1).
 ``projection_label_moves``
     the label history, append-only: one row per move of a label (the version it moved
     to, or none when it was taken off), with the event time and the principal,
@@ -117,7 +121,7 @@ class LabelsProjection(Projection):
     """
 
     name: ClassVar[str] = LABELS_PROJECTION_NAME
-    version: ClassVar[int] = 5
+    version: ClassVar[int] = 6
     tables: ClassVar[tuple[str, ...]] = (
         "projection_secrets",
         "projection_secret_names",
@@ -227,8 +231,13 @@ class LabelsProjection(Projection):
         pending.versions.append((position, secret_key, event.version_id, event_time))
 
     def _on_version_removed(
-        self, cursor: ViewCursor, pending: _Pending, position: int, event: Secret.VersionRemoved
+        self,
+        cursor: ViewCursor,
+        pending: _Pending,
+        position: int,
+        event: Secret.VersionRemoved | Secret.VersionDestroyed,
     ) -> None:
+        """The version leaves the secret's versions (retention, or destruction)."""
         secret_key, event_time = self._secret_time(cursor, pending, position, event)
         pending.version_removals.append((position, secret_key, event.version_id, event_time))
 
@@ -336,6 +345,7 @@ class LabelsProjection(Projection):
         Secret.Created: _on_created,
         Secret.VersionCreated: _on_version_created,
         Secret.VersionRemoved: _on_version_removed,
+        Secret.VersionDestroyed: _on_version_removed,
         Secret.LabelMoved: _on_label_moved,
         Secret.MetadataUpdated: _on_other,
         Secret.DeletionScheduled: _on_other,
@@ -411,6 +421,18 @@ class SecretRecord:
     created_time: datetime
     deleted_position: int | None
     deleted_time: datetime | None
+
+
+@dataclass(frozen=True)
+class VersionCreation:
+    """Where a version was created: its secret (``secret_id``: 32 hex digits, as the
+    projection stores it), and the log position (notification id) of its
+    ``VersionCreated`` event."""
+
+    secret_id: str
+    arn: str
+    version_id: str
+    position: int
 
 
 @dataclass(frozen=True)
@@ -662,6 +684,18 @@ class LabelQueries:
             for label in sorted(set(before) | set(after))
             if before.get(label) != after.get(label)
         ]
+
+    def version_creation(self, secret: str, version_id: str) -> VersionCreation:
+        """The position of the ``VersionCreated`` of ``version_id`` of ``secret``
+        (resolved now): one index seek. Removed and deleted secrets' versions too."""
+        with self.store.read() as cursor:
+            record = self._resolve(cursor, secret, self._cut(cursor, None, None))
+            row = cursor.execute(VERSION_CREATED_AT, (record.secret_key, version_id)).fetchone()
+        if row is None:
+            raise SecretNotFoundError(
+                f"Secrets Manager can't find the specified secret value for VersionId: {version_id}"
+            )
+        return VersionCreation(record.secret_id, record.arn, version_id, row[0])
 
     # Internals (all inside one read transaction)
 

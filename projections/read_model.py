@@ -22,6 +22,7 @@ from eventsourcing.application import Application
 from ledger.storage import DatabaseKind, database_kind
 from projections.audit import AuditProjection, AuditQueries
 from projections.base import Projection
+from projections.forensics import ForensicsQueries
 from projections.labels import LabelQueries, LabelsProjection
 from projections.log import LedgerLogReader, LogReader
 from projections.runner import (
@@ -66,6 +67,7 @@ class ReadModel:
         )
         self.labels = LabelQueries(store)
         self.audit = AuditQueries(store)
+        self.forensics = ForensicsQueries(store, self.audit)
 
     @classmethod
     def open(

@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -66,6 +66,21 @@ BOB = Principal(
     secret_access_key="bob-secret-access-key-00000000000000000000",
     arn=f"arn:aws:iam::{ACCOUNT_ID}:user/bob",
 )
+CAROL_TEMPORARY = Principal(
+    access_key_id="ASIAEXAMPLECAROL0003",
+    secret_access_key="carol-secret-access-key-000000000000000000",
+    arn=f"arn:aws:iam::{ACCOUNT_ID}:user/carol",
+    session_token="carol-session-token-FwoGZXIvYXdzEBYaDH0000000000",
+    expiration=datetime(2100, 1, 1, tzinfo=UTC),
+)
+DAVE_EXPIRED = Principal(
+    access_key_id="ASIAEXAMPLEDAVE00004",
+    secret_access_key="dave-secret-access-key-0000000000000000000",
+    arn=f"arn:aws:iam::{ACCOUNT_ID}:user/dave",
+    session_token="dave-session-token-FwoGZXIvYXdzEBYaDH00000000000",
+    expiration=datetime(2020, 1, 1, tzinfo=UTC),
+)
+EXPIRED = "The security token included in the request is expired"
 
 
 def free_port() -> int:
@@ -96,6 +111,7 @@ class RunningServer:
             region_name=REGION,
             aws_access_key_id=principal.access_key_id,
             aws_secret_access_key=principal.secret_access_key,
+            aws_session_token=principal.session_token,
             config=Config(retries={"total_max_attempts": 1}, **config),
         )
 
@@ -109,12 +125,14 @@ class RunningServer:
         body_sent: bytes | None = None,
         session: requests.Session | None = None,
         path: str = "/",
+        unsigned: frozenset[str] = frozenset(),
     ) -> requests.Response:
-        """A raw POST /, signed with botocore's SigV4 (unless ``principal`` is None);
-        ``body_sent`` replaces the body after signing (a tampered request)."""
+        """A raw POST /, signed with botocore's SigV4 (unless ``principal`` is None),
+        leaving the ``unsigned`` headers out of the signature; ``body_sent`` replaces
+        the body after signing (a tampered request)."""
         request = AWSRequest(method="POST", url=self.url + path, data=body, headers=dict(headers))
         if principal is not None:
-            sign(request, principal, signed_at)
+            sign(request, principal, signed_at, unsigned=unsigned)
         prepared = request.prepare()
         sender = session or requests
         return sender.post(
@@ -124,9 +142,7 @@ class RunningServer:
             timeout=HTTP_TIMEOUT_SECONDS,
         )
 
-    def call(
-        self, operation: str, members: Mapping[str, Any], **options: Any
-    ) -> requests.Response:
+    def call(self, operation: str, members: Mapping[str, Any], **options: Any) -> requests.Response:
         """A raw signed call: JSON body, the Secrets Manager target and content type."""
         return self.post(json.dumps(members).encode(), target_headers(operation), **options)
 
@@ -152,11 +168,38 @@ def target_headers(operation: str) -> dict[str, str]:
     }
 
 
-def sign(request: AWSRequest, principal: Principal, signed_at: datetime | None = None) -> None:
-    """botocore's SigV4, at ``signed_at`` (default: now)."""
-    signer = SigV4Auth(
-        Credentials(principal.access_key_id, principal.secret_access_key), "secretsmanager", REGION
+class SelectiveSigner(SigV4Auth):  # type: ignore[misc]  # botocore is untyped
+    """botocore's signer leaving some headers out of the signature, as minimal signers
+    (curl's ``--aws-sigv4``, hand-written clients) do: they are sent unsigned."""
+
+    def __init__(
+        self, credentials: Credentials, service: str, region: str, unsigned: frozenset[str]
+    ) -> None:
+        super().__init__(credentials, service, region)
+        self.unsigned = unsigned
+
+    def headers_to_sign(self, request: AWSRequest) -> Any:
+        selected = super().headers_to_sign(request)
+        for name in self.unsigned:
+            del selected[name]
+        return selected
+
+
+def sign(
+    request: AWSRequest,
+    principal: Principal,
+    signed_at: datetime | None = None,
+    *,
+    service: str = "secretsmanager",
+    region: str = REGION,
+    unsigned: frozenset[str] = frozenset(),
+) -> None:
+    """botocore's SigV4, at ``signed_at`` (default: now), with the principal's
+    session token if it has one, leaving the ``unsigned`` headers out."""
+    credentials = Credentials(
+        principal.access_key_id, principal.secret_access_key, principal.session_token
     )
+    signer = SelectiveSigner(credentials, service, region, unsigned)
     if signed_at is None:
         signer.add_auth(request)
         return
@@ -166,9 +209,18 @@ def sign(request: AWSRequest, principal: Principal, signed_at: datetime | None =
 
 def serve_command(database: Path, port: int, credentials: Path | None) -> list[str]:
     command = [
-        sys.executable, "-c", "import sys; from ledger.cli import main; sys.exit(main())", "serve",
-        "--db", str(database), "--port", str(port),
-        "--region", REGION, "--account-id", ACCOUNT_ID,
+        sys.executable,
+        "-c",
+        "import sys; from ledger.cli import main; sys.exit(main())",
+        "serve",
+        "--db",
+        str(database),
+        "--port",
+        str(port),
+        "--region",
+        REGION,
+        "--account-id",
+        ACCOUNT_ID,
     ]
     if credentials is not None:
         command += ["--credentials", str(credentials)]
@@ -197,9 +249,13 @@ def start_server(
     log_path = directory / f"server-{port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [*serve_command(database, port, None if default_credentials else credentials),
-             *options],
-            stdout=log, stderr=subprocess.STDOUT, cwd=directory,
+            [
+                *serve_command(database, port, None if default_credentials else credentials),
+                *options,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=directory,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     server = RunningServer(process, port, database, credentials, log_path)

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import requests
+from botocore.awsrequest import AWSRequest
 from botocore.exceptions import ClientError
 from http_harness import (
     ALICE,
@@ -24,12 +27,12 @@ from http_harness import (
     RunningServer,
     calls_with_request_id,
     secret_event_count,
+    sign,
     start_server,
     target_headers,
 )
 
 pytestmark = pytest.mark.slow
-
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +89,12 @@ def test_an_unsigned_request_is_refused(server: RunningServer, secret: dict[str,
         put_body(secret["name"], "unsigned"), target_headers("PutSecretValue"), principal=None
     )
     assert_refused_and_recorded(
-        server, secret, response, code="MissingAuthenticationTokenException",
-        message_prefix="Missing Authentication Token", claimed_access_key_id="",
+        server,
+        secret,
+        response,
+        code="MissingAuthenticationTokenException",
+        message_prefix="Missing Authentication Token",
+        claimed_access_key_id="",
     )
 
 
@@ -95,11 +102,15 @@ def test_a_request_signed_with_the_wrong_secret_key_is_refused(
     server: RunningServer, secret: dict[str, Any]
 ) -> None:
     response = server.post(
-        put_body(secret["name"], "wrong key"), target_headers("PutSecretValue"),
+        put_body(secret["name"], "wrong key"),
+        target_headers("PutSecretValue"),
         principal=ALICE_WITH_WRONG_SECRET,
     )
     assert_refused_and_recorded(
-        server, secret, response, code="InvalidSignatureException",
+        server,
+        secret,
+        response,
+        code="InvalidSignatureException",
         message_prefix=SIGNATURE_MISMATCH,
         claimed_access_key_id=ALICE.access_key_id,
     )
@@ -110,7 +121,11 @@ def test_an_unknown_access_key_is_refused(server: RunningServer, secret: dict[st
         put_body(secret["name"], "intruder"), target_headers("PutSecretValue"), principal=MALLORY
     )
     assert_refused_and_recorded(
-        server, secret, response, code="UnrecognizedClientException", message_prefix=UNRECOGNIZED,
+        server,
+        secret,
+        response,
+        code="UnrecognizedClientException",
+        message_prefix=UNRECOGNIZED,
         claimed_access_key_id=MALLORY.access_key_id,
     )
 
@@ -123,7 +138,10 @@ def test_a_body_changed_after_signing_is_refused(
     assert len(tampered) == len(signed) and tampered != signed
     response = server.post(signed, target_headers("PutSecretValue"), body_sent=tampered)
     assert_refused_and_recorded(
-        server, secret, response, code="InvalidSignatureException",
+        server,
+        secret,
+        response,
+        code="InvalidSignatureException",
         message_prefix=SIGNATURE_MISMATCH,
         claimed_access_key_id=ALICE.access_key_id,
     )
@@ -137,7 +155,10 @@ def test_a_request_signed_twenty_minutes_ago_has_expired(
         put_body(secret["name"], "stale"), target_headers("PutSecretValue"), signed_at=signed_at
     )
     assert_refused_and_recorded(
-        server, secret, response, code="InvalidSignatureException",
+        server,
+        secret,
+        response,
+        code="InvalidSignatureException",
         message_prefix=f"Signature expired: {signed_at.strftime('%Y%m%dT%H%M%SZ')} is now earlier "
         "than ",
         claimed_access_key_id=ALICE.access_key_id,
@@ -153,7 +174,10 @@ def test_a_request_signed_twenty_minutes_ahead_is_not_yet_valid(
         put_body(secret["name"], "early"), target_headers("PutSecretValue"), signed_at=signed_at
     )
     assert_refused_and_recorded(
-        server, secret, response, code="InvalidSignatureException",
+        server,
+        secret,
+        response,
+        code="InvalidSignatureException",
         message_prefix=f"Signature not yet current: {signed_at.strftime('%Y%m%dT%H%M%SZ')} is "
         "still later than ",
         claimed_access_key_id=ALICE.access_key_id,
@@ -161,8 +185,10 @@ def test_a_request_signed_twenty_minutes_ahead_is_not_yet_valid(
 
 
 def test_boto3_sees_the_refusals_as_aws_client_errors(server: RunningServer) -> None:
-    for principal, code in ((MALLORY, "UnrecognizedClientException"),
-                            (ALICE_WITH_WRONG_SECRET, "InvalidSignatureException")):
+    for principal, code in (
+        (MALLORY, "UnrecognizedClientException"),
+        (ALICE_WITH_WRONG_SECRET, "InvalidSignatureException"),
+    ):
         with pytest.raises(ClientError) as raised:
             server.client(principal).list_secrets()
         assert raised.value.response["Error"]["Code"] == code
@@ -173,3 +199,57 @@ def test_the_server_keeps_serving_after_refusals(server: RunningServer) -> None:
     for _ in range(3):
         server.post(b"{}", target_headers("ListSecrets"), principal=MALLORY)
     assert "SecretList" in server.client().list_secrets()
+
+
+def test_a_request_with_its_target_unsigned_is_refused_and_cannot_be_replayed_as_another(
+    server: RunningServer, secret: dict[str, Any]
+) -> None:
+    """The review's attack: a GetSecretValue signed over host and x-amz-date only, sent
+    again with ``X-Amz-Target: secretsmanager.DeleteSecret``. Both are refused, the
+    secret is not scheduled for deletion, and each refusal is recorded."""
+    body = json.dumps({"SecretId": secret["name"]}).encode()
+    request = AWSRequest(
+        method="POST", url=server.url + "/", data=body, headers=target_headers("GetSecretValue")
+    )
+    sign(request, ALICE, unsigned=frozenset({"x-amz-target"}))
+    headers = dict(request.prepare().headers)
+    assert "x-amz-target" not in headers["Authorization"]
+    message = "Headers present in the request must be in 'SignedHeaders': x-amz-target."
+    for operation in ("GetSecretValue", "DeleteSecret"):
+        sent = {**headers, "X-Amz-Target": f"secretsmanager.{operation}"}
+        response = requests.post(server.url + "/", data=body, headers=sent, timeout=30)
+        assert response.status_code == 400
+        assert response.json() == {"__type": "IncompleteSignature", "Message": message}
+        [denial] = calls_with_request_id(server, response.headers["x-amzn-RequestId"])
+        assert (denial.error_code, denial.request["operation"]) == (
+            "IncompleteSignature",
+            operation,
+        )
+        assert denial.request["principal_arn"] == ""
+    assert secret_event_count(server, secret["arn"]) == secret["events"]
+    assert "DeletedDate" not in server.client().describe_secret(SecretId=secret["name"])
+
+
+def test_an_http_1_0_request_without_the_host_it_signed_is_refused(
+    server: RunningServer, secret: dict[str, Any]
+) -> None:
+    body = put_body(secret["name"], "no host")
+    request = AWSRequest(
+        method="POST", url=server.url + "/", data=body, headers=target_headers("PutSecretValue")
+    )
+    sign(request, ALICE)
+    assert "host;" in str(request.headers["Authorization"])
+    lines = ["POST / HTTP/1.0", f"Content-Length: {len(body)}"]
+    lines += [f"{name}: {value}" for name, value in request.headers.items()]
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as connection:
+        connection.sendall("\r\n".join([*lines, "", ""]).encode() + body)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk  # HTTP/1.0: the server closes the connection after answering
+    head, _, answer_body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert json.loads(answer_body) == {
+        "__type": "IncompleteSignature",
+        "Message": "Headers listed in 'SignedHeaders' are missing from the request: host.",
+    }
+    assert secret_event_count(server, secret["arn"]) == secret["events"]

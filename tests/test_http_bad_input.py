@@ -131,6 +131,7 @@ def test_an_undecodable_body_of_a_real_operation_is_recorded(server: RunningServ
         ("secretsmanager.Frobnicate", "Frobnicate"),
         ("secretsmanager.RotateSecret", "RotateSecret"),
         ("kms.Encrypt", ""),
+        ("secretsmanager.DestroySecretVersion", "DestroySecretVersion"),  # CLI only
         ("secretsmanager.", ""),
         ("secretsmanager.Get Secret Value", ""),
         ("GetSecretValue", ""),

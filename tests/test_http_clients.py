@@ -17,7 +17,17 @@ from typing import Any
 
 import pytest
 from aws_secretsmanager_caching import SecretCache, SecretCacheConfig
-from http_harness import ALICE, BOB, REGION, RunningServer, recorded_calls, start_server
+from http_harness import (
+    ALICE,
+    BOB,
+    CAROL_TEMPORARY,
+    DAVE_EXPIRED,
+    EXPIRED,
+    REGION,
+    RunningServer,
+    recorded_calls,
+    start_server,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +38,10 @@ CACHE_WAIT_SECONDS_MAX = 15
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = start_server(tmp_path_factory.mktemp("http-clients"))
+    running = start_server(
+        tmp_path_factory.mktemp("http-clients"),
+        principals=(ALICE, BOB, CAROL_TEMPORARY, DAVE_EXPIRED),
+    )
     yield running
     assert running.stop() in (0, -signal.SIGTERM), running.log()
     assert "Traceback" not in running.log()
@@ -56,6 +69,8 @@ def aws(
     }
     environment.pop("AWS_SESSION_TOKEN", None)
     environment.pop("AWS_PROFILE", None)
+    if principal.session_token is not None:
+        environment["AWS_SESSION_TOKEN"] = principal.session_token
     return subprocess.run(
         [
             sys.executable,
@@ -207,6 +222,29 @@ def test_the_caching_client_reads_binary_secrets(server: RunningServer, name: st
     client.create_secret(Name=name, SecretBinary=b"\x10\x20\x30")
     cache = SecretCache(config=SecretCacheConfig(), client=client)
     assert cache.get_secret_binary(name) == b"\x10\x20\x30"
+
+
+def test_the_aws_cli_signs_with_aws_session_token(server: RunningServer, name: str) -> None:
+    aws_json(
+        server, "create-secret", "--name", name, "--secret-string", "v", principal=CAROL_TEMPORARY
+    )
+    read = aws_json(server, "get-secret-value", "--secret-id", name, principal=CAROL_TEMPORARY)
+    assert read["SecretString"] == "v"
+    [call] = [
+        call
+        for call in recorded_calls(server)
+        if call.request["operation"] == "GetSecretValue"
+        and call.request["parameters"] == {"secretId": name}
+    ]
+    assert call.request["access_key_id"] == CAROL_TEMPORARY.access_key_id
+
+
+def test_the_aws_cli_reports_an_expired_session_token(server: RunningServer) -> None:
+    result = aws(server, "list-secrets", principal=DAVE_EXPIRED)
+    assert result.returncode == 255, result.stderr  # AWS CLI v1: a service error
+    assert f"(ExpiredTokenException) when calling the ListSecrets operation: {EXPIRED}" in (
+        result.stderr
+    )
 
 
 def test_the_aws_cli_gets_random_passwords(server: RunningServer) -> None:

@@ -5,7 +5,10 @@ in flight before it stops."""
 from __future__ import annotations
 
 import json
+import os
+import pty
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -41,9 +44,10 @@ PUTS_PER_THREAD = 10
 REFUSAL_TIMEOUT_SECONDS = 60
 
 
-def test_without_credentials_it_creates_a_private_file_and_says_how_to_use_it(
+def test_without_credentials_it_creates_a_private_file_and_names_it_in_the_log(
     tmp_path: Path,
 ) -> None:
+    """stdout is a log file here: it names the file and the key id, never the secret."""
     server = start_server(tmp_path, default_credentials=True)
     try:
         credentials = tmp_path / "secretledger-credentials.toml"
@@ -51,9 +55,11 @@ def test_without_credentials_it_creates_a_private_file_and_says_how_to_use_it(
         [entry] = tomllib.loads(credentials.read_text())["principals"]
         principal = Principal(**entry)
         log = server.log()
-        assert f"export AWS_ACCESS_KEY_ID={principal.access_key_id}" in log
-        assert f"export AWS_SECRET_ACCESS_KEY={principal.secret_access_key}" in log
-        assert f"aws --endpoint-url {server.url} secretsmanager" in log
+        assert f"created {credentials} (mode 0600)" in log
+        assert f"access key id {principal.access_key_id}" in log
+        assert "not shown: stdout is not a terminal" in log
+        assert principal.secret_access_key not in log
+        assert "AWS_SECRET_ACCESS_KEY" not in log
         assert re.fullmatch(r"AKIA[A-Z2-7]{16}", principal.access_key_id)
         assert server.client(principal).list_secrets()["SecretList"] == []
     finally:
@@ -61,11 +67,48 @@ def test_without_credentials_it_creates_a_private_file_and_says_how_to_use_it(
 
     again = start_server(tmp_path, default_credentials=True)
     try:
-        assert "AWS_SECRET_ACCESS_KEY" not in again.log(), "the secret key is shown only once"
+        assert principal.access_key_id not in again.log(), "the file is announced only once"
         assert f"1 principal(s) from {credentials}" in again.log()
         assert again.client(principal).list_secrets()["SecretList"] == []
     finally:
         again.stop()
+
+
+def test_on_a_terminal_the_new_secret_access_key_is_shown_once(tmp_path: Path) -> None:
+    port = free_port()
+    primary, secondary = pty.openpty()
+    process = subprocess.Popen(
+        serve_command(tmp_path / "ledger.db", port, None),
+        stdin=subprocess.DEVNULL,
+        stdout=secondary,
+        stderr=secondary,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    os.close(secondary)
+    try:
+        shown = read_terminal_until(primary, "(Press CTRL+C to quit)")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=REFUSAL_TIMEOUT_SECONDS)
+        os.close(primary)
+    [entry] = tomllib.loads((tmp_path / "secretledger-credentials.toml").read_text())["principals"]
+    assert f"export AWS_ACCESS_KEY_ID={entry['access_key_id']}" in shown
+    assert f"export AWS_SECRET_ACCESS_KEY={entry['secret_access_key']}" in shown
+    assert f"aws --endpoint-url http://127.0.0.1:{port} secretsmanager" in shown
+
+
+def read_terminal_until(primary: int, marker: str) -> str:
+    """What the process wrote to its terminal, up to ``marker`` (or a timeout)."""
+    shown = b""
+    deadline = time.monotonic() + REFUSAL_TIMEOUT_SECONDS
+    while marker.encode() not in shown:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"never saw {marker!r} in:\n{shown.decode(errors='replace')}"
+        readable, _, _ = select.select([primary], [], [], remaining)
+        if readable:
+            shown += os.read(primary, 65536)
+    return shown.decode(errors="replace")
 
 
 def test_it_refuses_to_start_with_a_credentials_file_others_can_read(tmp_path: Path) -> None:
@@ -74,7 +117,10 @@ def test_it_refuses_to_start_with_a_credentials_file_others_can_read(tmp_path: P
     credentials.chmod(0o644)
     result = subprocess.run(
         serve_command(tmp_path / "ledger.db", free_port(), credentials),
-        capture_output=True, text=True, timeout=REFUSAL_TIMEOUT_SECONDS, check=False,
+        capture_output=True,
+        text=True,
+        timeout=REFUSAL_TIMEOUT_SECONDS,
+        check=False,
     )
     assert result.returncode == 1
     assert f"chmod 600 {credentials}" in result.stderr
@@ -87,7 +133,10 @@ def test_it_refuses_to_start_with_an_empty_credentials_file(tmp_path: Path) -> N
     credentials.chmod(0o600)
     result = subprocess.run(
         serve_command(tmp_path / "ledger.db", free_port(), credentials),
-        capture_output=True, text=True, timeout=REFUSAL_TIMEOUT_SECONDS, check=False,
+        capture_output=True,
+        text=True,
+        timeout=REFUSAL_TIMEOUT_SECONDS,
+        check=False,
     )
     assert result.returncode == 1
     assert "never starts open" in result.stderr
@@ -117,8 +166,9 @@ def test_concurrent_writers_and_readers_all_succeed_and_lose_nothing(tmp_path: P
             return versions
 
         with ThreadPoolExecutor(CLIENT_THREADS) as pool:
-            written = [version for batch in pool.map(writer, range(CLIENT_THREADS))
-                       for version in batch]
+            written = [
+                version for batch in pool.map(writer, range(CLIENT_THREADS)) for version in batch
+            ]
         listed = server.client().list_secret_version_ids(SecretId=name, IncludeDeprecated=True)
         stored = {entry["VersionId"] for entry in listed["Versions"]}
         assert set(written) <= stored
@@ -136,11 +186,11 @@ def raw_signed_put(server: RunningServer, name: str, value: str) -> tuple[bytes,
     body = json.dumps(
         {"SecretId": name, "SecretString": value, "ClientRequestToken": str(uuid.uuid4())}
     ).encode()
-    request = AWSRequest(method="POST", url=server.url + "/", data=body,
-                         headers=target_headers("PutSecretValue"))
+    request = AWSRequest(
+        method="POST", url=server.url + "/", data=body, headers=target_headers("PutSecretValue")
+    )
     sign(request, ALICE)
-    lines = ["POST / HTTP/1.1", f"Host: 127.0.0.1:{server.port}",
-             f"Content-Length: {len(body)}"]
+    lines = ["POST / HTTP/1.1", f"Host: 127.0.0.1:{server.port}", f"Content-Length: {len(body)}"]
     lines += [f"{header}: {value}" for header, value in request.headers.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode(), body
 
@@ -195,7 +245,9 @@ def test_arns_use_the_configured_region_whatever_the_signature_scope(tmp_path: P
     server = start_server(tmp_path)
     try:
         elsewhere: Any = boto3.client(
-            "secretsmanager", endpoint_url=server.url, region_name="ap-southeast-2",
+            "secretsmanager",
+            endpoint_url=server.url,
+            region_name="ap-southeast-2",
             aws_access_key_id=ALICE.access_key_id,
             aws_secret_access_key=ALICE.secret_access_key,
         )

@@ -52,7 +52,8 @@ def test_a_running_read_model_keeps_up_with_several_writers(ledger: Ledger) -> N
         assert running.wait_until(
             ledger.secrets.recorder.max_notification_id() or 0, CAUGHT_UP_TIMEOUT_SECONDS
         )
-        # Separate applications (as separate processes would be), except in memory.
+        # Separate applications (as separate processes would be), except in memory; all
+        # of them share the ledger's keyring, as the servers of one ledger do (KR3).
         writers = (
             [ledger.secrets] * WRITERS
             if application is not None

@@ -5,8 +5,11 @@ must be signed (SigV4) by a principal of the credentials file. Choices:
 
 * Without ``--credentials`` the file ``secretledger-credentials.toml`` next to the
   SQLite database (in the current directory for ``memory:`` and PostgreSQL) is
-  used; if it does not exist it is created, mode 0600, with one fresh principal
-  whose keys are printed once. The server never starts without a principal.
+  used; if it does not exist it is created, mode 0600, with one fresh principal.
+  Its secret access key is printed once, and only when stdout is a terminal
+  (rule SD5): redirected to a log (systemd, nohup, ``>``), stdout gets the file's
+  path and the access key id, never the secret. The server never starts without
+  a principal.
 * Loopback (127.0.0.1) by default; any other address gets a warning, as answers
   travel unencrypted over HTTP. Proxy headers (``X-Forwarded-For``) are ignored,
   so the source IP in audit records is the peer's address and cannot be set by a
@@ -69,31 +72,42 @@ MEMORY_DATABASE = "memory:"
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
-
 @main.command("serve")
 @database_option()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
-    "--port", default=PORT_DEFAULT, show_default=True, type=click.IntRange(0, 65535),
+    "--port",
+    default=PORT_DEFAULT,
+    show_default=True,
+    type=click.IntRange(0, 65535),
     help="TCP port to listen on.",
 )
 @click.option(
-    "--credentials", "credentials_path", type=click.Path(path_type=Path, dir_okay=False),
-    help=f"TOML file of principals. Default: {CREDENTIALS_FILE_NAME} next to the database, "
-    "created with one fresh principal if missing.",
+    "--credentials",
+    "credentials_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="TOML file of principals (access_key_id, secret_access_key, arn; for temporary "
+    f"credentials also session_token, expiration). Default: {CREDENTIALS_FILE_NAME} next to "
+    "the database, created with one fresh principal if missing (its secret access key is "
+    "shown only on a terminal).",
 )
 @region_option()
 @account_id_option()
 @keyring_option()
 @click.option(
-    "--call-records", type=click.Choice(["durable", "async"]), default="durable",
+    "--call-records",
+    type=click.Choice(["durable", "async"]),
+    default="durable",
     show_default=True,
     help="When a call that changes no secret (a read, a failure, a refusal) is answered: "
     "durable, once its audit record is committed; async, once the record is queued "
     f"(committed within milliseconds; a crash loses at most {BACKLOG_MAX_DEFAULT}).",
 )
 @click.option(
-    "--projections/--no-projections", "follow_projections", default=True, show_default=True,
+    "--projections/--no-projections",
+    "follow_projections",
+    default=True,
+    show_default=True,
     help="Keep the label-history and audit projections up to date in this process.",
 )
 def serve(
@@ -209,12 +223,20 @@ def load_or_create_principals(
         principals = Principals.load(path)
     except CredentialsFileError as error:
         raise click.ClickException(f"credentials file: {error}") from None
-    click.echo(f"secret-ledger: {len(principals.by_access_key_id)} principal(s) from {path}")
+    click.echo(f"secret-ledger: {len(principals.configured)} principal(s) from {path}")
     return principals
 
 
 def print_usage(path: Path, principal: Principal, region: str, url: str) -> None:
-    """Shown once, when the file is created: the secret access key is not printed again."""
+    """Shown once, when the file is created; the secret access key only to a terminal
+    (SD5), since anything else may be a log file others can read."""
+    if not click.get_text_stream("stdout").isatty():
+        click.echo(
+            f"secret-ledger: created {path} (mode 0600) with one principal, {principal.arn}, "
+            f"access key id {principal.access_key_id}; its secret access key is in that "
+            "file (not shown: stdout is not a terminal)."
+        )
+        return
     click.echo(
         f"secret-ledger: created {path} (mode 0600) with one principal, {principal.arn}.\n"
         "Use it from a shell (the secret access key is shown only this once):\n"
