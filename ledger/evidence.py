@@ -232,10 +232,10 @@ class ChainWalk:
         that appends committed meanwhile are left for later), then check that the first
         stored event past them, if any, is one the chain holds by now (V6)."""
         records = stored_records(self.store, self.state.position)
-        rows = hash_rows(self.store, self.state.tree_size, stop_leaf_index)
         record = next(records, None)
-        for row in rows:
-            self._check_index(row)
+        for row in hash_rows(self.store, self.state.tree_size, stop_leaf_index):
+            if row.leaf_index != self.state.tree_size:
+                raise Tampered(self._skipped(row))
             if record is None or record.id > row.notification_id:
                 raise Tampered(self._deleted(row))
             if record.id < row.notification_id:
@@ -247,18 +247,14 @@ class ChainWalk:
         if record is not None:
             self._check_tail(record)
 
-    def _check_index(self, row: EventHash) -> None:
-        expected = self.state.tree_size
-        if row.leaf_index != expected:
-            raise Tampered(
-                Problem(
-                    DELETED,
-                    self.state.position + 1,
-                    f"the chain skips from leaf {expected - 1} to leaf {row.leaf_index}: "
-                    f"the events after position {self.state.position} and their chain "
-                    "entries were removed",
-                )
-            )
+    def _skipped(self, row: EventHash) -> Problem:
+        return Problem(
+            DELETED,
+            self.state.position + 1,
+            f"the chain skips from leaf {self.state.tree_size - 1} to leaf {row.leaf_index}: "
+            f"the events after position {self.state.position} and their chain entries were "
+            "removed",
+        )
 
     def _step(self, record: StoredRecord, row: EventHash) -> None:
         leaf = record_leaf(record)

@@ -940,8 +940,10 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
         self.insert_merkle_node_statement = (
             f"INSERT INTO {nodes} (level, node_index, hash) VALUES (?,?,?) ON CONFLICT DO NOTHING"
         )
-        self.select_merkle_nodes_statement_prefix = (
-            f"SELECT level, node_index, hash FROM {nodes} WHERE (level, node_index) IN (VALUES "
+        # A join on the primary key: "(level, node_index) IN (VALUES ...)" scans the table.
+        self.select_merkle_nodes_statement = (
+            f"SELECT m.level, m.node_index, m.hash FROM (VALUES {{keys}}) AS k "
+            f"JOIN {nodes} AS m ON m.level = k.column1 AND m.node_index = k.column2"
         )
         # A write that changes nothing: it takes the file's write lock first thing.
         self.lock_event_hashes_statement = f"DELETE FROM {hashes} WHERE 0"
@@ -991,7 +993,9 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
         with self.datastore.transaction(commit=False) as c:
             c.execute(self.select_event_hashes_statement, (start, limit))
             rows = c.fetchall()
-        return [event_hash_from_row(row) for row in rows]
+        # Columns by position (leaf_index, notification_id, leaf_hash, chain_hash): a
+        # verifier reads every row, and name lookups cost a tenth of its walk.
+        return [EventHash(row[0], row[1], bytes(row[2]), bytes(row[3])) for row in rows]
 
     def event_hash_count(self) -> int:
         with self.datastore.transaction(commit=False) as c:
@@ -1026,7 +1030,7 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
             for batch in batches:
                 placeholders = ",".join("(?,?)" for _ in batch)
                 c.execute(
-                    f"{self.select_merkle_nodes_statement_prefix}{placeholders})",
+                    self.select_merkle_nodes_statement.format(keys=placeholders),
                     [number for key in batch for number in key],
                 )
                 for row in c.fetchall():
