@@ -1,4 +1,4 @@
-"""Checking the live projection tables against a rebuild made apart (``verify --projections``).
+"""The live projection tables against a rebuild made apart (V10, ``verify --projections``).
 
 The live views are first brought up to the log's end (as every query does), then
 every projection is rebuilt from position zero, up to that same position, into an

@@ -3,7 +3,7 @@
 Exit codes (besides 0 ok, 1 could not run, 2 usage): 3, the log or its checkpoints
 are not intact (verify; or checkpoint, which then signs nothing); 4, the log is
 intact but the live projection tables differ from a rebuild (verify --projections).
-The rules cited (V1-V9, W1-W9) are in docs/evidence.md.
+The rules cited (V1-V10, W1-W9) are in docs/evidence.md.
 """
 
 from __future__ import annotations
