@@ -62,6 +62,7 @@ from ledger.signed_note import NoteError, Signer, Verifier, open_note, sign_note
 from ledger.storage import EventHash, StoredCheckpoint
 
 PAGE_SIZE: Final = 2_000
+PROGRESS_STEP_LEAVES: Final = 20_000
 REORDER_WINDOW_LEAVES: Final = 64
 NODES_BATCH_SIZE: Final = 10_000
 CHECKPOINT_FILE_MODE: Final = 0o644  # public facts, read by whatever ships it (W7)
@@ -219,13 +220,13 @@ class ChainState:
 class ChainWalk:
     """Walks stored events and hash rows from ``state`` on, checking each leaf (V1-V4).
 
-    ``on_leaf`` is called after every verified leaf with the state and the perfect
-    subtrees that leaf completed; it may raise ``Tampered`` (checkpoint comparisons).
+    ``on_leaf``, if any, is called after every verified leaf with the perfect subtrees
+    that leaf completed (the writer stores them).
     """
 
     store: LogStore
     state: ChainState
-    on_leaf: Callable[[ChainState, list[SubtreeNode]], None]
+    on_leaf: Callable[[list[SubtreeNode]], None] | None
 
     def run(self, stop_leaf_index: int) -> None:
         """Walk the leaves below ``stop_leaf_index`` (the size taken before the walk, so
@@ -277,7 +278,8 @@ class ChainWalk:
         nodes = state.tree.append(leaf_digest)
         state.chain_head = chain_digest
         state.position = record.id
-        self.on_leaf(state, nodes)
+        if self.on_leaf is not None:
+            self.on_leaf(nodes)
 
     def _check_tail(self, tail: StoredRecord) -> None:
         """An event past the walked leaves is fine only if the chain holds it now: it
@@ -377,7 +379,7 @@ class HeadComparison:
     matched: int = 0
     last_matched_position: int = 0
 
-    def __call__(self, state: ChainState, nodes: list[SubtreeNode]) -> None:
+    def __call__(self, state: ChainState) -> None:
         heads = self.heads
         while self.matched < len(heads) and heads[self.matched].tree_size == state.tree_size:
             self.compare(state, heads[self.matched])
@@ -694,15 +696,8 @@ def walk_log(
     progress: Callable[[int], None] | None,
 ) -> None:
     """Walk the whole log from ``state`` (genesis), comparing it with the signed heads."""
-
-    def on_leaf(walked: ChainState, nodes: list[SubtreeNode]) -> None:
-        comparison(walked, nodes)
-        if progress is not None and walked.tree_size % PAGE_SIZE == 0:
-            progress(walked.tree_size)
-
-    comparison(state, [])
     try:
-        ChainWalk(store, state, on_leaf).run(store.event_hash_count())
+        walk_compared(ChainWalk(store, state, None), comparison, store.event_hash_count(), progress)
     except Tampered as tampered:
         signed = comparison.remaining()
         if tampered.problem.kind != UNCHAINED or not signed or signed[-1].tree_size == 0:
@@ -719,6 +714,26 @@ def walk_log(
     remaining = comparison.remaining()
     if remaining:
         raise Tampered(truncated(state, remaining[-1]))
+
+
+def walk_compared(
+    walk: ChainWalk,
+    comparison: HeadComparison,
+    size: int,
+    progress: Callable[[int], None] | None,
+) -> None:
+    """Walk to ``size`` in stretches that end at every signed head's size, compared
+    there (V5), and every ``PROGRESS_STEP_LEAVES`` when progress is shown."""
+    comparison(walk.state)
+    start = walk.state.tree_size
+    stops = {head.tree_size for head in comparison.heads if start < head.tree_size < size}
+    if progress is not None:
+        stops.update(range(start + PROGRESS_STEP_LEAVES, size, PROGRESS_STEP_LEAVES))
+    for stop in [*sorted(stops), size]:
+        walk.run(stop)
+        comparison(walk.state)
+        if progress is not None:
+            progress(walk.state.tree_size)
 
 
 # --------------------------------------------------------------------------------------
@@ -755,7 +770,7 @@ class NodeBuffer:
     store: CheckpointStore
     nodes: list[SubtreeNode] = field(default_factory=list)
 
-    def __call__(self, state: ChainState, nodes: list[SubtreeNode]) -> None:
+    def __call__(self, nodes: list[SubtreeNode]) -> None:
         if nodes:
             self.nodes.extend(nodes)
             if len(self.nodes) >= NODES_BATCH_SIZE:
@@ -910,13 +925,7 @@ def walk_new_leaves(
     if state is None:
         state = ChainState.genesis()
         comparison = HeadComparison([] if latest is None else [latest])
-
-        def on_leaf(walked: ChainState, completed: list[SubtreeNode]) -> None:
-            comparison(walked, completed)
-            nodes(walked, completed)
-
-        comparison(state, [])
-        ChainWalk(store, state, on_leaf).run(size)
+        walk_compared(ChainWalk(store, state, nodes), comparison, size, None)
     else:
         ChainWalk(store, state, nodes).run(size)
     nodes.flush()

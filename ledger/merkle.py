@@ -207,9 +207,13 @@ class CompactRange:
         """Add one leaf; return the perfect subtrees of level >= 1 this completed."""
         if len(leaf_hash) != HASH_SIZE_BYTES:
             raise ValueError(f"a leaf hash is {HASH_SIZE_BYTES} bytes")
+        index = self._size
+        if not index & 1:  # an even size: nothing to merge (every other leaf)
+            self._hashes.append(leaf_hash)
+            self._size = index + 1
+            return []
         completed: list[SubtreeNode] = []
         merged = leaf_hash
-        index = self._size
         level = 0
         while index & 1:
             merged = node_hash(self._hashes.pop(), merged)

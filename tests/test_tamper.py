@@ -361,3 +361,24 @@ def test_adoption_signs_a_first_checkpoint_and_says_so(v1_ledger: str) -> None:
     again = run(["checkpoint", "--db", v1_ledger, "--adopt-unchained"])
     assert again.exit_code == 1
     assert "nothing to adopt" in again.output
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def unchained_ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Ledger:
+    """A ledger whose hash rows are all gone and that has no checkpoint: what a log
+    written before the chain existed looks like, on either engine."""
+    built: Ledger = request.getfixturevalue(f"{request.param}_ledger")
+    built.sql("DELETE FROM {hashes}")
+    built.sql("DELETE FROM {checkpoints}")
+    built.checkpoints.write_text("")
+    return built
+
+
+def test_adoption_on_every_engine(unchained_ledger: Ledger) -> None:
+    exit_code, report = unchained_ledger.verify()
+    assert (exit_code, report["kind"]) == (EXIT_NOT_INTACT, "unchained")
+    adopt = ["checkpoint", "--db", unchained_ledger.database, *unchained_ledger.options]
+    assert run([*adopt, "--adopt-unchained"]).exit_code == 0
+    exit_code, report = unchained_ledger.verify()
+    assert exit_code == 0, report
+    assert report["adopted_unchained"] == len(positions(unchained_ledger))
