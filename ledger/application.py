@@ -78,6 +78,7 @@ from ledger.storage import (
 DEFAULT_REGION = "us-east-1"
 DEFAULT_ACCOUNT_ID = "123456789012"
 WRITE_ATTEMPTS_MAX = 8
+KEYRING_CHECK_KEYS_MAX = 8
 NAMES_REMEMBERED_MAX = 100_000
 WRITE_RETRY_BACKOFF_SECONDS = 0.005
 RECOVERY_WINDOW_DAYS_DEFAULT = 30
@@ -193,17 +194,18 @@ class Secrets(Application[UUID]):
             self.keyring = keyring or open_keyring(
                 database, keyring_path, log_has_events=self.log_has_events()
             )
+            self.envelope = Envelope(self.keyring)
+            recorder = self.recorder
+            assert isinstance(recorder, DataKeyStore), "the ledger's recorder keeps data keys"
+            self.data_keys: DataKeyStore = recorder
+            self._require_keyring_opens_a_stored_key()
         except KeyringError:
             self.close()
             raise
-        self.envelope = Envelope(self.keyring)
         self.region = region
         self.account_id = account_id
         self.clock = clock
         self.version_count_max = version_count_max
-        recorder = self.recorder
-        assert isinstance(recorder, DataKeyStore), "the ledger's recorder keeps data keys"
-        self.data_keys: DataKeyStore = recorder
         self.secret_ids_by_name: dict[str, UUID] = {}
 
     def save(
@@ -255,6 +257,32 @@ class Secrets(Application[UUID]):
             ]
             if versions and (min(versions) - 1) // interval != max(versions) // interval:
                 self.snapshots.put([Snapshot.take(aggregate)])
+
+    def _require_keyring_opens_a_stored_key(self) -> None:
+        """KR3: among the first stored data keys whose version is still known, the
+        keyring must unwrap at least one; otherwise it is another ledger's keyring (or a
+        key in it was replaced) and every read would fail with DecryptionFailure."""
+        tried = 0
+        for record in self.data_keys.select_data_keys(None, KEYRING_CHECK_KEYS_MAX):
+            secret = self._get_secret(record.secret_id)
+            version = secret.versions.get(record.version_id) if secret is not None else None
+            if secret is None or version is None:
+                continue
+            tried += 1
+            if self.envelope.opens_data_key(
+                key_id=record.key_id,
+                wrapped_key=record.wrapped_key,
+                secret_arn=secret.arn,
+                version_id=record.version_id,
+                kind=version["kind"],
+            ):
+                return
+        if tried:
+            raise KeyringError(
+                f"keyring {self.keyring.path_text} opens none of the {tried} stored data keys "
+                "tried: it is not the keyring this ledger was written with (or one of its "
+                "keys was replaced). Pass --keyring with the right file."
+            )
 
     def log_has_events(self) -> bool:
         return self.recorder.max_notification_id() is not None

@@ -351,6 +351,11 @@ class Keyring:
         create_private_file(path, content, label=_LABEL, error=KeyringError)
 
     @property
+    def path_text(self) -> str:
+        """The file the keyring was read from, for messages (``(memory)`` if none)."""
+        return str(self._path) if self._path is not None else "(memory)"
+
+    @property
     def active_key_id(self) -> str:
         return self._state.active_key_id
 
@@ -522,6 +527,17 @@ class Envelope:
                 "tampered ciphertext or different associated data"
             ) from None
         return plaintext if sealing == SEALING_V1 else unpad(plaintext)
+
+    def opens_data_key(
+        self, *, key_id: str, wrapped_key: bytes, secret_arn: str, version_id: str, kind: str
+    ) -> bool:
+        """Whether the keyring unwraps this version's data key (nothing is decrypted)."""
+        binding = version_binding(secret_arn=secret_arn, version_id=version_id, kind=kind)
+        try:
+            self._keyring.unwrap(key_id, wrapped_key, associated_data=binding)
+        except (DecryptionError, KeyringError):
+            return False
+        return True
 
     def rewrap(
         self, *, key_id: str, wrapped_key: bytes, secret_arn: str, version_id: str, kind: str

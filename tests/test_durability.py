@@ -219,21 +219,30 @@ def test_a_missing_keyring_is_never_created_for_a_ledger_that_holds_events(
     assert not stray.exists()
 
 
-def test_a_replaced_key_encryption_key_fails_with_decryption_failure(
+def test_a_replaced_key_encryption_key_is_refused_at_open(
     closed_ledger: tuple[str, Any, list[str]],
 ) -> None:
-    """Same key id, other key bytes: the wrapped data keys no longer authenticate."""
-    database, state, _ = closed_ledger
+    """KR3: same key id, other key bytes: no stored data key unwraps, so opening refuses
+    instead of failing every read with DecryptionFailure."""
+    database, _, _ = closed_ledger
     keyring_path = Path(database + ".keyring")
     content = json.loads(keyring_path.read_text())
     active = content["active_key_id"]
     content["key_encryption_keys"][active] = base64.b64encode(os.urandom(32)).decode("ascii")
     keyring_path.write_text(json.dumps(content))
-    secrets = reopened(database)
-    try:
-        check_reads_fail(secrets, state, "prod/db")
-    finally:
-        secrets.close()
+    with pytest.raises(KeyringError, match="opens none of the"):
+        reopened(database)
+
+
+def test_another_ledgers_keyring_is_refused_at_open(
+    closed_ledger: tuple[str, Any, list[str]], tmp_path: Path
+) -> None:
+    """KR3: an existing keyring of another ledger opens nothing stored here."""
+    database, _, _ = closed_ledger
+    other = Secrets(str(tmp_path / "other.db"))
+    other.close()
+    with pytest.raises(KeyringError, match=f"keyring {tmp_path / 'other.db.keyring'} opens none"):
+        reopened(database, keyring_path=tmp_path / "other.db.keyring")
 
 
 def test_a_lost_keyring_file_is_refused_not_replaced(
