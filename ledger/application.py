@@ -14,7 +14,7 @@ import random
 import secrets as random_source
 import string
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextvars import ContextVar
 from copy import deepcopy
 from dataclasses import dataclass, field
@@ -68,6 +68,7 @@ from ledger.errors import (
 )
 from ledger.storage import (
     DatabaseKind,
+    DataKeyNotFoundError,
     DataKeyRecord,
     DataKeyStore,
     MsgpackTranscoder,
@@ -775,6 +776,60 @@ class Secrets(Application[UUID]):
             # version's data key (another or a lost keyring file): a decryption failure.
             raise DecryptionFailure(DECRYPTION_FAILURE_MESSAGE) from None
 
+    # Key-encryption key rotation (rules RW1-RW4 of docs/evidence.md)
+
+    def rewrap_data_keys(self, *, batch_size: int) -> Generator[RewrapBatch, None, None]:
+        """Re-wrap every data key that is not under the keyring's active KEK, in
+        batches of ``batch_size`` (one transaction each), yielding after each batch.
+
+        RW2: a key already under the active KEK is skipped, so a run that stopped
+        half-way resumes where it stopped. RW3: only wrapped keys change; no event is
+        written. RW4: a key destroyed between the read and the write of its batch
+        makes the batch fail as a whole; it is read again (the key now absent)."""
+        assert batch_size > 0, "batches hold at least one key"
+        active_key_id = self.keyring.active_key_id
+        after: tuple[UUID, str] | None = None
+        while True:
+            for attempt in range(1, WRITE_ATTEMPTS_MAX + 1):
+                batch = self.data_keys.select_data_keys(after, batch_size)
+                pending = [record for record in batch if record.key_id != active_key_id]
+                try:
+                    self.data_keys.replace_data_keys([self._rewrapped(r) for r in pending])
+                    break
+                except DataKeyNotFoundError:
+                    if attempt == WRITE_ATTEMPTS_MAX:
+                        raise
+            if not batch:
+                return
+            after = (batch[-1].secret_id, batch[-1].version_id)
+            yield RewrapBatch(examined=len(batch), rewrapped=len(pending))
+
+    def _rewrapped(self, record: DataKeyRecord) -> DataKeyRecord:
+        """The data key wrapped again under the active KEK, bound as ``_decrypt`` binds
+        it: to the secret's ARN, the version id and the value's kind."""
+        secret = self._get_secret(record.secret_id)
+        assert secret is not None, "a data key is saved with its secret's events"
+        key_id, wrapped_key = self.envelope.rewrap(
+            key_id=record.key_id,
+            wrapped_key=record.wrapped_key,
+            secret_arn=secret.arn,
+            version_id=record.version_id,
+            kind=self._version_kind(secret, record.version_id),
+        )
+        return DataKeyRecord(record.secret_id, record.version_id, key_id, wrapped_key)
+
+    def _version_kind(self, secret: Secret, version_id: str) -> str:
+        """The kind of a version: from the secret, else (a version retention removed
+        before its key was destroyed with it) from its ``VersionCreated`` event."""
+        version = secret.versions.get(version_id)
+        if version is not None:
+            return version["kind"]
+        for event in self.events.get(secret.id):
+            if isinstance(event, Secret.VersionCreated) and event.version_id == version_id:
+                kind: str = event.kind
+                return kind
+        raise AssertionError("a data key is saved with its version's VersionCreated")
+
     def describe_secret(self, *, secret_id: str, request: RequestContext) -> Outcome:
         secret = self.find_secret(secret_id)
         return Outcome(describe(secret), changed=False, resources=[{"secret_arn": secret.arn}])
@@ -803,6 +858,14 @@ class Secrets(Application[UUID]):
                 secret = self._alive(self._get_secret(originator_id))
                 if secret is not None:
                     yield secret
+
+
+@dataclass(frozen=True)
+class RewrapBatch:
+    """One batch of a KEK rotation: keys read, and how many of them were re-wrapped."""
+
+    examined: int
+    rewrapped: int
 
 
 def select_version(

@@ -246,6 +246,9 @@ class DataKeyStore(Protocol):
         needs it to be the same from one batch to the next, which it is.
         """
 
+    def data_key_count(self) -> int:
+        """How many data keys are stored (the length of a re-wrap's progress bar)."""
+
     def replace_data_keys(self, records: Sequence[DataKeyRecord]) -> None:
         """Overwrites several existing data keys in one transaction: all or none.
         Raises :class:`DataKeyNotFoundError` (and changes nothing) if one is missing,
@@ -387,6 +390,9 @@ class EvidenceStore(Protocol):
     def select_event_hashes(self, start: int, limit: int) -> list[EventHash]:
         """Up to ``limit`` hash rows with ``leaf_index >= start``, ascending."""
 
+    def select_event_hash(self, notification_id: int) -> EventHash | None:
+        """The hash row of the event at ``notification_id`` (its leaf index), or None."""
+
     def event_hash_count(self) -> int:
         """The number of leaves: the last leaf index + 1, or 0 when there is none."""
 
@@ -479,6 +485,10 @@ def check_event_hash_page(start: int, limit: int) -> None:
     assert isinstance(limit, int) and limit > 0, "limit is positive"
 
 
+def check_notification_id(notification_id: int) -> None:
+    assert isinstance(notification_id, int) and notification_id >= 0, "a notification id"
+
+
 def check_checkpoint(sequence: int, tree_size: int, line: str) -> None:
     assert isinstance(sequence, int) and sequence >= 0, "checkpoint sequences start at 0"
     assert isinstance(tree_size, int) and tree_size >= 0, "a tree size is not negative"
@@ -568,6 +578,7 @@ class POPODataKeyRecorder(POPOApplicationRecorder):
         super().__init__()
         self._data_keys: dict[tuple[UUID, str], DataKeyRecord] = {}
         self._event_hashes: list[EventHash] = []
+        self._leaf_indexes: dict[int, int] = {}  # notification id -> leaf index
         self._checkpoints: dict[int, StoredCheckpoint] = {}
         self._merkle_nodes: dict[MerkleNodeKey, bytes] = {}
 
@@ -604,7 +615,9 @@ class POPODataKeyRecorder(POPOApplicationRecorder):
     ) -> None:
         """Extends the hash chain; runs under the database lock (``_insert_events``)."""
         head = self._event_hashes[-1] if self._event_hashes else None
-        self._event_hashes.extend(chained_event_hashes(head, notification_ids, stored_events))
+        hashes = chained_event_hashes(head, notification_ids, stored_events)
+        self._event_hashes.extend(hashes)
+        self._leaf_indexes.update((row.notification_id, row.leaf_index) for row in hashes)
 
     def select_events(
         self,
@@ -656,6 +669,10 @@ class POPODataKeyRecorder(POPOApplicationRecorder):
             pairs = sorted(pair for pair in self._data_keys if after is None or pair > after)
             return [self._data_keys[pair] for pair in pairs[:limit]]
 
+    def data_key_count(self) -> int:
+        with self._database_lock:
+            return len(self._data_keys)
+
     def replace_data_keys(self, records: Sequence[DataKeyRecord]) -> None:
         batch = validated_data_key_batch(records)
         with self._database_lock:
@@ -671,6 +688,12 @@ class POPODataKeyRecorder(POPOApplicationRecorder):
         check_event_hash_page(start, limit)
         with self._database_lock:
             return self._event_hashes[start : start + limit]
+
+    def select_event_hash(self, notification_id: int) -> EventHash | None:
+        check_notification_id(notification_id)
+        with self._database_lock:
+            leaf_index = self._leaf_indexes.get(notification_id)
+            return None if leaf_index is None else self._event_hashes[leaf_index]
 
     def event_hash_count(self) -> int:
         with self._database_lock:
@@ -786,6 +809,7 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
             f"{data_key_columns}WHERE (secret_id, version_id) > (?, ?) "
             "ORDER BY secret_id, version_id LIMIT ?"
         )
+        self.count_data_keys_statement = f"SELECT COUNT(*) FROM {table}"
 
     def construct_create_table_statements(self) -> list[str]:
         statements = super().construct_create_table_statements()
@@ -886,6 +910,12 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
             for row in rows
         ]
 
+    def data_key_count(self) -> int:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self.count_data_keys_statement)
+            count: int = c.fetchone()[0]
+        return count
+
     def replace_data_keys(self, records: Sequence[DataKeyRecord]) -> None:
         batch = validated_data_key_batch(records)
         if not batch:
@@ -929,6 +959,9 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
             f"SELECT {hash_columns} FROM {hashes} WHERE leaf_index >= ? ORDER BY leaf_index LIMIT ?"
         )
         self.select_event_hash_last_index_statement = f"SELECT MAX(leaf_index) FROM {hashes}"
+        self.select_event_hash_by_notification_statement = (
+            f"SELECT {hash_columns} FROM {hashes} WHERE notification_id = ?"
+        )
         checkpoints = SQLITE_CHECKPOINTS_TABLE_NAME
         self.insert_checkpoint_statement = (
             f"INSERT INTO {checkpoints} (sequence, tree_size, line) VALUES (?,?,?)"
@@ -940,10 +973,12 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
         self.insert_merkle_node_statement = (
             f"INSERT INTO {nodes} (level, node_index, hash) VALUES (?,?,?) ON CONFLICT DO NOTHING"
         )
-        # A join on the primary key: "(level, node_index) IN (VALUES ...)" scans the table.
-        self.select_merkle_nodes_statement = (
-            f"SELECT m.level, m.node_index, m.hash FROM (VALUES {{keys}}) AS k "
-            f"JOIN {nodes} AS m ON m.level = k.column1 AND m.node_index = k.column2"
+        # The keys drive the loop (CROSS JOIN fixes SQLite's join order), so each one
+        # is a primary-key seek; "(level, node_index) IN (VALUES ...)" scans the table.
+        self.select_merkle_nodes_statement_prefix = "WITH wanted(level, node_index) AS (VALUES "
+        self.select_merkle_nodes_statement_suffix = (
+            f") SELECT n.level, n.node_index, n.hash FROM wanted CROSS JOIN {nodes} AS n "
+            "ON n.level = wanted.level AND n.node_index = wanted.node_index"
         )
         # A write that changes nothing: it takes the file's write lock first thing.
         self.lock_event_hashes_statement = f"DELETE FROM {hashes} WHERE 0"
@@ -997,6 +1032,13 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
         # verifier reads every row, and name lookups cost a tenth of its walk.
         return [EventHash(row[0], row[1], bytes(row[2]), bytes(row[3])) for row in rows]
 
+    def select_event_hash(self, notification_id: int) -> EventHash | None:
+        check_notification_id(notification_id)
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self.select_event_hash_by_notification_statement, (notification_id,))
+            row = c.fetchone()
+        return None if row is None else event_hash_from_row(row)
+
     def event_hash_count(self) -> int:
         with self.datastore.transaction(commit=False) as c:
             c.execute(self.select_event_hash_last_index_statement)
@@ -1030,7 +1072,8 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
             for batch in batches:
                 placeholders = ",".join("(?,?)" for _ in batch)
                 c.execute(
-                    self.select_merkle_nodes_statement.format(keys=placeholders),
+                    f"{self.select_merkle_nodes_statement_prefix}{placeholders}"
+                    f"{self.select_merkle_nodes_statement_suffix}",
                     [number for key in batch for number in key],
                 )
                 for row in c.fetchall():

@@ -57,6 +57,7 @@ from ledger.storage import (
     check_checkpoint,
     check_data_key_page,
     check_event_hash_page,
+    check_notification_id,
     checked_merkle_nodes,
     event_hash_from_row,
     merkle_node_key_batches,
@@ -174,6 +175,9 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
         )
         self.select_data_keys_after_statement = data_key_columns + SQL(
             "WHERE (secret_id, version_id) > (%s, %s) ORDER BY secret_id, version_id LIMIT %s"
+        )
+        self.count_data_keys_statement = SQL("SELECT COUNT(*) AS count FROM {table}").format(
+            table=table
         )
         self.update_data_keys_statement = SQL(
             "UPDATE {table} AS t SET key_id = n.key_id, wrapped_key = n.wrapped_key "
@@ -293,6 +297,15 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
         ]
 
     @retried_on_connection_errors
+    def data_key_count(self) -> int:
+        with self.datastore.get_connection() as connection, connection.cursor() as curs:
+            curs.execute(self.count_data_keys_statement)
+            row = curs.fetchone()
+        assert row is not None
+        count: int = row["count"]
+        return count
+
+    @retried_on_connection_errors
     def replace_data_keys(self, records: Sequence[DataKeyRecord]) -> None:
         batch = validated_data_key_batch(records)
         if not batch:
@@ -365,6 +378,9 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
         ).format(columns=hash_columns, table=hashes)
         self.select_event_hashes_statement = SQL(
             "SELECT {columns} FROM {table} WHERE leaf_index >= %s ORDER BY leaf_index LIMIT %s"
+        ).format(columns=hash_columns, table=hashes)
+        self.select_event_hash_by_notification_statement = SQL(
+            "SELECT {columns} FROM {table} WHERE notification_id = %s"
         ).format(columns=hash_columns, table=hashes)
         self.select_event_hash_last_index_statement = SQL(
             "SELECT MAX(leaf_index) AS last_leaf_index FROM {table}"
@@ -498,6 +514,16 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
         with self.datastore.get_connection() as connection, connection.cursor() as curs:
             curs.execute(self.select_event_hashes_statement, (start, limit), prepare=True)
             return [event_hash_from_row(row) for row in curs.fetchall()]
+
+    @retried_on_connection_errors
+    def select_event_hash(self, notification_id: int) -> EventHash | None:
+        check_notification_id(notification_id)
+        with self.datastore.get_connection() as connection, connection.cursor() as curs:
+            curs.execute(
+                self.select_event_hash_by_notification_statement, (notification_id,), prepare=True
+            )
+            row = curs.fetchone()
+        return None if row is None else event_hash_from_row(row)
 
     @retried_on_connection_errors
     def event_hash_count(self) -> int:

@@ -414,6 +414,18 @@ class SecretRecord:
 
 
 @dataclass(frozen=True)
+class VersionCreation:
+    """Where a version was created: its secret (``secret_id``: 32 hex digits, as the
+    projection stores it), and the log position (notification id) of its
+    ``VersionCreated`` event."""
+
+    secret_id: str
+    arn: str
+    version_id: str
+    position: int
+
+
+@dataclass(frozen=True)
 class LabelMap:
     """The labels of one secret at a cut of the log.
 
@@ -662,6 +674,18 @@ class LabelQueries:
             for label in sorted(set(before) | set(after))
             if before.get(label) != after.get(label)
         ]
+
+    def version_creation(self, secret: str, version_id: str) -> VersionCreation:
+        """The position of the ``VersionCreated`` of ``version_id`` of ``secret``
+        (resolved now): one index seek. Removed and deleted secrets' versions too."""
+        with self.store.read() as cursor:
+            record = self._resolve(cursor, secret, self._cut(cursor, None, None))
+            row = cursor.execute(VERSION_CREATED_AT, (record.secret_key, version_id)).fetchone()
+        if row is None:
+            raise SecretNotFoundError(
+                f"Secrets Manager can't find the specified secret value for VersionId: {version_id}"
+            )
+        return VersionCreation(record.secret_id, record.arn, version_id, row[0])
 
     # Internals (all inside one read transaction)
 

@@ -155,6 +155,18 @@ def test_every_saved_event_gets_a_dense_hash_row_matching_its_stored_record(
     assert tallies.evidence.select_event_hashes(len(hashes), 3) == []
 
 
+def test_the_hash_row_of_an_event_is_found_by_its_notification_id(tallies: Tallies) -> None:
+    assert tallies.evidence.select_event_hash(1) is None
+    tallies.save(started_tally("one", marks=2))
+    tallies.save(started_tally("two", marks=3), started_tally("three"))
+
+    hashes = assert_chain_matches_the_log(tallies)
+    for row in hashes:
+        assert tallies.evidence.select_event_hash(row.notification_id) == row
+    assert tallies.evidence.select_event_hash(hashes[-1].notification_id + 1) is None
+    assert tallies.evidence.select_event_hash(0) is None
+
+
 def test_a_conflicting_save_leaves_no_hash_row_and_no_gap(tallies: Tallies) -> None:
     tally = started_tally("contested")
     tallies.save(tally)
@@ -371,6 +383,7 @@ def saved_data_keys(tallies: Tallies, count: int) -> list[DataKeyRecord]:
 
 
 def test_data_keys_are_read_in_resumable_batches_in_key_order(tallies: Tallies) -> None:
+    assert tallies.data_keys.data_key_count() == 0
     records = saved_data_keys(tallies, 5)
     batches: list[list[DataKeyRecord]] = []
     after: tuple[UUID, str] | None = None
@@ -380,6 +393,9 @@ def test_data_keys_are_read_in_resumable_batches_in_key_order(tallies: Tallies) 
 
     assert [len(batch) for batch in batches] == [3, 3, 3, 1]
     assert [record for batch in batches for record in batch] == records
+    assert tallies.data_keys.data_key_count() == len(records)
+    tallies.data_keys.destroy_data_key(records[0].secret_id, records[0].version_id)
+    assert tallies.data_keys.data_key_count() == len(records) - 1
     with pytest.raises(ValueError, match="limit"):
         tallies.data_keys.select_data_keys(None, 0)
 

@@ -12,7 +12,6 @@ from test_projections_support import Ledger, token
 
 from ledger.api import SecretsManagerApi
 from ledger.application import Secrets
-from ledger.crypto import Keyring
 from ledger.storage import DatabaseKind, database_kind
 from projections import start_in_background
 from projections.log import Entry
@@ -53,11 +52,12 @@ def test_a_running_read_model_keeps_up_with_several_writers(ledger: Ledger) -> N
         assert running.wait_until(
             ledger.secrets.recorder.max_notification_id() or 0, CAUGHT_UP_TIMEOUT_SECONDS
         )
-        # Separate applications (as separate processes would be), except in memory.
+        # Separate applications (as separate processes would be), except in memory; all
+        # of them share the ledger's keyring, as the servers of one ledger do (KR3).
         writers = (
             [ledger.secrets] * WRITERS
             if application is not None
-            else [Secrets(database, keyring=Keyring.in_memory()) for _ in range(WRITERS)]
+            else [Secrets(database, keyring=ledger.secrets.keyring) for _ in range(WRITERS)]
         )
 
         def write(writer_number: int) -> None:

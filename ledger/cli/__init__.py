@@ -1,6 +1,13 @@
 """The `secretledger` console script: composes the write side and the read side."""
 
-from ledger.cli import evidence, projections, secrets, serve  # noqa: F401  (register commands)
+from ledger.cli import (  # noqa: F401  (register commands)
+    evidence,
+    keys,
+    projections,
+    proofs,
+    secrets,
+    serve,
+)
 from ledger.cli.common import main
 
 __all__ = ["main"]
