@@ -234,11 +234,6 @@ class DataKeyStore(Protocol):
     def select_data_key(self, secret_id: UUID, version_id: str) -> DataKeyRecord | None:
         """Returns the data key of one secret version, or None if absent or destroyed."""
 
-    def replace_data_key(self, record: DataKeyRecord) -> None:
-        """Overwrites an existing data key, e.g. re-wrapped under a rotated
-        key-encryption key. Raises :class:`DataKeyNotFoundError` if there is none.
-        """
-
     def select_data_keys(self, after: tuple[UUID, str] | None, limit: int) -> list[DataKeyRecord]:
         """Up to ``limit`` data keys ordered by (secret_id, version_id), starting after
         the pair ``after`` (from the first when None): the batches of a resumable
@@ -715,14 +710,6 @@ class POPODataKeyRecorder(POPOApplicationRecorder):
         with self._database_lock:
             return self._data_keys.get((secret_id, version_id))
 
-    def replace_data_key(self, record: DataKeyRecord) -> None:
-        assert isinstance(record, DataKeyRecord)
-        key_pair = (record.secret_id, record.version_id)
-        with self._database_lock:
-            if key_pair not in self._data_keys:
-                raise DataKeyNotFoundError(record.secret_id, record.version_id)
-            self._data_keys[key_pair] = record
-
     def select_data_keys(self, after: tuple[UUID, str] | None, limit: int) -> list[DataKeyRecord]:
         check_data_key_page(after, limit)
         with self._database_lock:
@@ -969,17 +956,6 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
             key_id=row["key_id"],
             wrapped_key=bytes(row["wrapped_key"]),
         )
-
-    def replace_data_key(self, record: DataKeyRecord) -> None:
-        assert isinstance(record, DataKeyRecord)
-        with self.datastore.transaction(commit=True) as c:
-            c.execute(
-                self.update_data_key_statement,
-                (record.key_id, record.wrapped_key, record.secret_id.hex, record.version_id),
-            )
-            if c.fetchone() is None:
-                raise DataKeyNotFoundError(record.secret_id, record.version_id)
-        self._checkpoint_write_ahead_log()
 
     def select_data_keys(self, after: tuple[UUID, str] | None, limit: int) -> list[DataKeyRecord]:
         check_data_key_page(after, limit)

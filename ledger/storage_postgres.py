@@ -287,17 +287,6 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
         )
 
     @retried_on_connection_errors
-    def replace_data_key(self, record: DataKeyRecord) -> None:
-        assert isinstance(record, DataKeyRecord)
-        with self.datastore.transaction(commit=True) as curs:
-            curs.execute(
-                self.update_data_key_statement,
-                (record.key_id, record.wrapped_key, record.secret_id, record.version_id),
-            )
-            if curs.fetchone() is None:
-                raise DataKeyNotFoundError(record.secret_id, record.version_id)
-
-    @retried_on_connection_errors
     def select_data_keys(self, after: tuple[UUID, str] | None, limit: int) -> list[DataKeyRecord]:
         check_data_key_page(after, limit)
         statement = self.select_data_keys_statement
