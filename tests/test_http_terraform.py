@@ -27,8 +27,17 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from http_harness import ACCOUNT_ID, ALICE, RunningServer, recorded_calls, start_server
+from http_harness import (
+    ACCOUNT_ID,
+    ALICE,
+    RunningServer,
+    open_ledger,
+    recorded_calls,
+    start_server,
+)
 from test_http_clients import aws, aws_json
+
+from ledger.domain import secret_id_for_arn
 
 pytestmark = pytest.mark.slow
 
@@ -209,12 +218,26 @@ def test_terraforms_tag_and_policy_calls_are_recorded(
     secret_read(client, arn)
     secret_update_tags(client, arn, {"a": "1"}, {"b": "2"})
 
-    operations = [
+    reads = [
         call.request["operation"]
         for call in recorded_calls(server)
         if arn in (resource.get("secret_arn") for resource in call.resources)
     ]
-    assert operations == ["DescribeSecret", "DescribeSecret", "GetResourcePolicy"]
+    ledger = open_ledger(server)
+    try:
+        changes = [
+            (type(event).__qualname__, event.request["operation"])
+            for event in ledger.events.get(secret_id_for_arn(arn))
+        ]
+    finally:
+        ledger.close()
+    assert reads == ["DescribeSecret", "DescribeSecret", "GetResourcePolicy"]
+    assert changes == [
+        ("Secret.Created", "CreateSecret"),
+        ("Secret.ResourcePolicyPut", "PutResourcePolicy"),
+        ("Secret.Untagged", "UntagResource"),
+        ("Secret.Tagged", "TagResource"),
+    ]
 
 
 # aws_secretsmanager_secret_version
