@@ -6,9 +6,10 @@ Three concerns live here, all below the application layer:
   install it by overriding ``construct_transcoder()``.
 * Wrapped data keys (envelope encryption) live in their own table, written **in the
   same transaction** as the events that reference them: ``app.save(aggregate,
-  data_keys=[DataKeyRecord(...)])``. Destroying a row crypto-shreds that version;
-  replacing it re-wraps the key under a rotated key-encryption key. Events stay
-  immutable either way.
+  data_keys=[DataKeyRecord(...)])``. Destroying a row crypto-shreds that version,
+  again in the transaction of the events that say so: ``app.save(aggregate,
+  destroyed_data_keys=[(secret_id, version_id), ...])``. Replacing a row re-wraps
+  the key under a rotated key-encryption key. Events stay immutable either way.
 * Infrastructure factories (selected with ``PERSISTENCE_MODULE=<topic>``) that build
   the data-key-aware recorders, and :func:`environment_for_database` which maps the
   CLI ``--db`` value to eventsourcing environment variables.
@@ -24,6 +25,7 @@ import enum
 import os
 import sqlite3
 import stat
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -222,15 +224,14 @@ class DataKeyNotFoundError(LookupError):
 class DataKeyStore(Protocol):
     """What every application recorder built by this module's factories offers.
 
-    Data keys are inserted only through ``app.save(..., data_keys=[...])`` so that
-    they commit or roll back together with the events that reference them.
+    Data keys are inserted only through ``app.save(..., data_keys=[...])`` and
+    destroyed only through ``app.save(..., destroyed_data_keys=[...])``, so that
+    they commit or roll back together with the events that reference them or say
+    that they are gone.
     """
 
     def select_data_key(self, secret_id: UUID, version_id: str) -> DataKeyRecord | None:
         """Returns the data key of one secret version, or None if absent or destroyed."""
-
-    def destroy_data_key(self, secret_id: UUID, version_id: str) -> bool:
-        """Deletes a data key (crypto-shredding). Returns whether a key was deleted."""
 
     def replace_data_key(self, record: DataKeyRecord) -> None:
         """Overwrites an existing data key, e.g. re-wrapped under a rotated
@@ -320,6 +321,61 @@ def validated_data_keys(
         msg = "data keys in one save must have distinct (secret_id, version_id)"
         raise ValueError(msg)
     return tuple(data_keys)
+
+
+DESTROYED_DATA_KEYS_ARGUMENT: Final = "destroyed_data_keys"
+
+DataKeyPair = tuple[UUID, str]
+
+
+def validated_destroyed_data_keys(
+    stored_events: Sequence[StoredEvent], arguments: dict[str, Any]
+) -> tuple[DataKeyPair, ...]:
+    """Checks the ``destroyed_data_keys`` argument of ``insert_events``: (secret_id,
+    version_id) pairs whose wrapped data keys are deleted in the events' transaction.
+
+    Invariants: every element is a ``(UUID, str)`` pair with a valid version id; every
+    pair belongs to an aggregate whose events are in the same batch (the shredding is
+    itself an event); no pair repeats. A pair with no stored key is not an error (it
+    was destroyed already). Violations are programming errors (``TypeError``/``ValueError``).
+    """
+    pairs = arguments.get(DESTROYED_DATA_KEYS_ARGUMENT)
+    if pairs is None:
+        return ()
+    if not isinstance(pairs, list | tuple):
+        msg = f"{DESTROYED_DATA_KEYS_ARGUMENT} must be a list or tuple of (UUID, str) pairs"
+        raise TypeError(msg)
+    for pair in pairs:
+        _require_data_key_pair(pair)
+    originator_ids = {stored_event.originator_id for stored_event in stored_events}
+    if any(secret_id not in originator_ids for secret_id, _ in pairs):
+        msg = "every destroyed data key must belong to an aggregate saved in the same call"
+        raise ValueError(msg)
+    if len(set(pairs)) != len(pairs):
+        msg = "destroyed data keys in one save must be distinct (secret_id, version_id) pairs"
+        raise ValueError(msg)
+    return tuple(pairs)
+
+
+DEFER_ERASURE_ARGUMENT: Final = "defer_erasure"
+
+
+def validated_defer_erasure(arguments: dict[str, Any]) -> bool:
+    """The ``defer_erasure`` argument of ``insert_events`` (default False): whether the
+    destroyed keys' bytes may leave the database files later rather than right after
+    the commit (SQLite only; see :class:`SQLiteDataKeyRecorder`)."""
+    defer_erasure = arguments.get(DEFER_ERASURE_ARGUMENT, False)
+    if not isinstance(defer_erasure, bool):
+        msg = f"{DEFER_ERASURE_ARGUMENT} must be a bool"
+        raise TypeError(msg)
+    return defer_erasure
+
+
+def _require_data_key_pair(pair: object) -> None:
+    if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], UUID)):
+        msg = f"{DESTROYED_DATA_KEYS_ARGUMENT} must contain (UUID, str) pairs"
+        raise TypeError(msg)
+    _require_text("version_id", pair[1], VERSION_ID_LENGTH_MAX)
 
 
 # --------------------------------------------------------------------------------------
@@ -555,6 +611,8 @@ class POPODataKeyRecorder(POPOApplicationRecorder):
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         kwargs[DATA_KEYS_ARGUMENT] = validated_data_keys(stored_events, kwargs)
+        kwargs[DESTROYED_DATA_KEYS_ARGUMENT] = validated_destroyed_data_keys(stored_events, kwargs)
+        validated_defer_erasure(kwargs)  # nothing to erase: memory holds no old copies
         return super().insert_events(stored_events, **kwargs)
 
     def _assert_uniqueness(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
@@ -575,9 +633,15 @@ class POPODataKeyRecorder(POPOApplicationRecorder):
         records: tuple[DataKeyRecord, ...] = kwargs[DATA_KEYS_ARGUMENT]
         for record in records:
             self._data_keys[(record.secret_id, record.version_id)] = record
+        self._destroy_data_keys(kwargs[DESTROYED_DATA_KEYS_ARGUMENT])
         assert notification_ids is not None
         self._append_event_hashes(stored_events, notification_ids)
         return notification_ids
+
+    def _destroy_data_keys(self, pairs: tuple[DataKeyPair, ...]) -> None:
+        """Crypto-shredding, under the database lock of the events' insert."""
+        for pair in pairs:
+            self._data_keys.pop(pair, None)
 
     def _append_event_hashes(
         self, stored_events: Sequence[StoredEvent], notification_ids: Sequence[int]
@@ -619,10 +683,6 @@ class POPODataKeyRecorder(POPOApplicationRecorder):
     def select_data_key(self, secret_id: UUID, version_id: str) -> DataKeyRecord | None:
         with self._database_lock:
             return self._data_keys.get((secret_id, version_id))
-
-    def destroy_data_key(self, secret_id: UUID, version_id: str) -> bool:
-        with self._database_lock:
-            return self._data_keys.pop((secret_id, version_id), None) is not None
 
     def replace_data_key(self, record: DataKeyRecord) -> None:
         assert isinstance(record, DataKeyRecord)
@@ -736,6 +796,9 @@ class DurableSQLiteConnectionPool(SQLiteConnectionPool):
         return connection
 
 
+ERASURE_DELAY_SECONDS_MAX: Final = 60.0
+
+
 class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
     """SQLite application recorder with the ``secret_data_keys`` table and the
     evidence tables ``event_hashes``, ``checkpoints`` and ``merkle_nodes``.
@@ -744,19 +807,29 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
     statement of a save is an event ``INSERT``: that takes the database's write lock
     (and, in WAL mode, a snapshot that is the newest one). Only then is the chain's
     head read and extended, in the same transaction.
+
+    Destroyed data keys are deleted in the events' transaction too; ``secure_delete``
+    zeroes their bytes in the new page images. The old images stay in the database
+    file and in older frames of the -wal file until a checkpoint, so after the commit
+    the recorder checkpoints the WAL with TRUNCATE (about as costly as the commit
+    itself). A save with ``defer_erasure=True`` (routine shredding, such as retention)
+    leaves that checkpoint to the first commit at least ``ERASURE_DELAY_SECONDS_MAX``
+    later, or to an earlier save that erases at once; when the last connection
+    closes, SQLite checkpoints and deletes the -wal file itself.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._prepare_evidence_statements()
+        # Monotonic time by which deferred erasures are due, None if none is pending.
+        # Commits are serialized by SQLite; a race here only moves one checkpoint.
+        self._erasure_due_monotonic: float | None = None
         table = SQLITE_DATA_KEYS_TABLE_NAME
         self.insert_data_key_statement = f"INSERT INTO {table} VALUES (?,?,?,?)"
         self.select_data_key_statement = (
             f"SELECT key_id, wrapped_key FROM {table} WHERE secret_id=? AND version_id=?"
         )
-        self.delete_data_key_statement = (
-            f"DELETE FROM {table} WHERE secret_id=? AND version_id=? RETURNING secret_id"
-        )
+        self.delete_data_key_statement = f"DELETE FROM {table} WHERE secret_id=? AND version_id=?"
         self.update_data_key_statement = (
             f"UPDATE {table} SET key_id=?, wrapped_key=? "
             "WHERE secret_id=? AND version_id=? RETURNING secret_id"
@@ -799,7 +872,23 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         kwargs[DATA_KEYS_ARGUMENT] = validated_data_keys(stored_events, kwargs)
-        return super().insert_events(stored_events, **kwargs)
+        destroyed = validated_destroyed_data_keys(stored_events, kwargs)
+        kwargs[DESTROYED_DATA_KEYS_ARGUMENT] = destroyed
+        defer_erasure = validated_defer_erasure(kwargs)
+        notification_ids = super().insert_events(stored_events, **kwargs)
+        self._erase_after_commit(is_destroying=bool(destroyed), defer_erasure=defer_erasure)
+        return notification_ids
+
+    def _erase_after_commit(self, *, is_destroying: bool, defer_erasure: bool) -> None:
+        """Checkpoints the WAL now if this commit destroyed keys without deferring,
+        or if deferred erasures are due; otherwise remembers when they will be."""
+        now_monotonic = time.monotonic()
+        if is_destroying and defer_erasure and self._erasure_due_monotonic is None:
+            self._erasure_due_monotonic = now_monotonic + ERASURE_DELAY_SECONDS_MAX
+        due = self._erasure_due_monotonic
+        if (is_destroying and not defer_erasure) or (due is not None and now_monotonic >= due):
+            self._checkpoint_write_ahead_log()
+            self._erasure_due_monotonic = None
 
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -814,9 +903,19 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
                     for record in records
                 ],
             )
+        self._destroy_data_keys(c, kwargs[DESTROYED_DATA_KEYS_ARGUMENT])
         assert notification_ids is not None
         self._insert_event_hashes(c, stored_events, notification_ids)
         return notification_ids
+
+    def _destroy_data_keys(self, c: SQLiteCursor, pairs: tuple[DataKeyPair, ...]) -> None:
+        """Crypto-shredding in the events' transaction: ``secure_delete`` zeroes the
+        rows' bytes in the pages; the WAL is checkpointed after the commit."""
+        if pairs:
+            c.executemany(
+                self.delete_data_key_statement,
+                [(secret_id.hex, version_id) for secret_id, version_id in pairs],
+            )
 
     def select_data_key(self, secret_id: UUID, version_id: str) -> DataKeyRecord | None:
         with self.datastore.transaction(commit=False) as c:
@@ -830,14 +929,6 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
             key_id=row["key_id"],
             wrapped_key=bytes(row["wrapped_key"]),
         )
-
-    def destroy_data_key(self, secret_id: UUID, version_id: str) -> bool:
-        with self.datastore.transaction(commit=True) as c:
-            c.execute(self.delete_data_key_statement, (secret_id.hex, version_id))
-            is_destroyed = c.fetchone() is not None
-        if is_destroyed:
-            self._checkpoint_write_ahead_log()
-        return is_destroyed
 
     def replace_data_key(self, record: DataKeyRecord) -> None:
         assert isinstance(record, DataKeyRecord)

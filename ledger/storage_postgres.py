@@ -44,7 +44,9 @@ from psycopg.sql import SQL, Identifier
 from ledger.merkle import HASH_SIZE_BYTES
 from ledger.storage import (
     DATA_KEYS_ARGUMENT,
+    DESTROYED_DATA_KEYS_ARGUMENT,
     DataKeyNotFoundError,
+    DataKeyPair,
     DataKeyRecord,
     EventHash,
     EvidenceLogError,
@@ -60,6 +62,8 @@ from ledger.storage import (
     merkle_node_key_batches,
     validated_data_key_batch,
     validated_data_keys,
+    validated_defer_erasure,
+    validated_destroyed_data_keys,
 )
 
 EVENTS_TABLE_SUFFIX: Final = "_events"
@@ -119,11 +123,12 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
     evidence tables ``<app>_event_hashes``, ``<app>_checkpoints`` and
     ``<app>_merkle_nodes``.
 
-    Data keys are inserted in the ``_insert_events`` hook, i.e. inside the same
-    transaction (and pipeline) as the events: a conflict on either table rolls back
-    both. The hash chain is extended in ``_fetch_ids_after_insert_events``, which
-    the library calls in that transaction after ``LOCK TABLE <app>_events IN
-    EXCLUSIVE MODE`` and the events' INSERT, once the pipeline is synced.
+    Data keys are inserted and destroyed (crypto-shredding) in the ``_insert_events``
+    hook, i.e. inside the same transaction (and pipeline) as the events, before the
+    library locks the events table: a conflict on either table rolls back both. The
+    hash chain is extended in ``_fetch_ids_after_insert_events``, which the library
+    calls in that transaction after ``LOCK TABLE <app>_events IN EXCLUSIVE MODE``
+    and the events' INSERT, once the pipeline is synced.
     """
 
     def __init__(
@@ -156,8 +161,9 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
         self.select_data_key_statement = SQL(
             "SELECT key_id, wrapped_key FROM {table} WHERE secret_id = %s AND version_id = %s"
         ).format(table=table)
-        self.delete_data_key_statement = SQL(
-            "DELETE FROM {table} WHERE secret_id = %s AND version_id = %s RETURNING secret_id"
+        self.delete_data_keys_statement = SQL(
+            "DELETE FROM {table} WHERE (secret_id, version_id) IN "
+            "(SELECT * FROM unnest(%s::uuid[], %s::text[]))"
         ).format(table=table)
         self.update_data_key_statement = SQL(
             "UPDATE {table} SET key_id = %s, wrapped_key = %s "
@@ -188,6 +194,8 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         kwargs[DATA_KEYS_ARGUMENT] = validated_data_keys(stored_events, kwargs)
+        kwargs[DESTROYED_DATA_KEYS_ARGUMENT] = validated_destroyed_data_keys(stored_events, kwargs)
+        validated_defer_erasure(kwargs)  # nothing to defer: a deleted row leaves no file
         try:
             notification_ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
         except AbortEventsTransaction as abort:
@@ -197,16 +205,20 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
     def _insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> None:
-        """Inserts the data keys, first thing in the events' transaction.
+        """Inserts and destroys data keys, first thing in the events' transaction. It
+        runs outside the library's ``except Exception`` (see ``AbortEventsTransaction``),
+        so an error raised here rolls the transaction back as it is."""
+        super()._insert_events(curs, stored_events, **kwargs)
+        self._insert_data_keys(curs, kwargs[DATA_KEYS_ARGUMENT])
+        self._destroy_data_keys(curs, kwargs[DESTROYED_DATA_KEYS_ARGUMENT])
 
-        The statement runs in psycopg's pipeline mode, where a server-side error
+    def _insert_data_keys(self, curs: Cursor[DictRow], records: tuple[DataKeyRecord, ...]) -> None:
+        """The statement runs in psycopg's pipeline mode, where a server-side error
         would surface later as "pipeline aborted" (an ``OperationalError``, which the
         library retries). So a conflict must not raise on the server: rows that
         already exist are skipped, counted, and reported as ``IntegrityError`` here,
         which rolls back the whole transaction. The fetch syncs the pipeline.
         """
-        super()._insert_events(curs, stored_events, **kwargs)
-        records: tuple[DataKeyRecord, ...] = kwargs[DATA_KEYS_ARGUMENT]
         if not records:
             return
         curs.execute(
@@ -225,6 +237,22 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
                 f"{len(records)} (secret_id, version_id) pairs exist"
             )
             raise IntegrityError(msg)
+
+    def _destroy_data_keys(self, curs: Cursor[DictRow], pairs: tuple[DataKeyPair, ...]) -> None:
+        """Crypto-shredding in the events' transaction (and pipeline). A missing row is
+        not an error, and a DELETE of well-typed values raises nothing on the server,
+        so nothing needs fetching here: the library's sync after the events' INSERT
+        covers it. The old tuple stays on disk until VACUUM (see the module
+        docstring)."""
+        if not pairs:
+            return
+        curs.execute(
+            self.delete_data_keys_statement,
+            (
+                [secret_id for secret_id, _ in pairs],
+                [version_id for _, version_id in pairs],
+            ),
+        )
 
     def _fetch_ids_after_insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -252,12 +280,6 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
             key_id=row["key_id"],
             wrapped_key=bytes(row["wrapped_key"]),
         )
-
-    @retried_on_connection_errors
-    def destroy_data_key(self, secret_id: UUID, version_id: str) -> bool:
-        with self.datastore.transaction(commit=True) as curs:
-            curs.execute(self.delete_data_key_statement, (secret_id, version_id))
-            return curs.fetchone() is not None
 
     @retried_on_connection_errors
     def replace_data_key(self, record: DataKeyRecord) -> None:

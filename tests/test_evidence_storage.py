@@ -409,7 +409,10 @@ def test_a_batch_of_data_keys_is_replaced_all_or_none(tallies: Tallies) -> None:
     tallies.data_keys.replace_data_keys([rewrapped(record) for record in records[:4]])
 
     destroyed = records[5]
-    assert tallies.data_keys.destroy_data_key(destroyed.secret_id, destroyed.version_id)
+    tally: Tally = tallies.repository.get(destroyed.secret_id)
+    tally.mark(b"shredded")
+    tallies.save(tally, destroyed_data_keys=[(destroyed.secret_id, destroyed.version_id)])
+    assert tallies.data_keys.select_data_key(destroyed.secret_id, destroyed.version_id) is None
     with pytest.raises(DataKeyNotFoundError):
         tallies.data_keys.replace_data_keys([rewrapped(records[4]), rewrapped(destroyed)])
 

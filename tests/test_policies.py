@@ -103,7 +103,10 @@ def test_a_single_statement_object_and_no_version_are_allowed() -> None:
             '{"Statement": [], "Statement": []}',
             "The element 'Statement' appears twice in one JSON object.",
         ),
-        (policy(statement(), Version="2020-01-01"), "Version must be one of 2012-10-17, 2008-10-17."),
+        (
+            policy(statement(), Version="2020-01-01"),
+            "Version must be one of 2012-10-17, 2008-10-17.",
+        ),
         (
             json.dumps({"Version": "2012-10-17"}),
             "Statement must be a statement object or a non-empty list of them.",
