@@ -1,4 +1,4 @@
-"""`python3 tools/bench.py http`: one boto3 client against three servers, side by side.
+"""`python3 tools/bench.py http`: boto3 and raw SigV4 clients against servers, side by side.
 
 - floor: a constant-answer ASGI app under exactly the uvicorn settings of
   `secretledger serve` (`ledger.cli.serve.server_config`): it reads the request
@@ -11,8 +11,12 @@
   is committed within milliseconds (``--call-records async``). Puts are durable
   before they are answered in both.
 
-PutSecretValue and GetSecretValue calls per second for one client, in
-interleaved rounds (the order rotates, so noise from other work on the machine
+Two tables. First, raw SigV4-signed clients (botocore's signer and
+``http.client`` in their own processes, no SDK cost) at concurrency 1 and 4, each
+for ``--raw-seconds``: calls per second and the server's CPU time per call (user
+plus system time of the server process over the window, divided by the calls
+answered). Second, PutSecretValue and GetSecretValue calls per second for one
+boto3 client. Both in interleaved rounds (the order rotates, so noise from other work on the machine
 hits every server alike), median of the rounds, and each server's ratio to the
 floor. Target (issue 3): secret-ledger at 0.8 or more of the floor.
 
@@ -25,7 +29,9 @@ from __future__ import annotations
 
 import argparse
 import functools
+import http.client
 import json
+import multiprocessing
 import os
 import signal
 import socket
@@ -34,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -42,7 +49,10 @@ from typing import Any
 
 import boto3
 import uvicorn
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
+from botocore.credentials import Credentials
 
 from ledger.auth import Principal, write_credentials_file
 from ledger.cli.serve import server_config
@@ -59,6 +69,10 @@ READY_TIMEOUT_SECONDS = 60
 STOP_TIMEOUT_SECONDS = 30
 WARM_UP_CALLS = 20
 TARGET_RATIO = 0.8
+RAW_CONCURRENCIES = (1, 4)
+RAW_OPERATIONS = ("Put", "Get")
+RAW_SECONDS_DEFAULT = 3.0
+CLOCK_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 FLOOR_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:bench-AbCdEf"
 FLOOR_VERSION_ID = "00000000-0000-4000-8000-000000000000"
 FLOOR_ANSWERS = {
@@ -120,8 +134,11 @@ class Subject:
     port: int
     puts_per_second: list[float] = field(default_factory=list)
     gets_per_second: list[float] = field(default_factory=list)
+    raw_per_second: dict[tuple[str, int], list[float]] = field(default_factory=dict)
+    raw_cpu_ms: dict[tuple[str, int], list[float]] = field(default_factory=dict)
     client: Any = None
     put_count: int = 0
+    pid: int = 0
 
     @property
     def url(self) -> str:
@@ -143,6 +160,7 @@ def running(subject: Subject, log_directory: Path) -> Iterator[None]:
                                    cwd=log_directory)
     try:
         wait_until_listening(process, subject.port, log_path)
+        subject.pid = process.pid
         yield
     finally:
         process.send_signal(signal.SIGTERM)
@@ -238,6 +256,108 @@ def measure(call: Callable[[], None], operations: int) -> float:
     return operations / (time.perf_counter() - start)
 
 
+# --------------------------------------------------------------------------------------
+# Raw SigV4 clients (each in its own process, so the client's CPU is not the server's)
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RawTask:
+    port: int
+    operation: str
+    seconds: float
+
+
+class RawClient:
+    """One keep-alive connection; every call signed afresh with SigV4."""
+
+    def __init__(self, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}/"
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        credentials = Credentials(PRINCIPAL.access_key_id, PRINCIPAL.secret_access_key)
+        self.signer = SigV4Auth(credentials, "secretsmanager", REGION)
+
+    def call(self, operation: str, members: dict[str, Any]) -> None:
+        body = json.dumps(members).encode()
+        request = AWSRequest("POST", self.url, data=body, headers={
+            "Content-Type": "application/x-amz-json-1.1",
+            "X-Amz-Target": f"secretsmanager.{operation}",
+        })
+        self.signer.add_auth(request)
+        self.connection.request("POST", "/", body, dict(request.headers.items()))
+        response = self.connection.getresponse()
+        answer = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{operation}: {response.status} {answer[:200]!r}")
+
+
+def run_raw_task(task: RawTask) -> int:
+    """Calls answered in ``task.seconds`` by one client (Puts: a new secret every 90)."""
+    client = RawClient(task.port)
+    prefix = f"bench/raw-{uuid.uuid4().hex[:12]}"
+    count = 0
+    deadline = time.perf_counter() + task.seconds
+    while time.perf_counter() < deadline:
+        if task.operation == "Get":
+            client.call("GetSecretValue", {"SecretId": "bench/get"})
+        else:
+            name = f"{prefix}-{count // PUTS_PER_SECRET}"
+            if count % PUTS_PER_SECRET == 0:
+                client.call("CreateSecret", {"Name": name, "ClientRequestToken": str(uuid.uuid4())})
+            client.call("PutSecretValue", {"SecretId": name, "SecretString": VALUE,
+                                           "ClientRequestToken": str(uuid.uuid4())})
+        count += 1
+    return count
+
+
+def server_cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_SECOND
+
+
+def measure_raw(subject: Subject, pool: Any, operation: str, concurrency: int,
+                seconds: float) -> None:
+    cpu_before = server_cpu_seconds(subject.pid)
+    start = time.perf_counter()
+    counts = pool.map(run_raw_task, [RawTask(subject.port, operation, seconds)] * concurrency,
+                      chunksize=1)
+    elapsed = time.perf_counter() - start
+    cpu_seconds = server_cpu_seconds(subject.pid) - cpu_before
+    calls = max(sum(counts), 1)
+    key = (operation, concurrency)
+    subject.raw_per_second.setdefault(key, []).append(calls / elapsed)
+    subject.raw_cpu_ms.setdefault(key, []).append(cpu_seconds * 1000 / calls)
+
+
+def run_raw_rounds(chosen: list[Subject], rounds: int, seconds: float) -> None:
+    with multiprocessing.get_context("fork").Pool(max(RAW_CONCURRENCIES)) as pool:
+        for round_index in range(rounds):
+            shift = round_index % len(chosen)
+            for subject in chosen[shift:] + chosen[:shift]:
+                for operation in RAW_OPERATIONS:
+                    for concurrency in RAW_CONCURRENCIES:
+                        measure_raw(subject, pool, operation, concurrency, seconds)
+
+
+def report_raw(chosen: list[Subject], rounds: int, seconds: float) -> None:
+    floor = chosen[0]
+    print(f"Raw SigV4 clients, {seconds:g} s per cell; median of {rounds} interleaved round(s);"
+          " calls/s, ratio to the floor, server CPU ms per call")
+    columns = [(operation, concurrency) for operation in RAW_OPERATIONS
+               for concurrency in RAW_CONCURRENCIES]
+    print(f"{'server':<44}" + "".join(f"{f'{op} x{n}':>22}" for op, n in columns))
+    for subject in chosen:
+        cells = []
+        for key in columns:
+            rate = statistics.median(subject.raw_per_second[key])
+            ratio = rate / statistics.median(floor.raw_per_second[key])
+            cpu_ms = statistics.median(subject.raw_cpu_ms[key])
+            cells.append(f"{rate:>8.0f} {ratio:>5.2f} {cpu_ms:>5.2f}ms")
+        print(f"{subject.label:<44}" + "".join(f"{cell:>22}" for cell in cells))
+    print()
+
+
 def run_rounds(chosen: list[Subject], rounds: int, operations: int) -> None:
     for round_index in range(rounds):
         shift = round_index % len(chosen)
@@ -282,8 +402,12 @@ def main(arguments: list[str]) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="a smoke test: 1 round of 20 calls, without moto")
     parser.add_argument("--without-moto", action="store_true", help="skip the moto server")
+    parser.add_argument("--raw-seconds", type=float, default=RAW_SECONDS_DEFAULT,
+                        help=f"seconds per raw-client cell (default {RAW_SECONDS_DEFAULT:g}); "
+                        "0 skips the raw clients")
     options = parser.parse_args(arguments)
     rounds, operations = (1, 20) if options.quick else (options.rounds, options.operations)
+    raw_seconds = 0.3 if options.quick else options.raw_seconds
     if rounds < 1 or operations < 1:
         parser.error("--rounds and --operations must be positive")
     with tempfile.TemporaryDirectory(prefix="bench-http-") as directory, ExitStack() as stack:
@@ -292,6 +416,9 @@ def main(arguments: list[str]) -> int:
             stack.enter_context(running(subject, Path(directory)))
         for subject in chosen:
             prepare(subject, rounds * operations + WARM_UP_CALLS)
+        if raw_seconds > 0:
+            run_raw_rounds(chosen, rounds, raw_seconds)
+            report_raw(chosen, rounds, raw_seconds)
         run_rounds(chosen, rounds, operations)
         report(chosen, rounds, operations)
     return 0
