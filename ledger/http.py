@@ -23,8 +23,10 @@ status and ``application/x-amz-json-1.1``, never a traceback:
   closed;
 * a body that does not arrive within ``body_read_seconds_max`` (30 s):
   ``RequestTimeoutException`` (408), and the connection is closed;
-* more than ``pending_calls_max`` calls waiting for a worker thread:
-  ``ServiceUnavailable`` (503, retried by the SDKs), so the queue stays bounded;
+* more than ``pending_calls_max`` calls in progress, or more than half of them
+  from one source address or claiming one access key (`ledger.admission`):
+  ``ServiceUnavailable`` (503, retried by the SDKs), so the queue stays bounded
+  and no one client can take all of it;
 * an unexpected failure: ``InternalServiceError`` (500), logged with its type and
   stack but not its message (which might quote a value).
 
@@ -68,6 +70,7 @@ from datetime import datetime
 from typing import Any
 from uuid import uuid4
 
+from ledger.admission import Admission
 from ledger.api import (
     AWS_OPERATIONS,
     READ_ONLY_OPERATIONS,
@@ -75,7 +78,7 @@ from ledger.api import (
     SecretsManagerApi,
     unsupported_operation,
 )
-from ledger.auth import Denial, ReceivedRequest, SignatureVerifier
+from ledger.auth import Denial, ReceivedRequest, SignatureVerifier, claimed_access_key_id
 from ledger.call_records import CallRecorder, RecorderUnavailable
 from ledger.errors import (
     InternalServiceError,
@@ -246,8 +249,7 @@ class Endpoint:
         self.body_size_bytes_max = body_size_bytes_max
         self.drain_size_bytes_max = drain_size_bytes_max
         self.body_read_seconds_max = body_read_seconds_max
-        self.pending_calls_max = pending_calls_max
-        self.pending_calls = 0  # touched only on the event loop's thread
+        self.admission = Admission(pending_calls_max, share_max=max(1, pending_calls_max // 2))
         self.executor = ThreadPoolExecutor(worker_threads, thread_name_prefix="ledger-call")
         self.write_lock = threading.Lock()
         self.recorder = recorder
@@ -306,20 +308,20 @@ class Endpoint:
                 send, error_response(error, request_id, close_connection=not too_large.drained)
             )
             return
-        if self.pending_calls >= self.pending_calls_max:
-            await respond(send, error_response(ServiceUnavailable(UNAVAILABLE_MESSAGE), request_id))
-            return
         request = received_request(scope, body)
         client = scope.get("client")
         source_ip = str(client[0]) if client else ""
-        self.pending_calls += 1
+        claimed_key = claimed_access_key_id(request.header("authorization"))
+        if not self.admission.admit(source_ip, claimed_key):
+            await respond(send, error_response(ServiceUnavailable(UNAVAILABLE_MESSAGE), request_id))
+            return
         try:
             loop = asyncio.get_running_loop()
             response = await loop.run_in_executor(
                 self.executor, self.respond, request, source_ip, request_id
             )
         finally:
-            self.pending_calls -= 1
+            self.admission.release(source_ip, claimed_key)
         await respond(send, response)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:

@@ -45,8 +45,9 @@ def secrets() -> Iterator[Secrets]:
     ledger.close()
 
 
-def endpoint_over(secrets: Secrets, api_class: type[SecretsManagerApi] = SecretsManagerApi,
-                  **options: Any) -> Endpoint:
+def endpoint_over(
+    secrets: Secrets, api_class: type[SecretsManagerApi] = SecretsManagerApi, **options: Any
+) -> Endpoint:
     return Endpoint(api_class(secrets), TrustingVerifier(Principals.of([ALICE])), **options)
 
 
@@ -59,12 +60,18 @@ def drive(
 ) -> list[dict[str, Any]]:
     """One HTTP request through the ASGI interface; the messages the app sent."""
     scope = {
-        "type": "http", "method": "POST", "path": "/", "raw_path": b"/", "query_string": b"",
+        "type": "http",
+        "method": "POST",
+        "path": "/",
+        "raw_path": b"/",
+        "query_string": b"",
         "headers": [(b"x-amz-target", target.encode()), (b"host", b"127.0.0.1")],
         "client": ("127.0.0.1", 50000),
     }
-    incoming = [{"type": "http.request", "body": chunk, "more_body": index < len(chunks) - 1}
-                for index, chunk in enumerate(chunks)]
+    incoming = [
+        {"type": "http.request", "body": chunk, "more_body": index < len(chunks) - 1}
+        for index, chunk in enumerate(chunks)
+    ]
     if disconnect:
         incoming[-1] = {"type": "http.disconnect"}
     sent: list[dict[str, Any]] = []
@@ -96,10 +103,23 @@ def test_a_call_is_answered_as_aws_json_with_a_request_id(secrets: Secrets) -> N
 
 def test_calls_beyond_the_pending_bound_are_turned_away_as_retryable(secrets: Secrets) -> None:
     endpoint = endpoint_over(secrets, worker_threads=1, pending_calls_max=1)
-    endpoint.pending_calls = 1  # one call already waiting for the worker
+    assert endpoint.admission.admit("192.0.2.9", "AKIAOTHER")  # one call already waiting
     status, _, body = answer(drive(endpoint, [b"{}"]))
     assert (status, body["__type"]) == (503, "ServiceUnavailable")
-    endpoint.pending_calls = 0
+    endpoint.admission.release("192.0.2.9", "AKIAOTHER")
+    assert answer(drive(endpoint, [b"{}"]))[0] == 200
+    endpoint.close()
+
+
+def test_one_source_takes_at_most_half_of_the_calls_in_progress(secrets: Secrets) -> None:
+    endpoint = endpoint_over(secrets, worker_threads=1, pending_calls_max=4)
+    source = "127.0.0.1"  # the client of `drive`
+    for _ in range(2):
+        assert endpoint.admission.admit(source, "AKIABUSY")
+    status, _, body = answer(drive(endpoint, [b"{}"]))
+    assert (status, body["__type"]) == (503, "ServiceUnavailable")
+    assert endpoint.admission.admit("192.0.2.10", "AKIAQUIET")  # another source still gets in
+    endpoint.admission.release(source, "AKIABUSY")
     assert answer(drive(endpoint, [b"{}"]))[0] == 200
     endpoint.close()
 
@@ -107,7 +127,7 @@ def test_calls_beyond_the_pending_bound_are_turned_away_as_retryable(secrets: Se
 def test_a_client_that_leaves_mid_body_gets_nothing_and_costs_nothing(secrets: Secrets) -> None:
     endpoint = endpoint_over(secrets)
     assert drive(endpoint, [b'{"Max', b""], disconnect=True) == []
-    assert endpoint.pending_calls == 0
+    assert endpoint.admission.calls == 0
     endpoint.close()
 
 
@@ -128,7 +148,8 @@ def test_a_bug_is_an_aws_shaped_500_logged_without_its_message(
     with caplog.at_level(logging.ERROR, logger="ledger.http"):
         status, _, body = answer(drive(endpoint, [b"{}"]))
     assert (status, body) == (
-        500, {"__type": "InternalServiceError", "Message": "An error occurred on the server side."}
+        500,
+        {"__type": "InternalServiceError", "Message": "An error occurred on the server side."},
     )
     assert "RuntimeError" in caplog.text
     assert "hunter2" not in caplog.text
@@ -177,8 +198,13 @@ def test_a_body_that_never_arrives_times_out_and_closes_the_connection(
 ) -> None:
     endpoint = endpoint_over(secrets, body_read_seconds_max=0.05)
     scope = {
-        "type": "http", "method": "POST", "path": "/", "raw_path": b"/", "query_string": b"",
-        "headers": [(b"x-amz-target", b"secretsmanager.ListSecrets")], "client": None,
+        "type": "http",
+        "method": "POST",
+        "path": "/",
+        "raw_path": b"/",
+        "query_string": b"",
+        "headers": [(b"x-amz-target", b"secretsmanager.ListSecrets")],
+        "client": None,
     }
     sent: list[dict[str, Any]] = []
 

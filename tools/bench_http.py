@@ -77,12 +77,18 @@ FLOOR_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:bench-AbCdEf"
 FLOOR_VERSION_ID = "00000000-0000-4000-8000-000000000000"
 FLOOR_ANSWERS = {
     "secretsmanager.PutSecretValue": {
-        "ARN": FLOOR_ARN, "Name": "bench", "VersionId": FLOOR_VERSION_ID,
+        "ARN": FLOOR_ARN,
+        "Name": "bench",
+        "VersionId": FLOOR_VERSION_ID,
         "VersionStages": ["AWSCURRENT"],
     },
     "secretsmanager.GetSecretValue": {
-        "ARN": FLOOR_ARN, "Name": "bench", "VersionId": FLOOR_VERSION_ID,
-        "SecretString": VALUE, "VersionStages": ["AWSCURRENT"], "CreatedDate": 1742376011.482,
+        "ARN": FLOOR_ARN,
+        "Name": "bench",
+        "VersionId": FLOOR_VERSION_ID,
+        "SecretString": VALUE,
+        "VersionStages": ["AWSCURRENT"],
+        "CreatedDate": 1742376011.482,
     },
     "secretsmanager.CreateSecret": {"ARN": FLOOR_ARN, "Name": "bench"},
 }
@@ -97,8 +103,9 @@ class ConstantAnswers:
     """A minimal ASGI app: reads the whole request, answers the fixed body for its target."""
 
     def __init__(self) -> None:
-        self.bodies = {target: json.dumps(answer).encode() for target, answer in
-                       FLOOR_ANSWERS.items()}
+        self.bodies = {
+            target: json.dumps(answer).encode() for target, answer in FLOOR_ANSWERS.items()
+        }
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -110,11 +117,17 @@ class ConstantAnswers:
             pass
         target = dict(scope["headers"]).get(b"x-amz-target", b"").decode()
         body = self.bodies.get(target, b"{}")
-        await send({"type": "http.response.start", "status": 200, "headers": [
-            (b"content-type", b"application/x-amz-json-1.1"),
-            (b"content-length", str(len(body)).encode()),
-            (b"x-amzn-requestid", FLOOR_VERSION_ID.encode()),
-        ]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/x-amz-json-1.1"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"x-amzn-requestid", FLOOR_VERSION_ID.encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
@@ -156,8 +169,9 @@ def free_port() -> int:
 def running(subject: Subject, log_directory: Path) -> Iterator[None]:
     log_path = log_directory / f"{subject.port}.log"
     with log_path.open("wb") as log:
-        process = subprocess.Popen(subject.command, stdout=log, stderr=subprocess.STDOUT,
-                                   cwd=log_directory)
+        process = subprocess.Popen(
+            subject.command, stdout=log, stderr=subprocess.STDOUT, cwd=log_directory
+        )
     try:
         wait_until_listening(process, subject.port, log_path)
         subject.pid = process.pid
@@ -190,24 +204,43 @@ def subjects(directory: Path, with_moto: bool) -> list[Subject]:
     floor_port, moto_port = free_port(), free_port()
     ledger_port, async_port = free_port(), free_port()
     chosen = [
-        Subject("constant answer (floor)",
-                [sys.executable, __file__, "--serve-floor", str(floor_port)], floor_port),
+        Subject(
+            "constant answer (floor)",
+            [sys.executable, __file__, "--serve-floor", str(floor_port)],
+            floor_port,
+        ),
     ]
     if with_moto:
-        chosen.append(Subject(
-            "moto server",
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)],
-            moto_port,
-        ))
+        chosen.append(
+            Subject(
+                "moto server",
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)],
+                moto_port,
+            )
+        )
     for call_records, port in (("durable", ledger_port), ("async", async_port)):
-        chosen.append(Subject(
-            f"secret-ledger (SQLite, {call_records} records)",
-            [sys.executable, "-c", "import sys; from ledger.cli import main; sys.exit(main())",
-             "serve", "--db", str(directory / f"ledger-{call_records}.db"),
-             "--port", str(port), "--credentials", str(credentials), "--region", REGION,
-             "--call-records", call_records],
-            port,
-        ))
+        chosen.append(
+            Subject(
+                f"secret-ledger (SQLite, {call_records} records)",
+                [
+                    sys.executable,
+                    "-c",
+                    "import sys; from ledger.cli import main; sys.exit(main())",
+                    "serve",
+                    "--db",
+                    str(directory / f"ledger-{call_records}.db"),
+                    "--port",
+                    str(port),
+                    "--credentials",
+                    str(credentials),
+                    "--region",
+                    REGION,
+                    "--call-records",
+                    call_records,
+                ],
+                port,
+            )
+        )
     return chosen
 
 
@@ -218,7 +251,9 @@ def subjects(directory: Path, with_moto: bool) -> list[Subject]:
 
 def client_for(subject: Subject) -> Any:
     return boto3.client(
-        "secretsmanager", endpoint_url=subject.url, region_name=REGION,
+        "secretsmanager",
+        endpoint_url=subject.url,
+        region_name=REGION,
         aws_access_key_id=PRINCIPAL.access_key_id,
         aws_secret_access_key=PRINCIPAL.secret_access_key,
         config=Config(retries={"total_max_attempts": 1}),
@@ -239,9 +274,7 @@ def prepare(subject: Subject, puts_total: int) -> None:
 
 
 def put(subject: Subject) -> None:
-    subject.client.put_secret_value(
-        SecretId=put_secret_name(subject.put_count), SecretString=VALUE
-    )
+    subject.client.put_secret_value(SecretId=put_secret_name(subject.put_count), SecretString=VALUE)
     subject.put_count += 1
 
 
@@ -279,10 +312,15 @@ class RawClient:
 
     def call(self, operation: str, members: dict[str, Any]) -> None:
         body = json.dumps(members).encode()
-        request = AWSRequest("POST", self.url, data=body, headers={
-            "Content-Type": "application/x-amz-json-1.1",
-            "X-Amz-Target": f"secretsmanager.{operation}",
-        })
+        request = AWSRequest(
+            "POST",
+            self.url,
+            data=body,
+            headers={
+                "Content-Type": "application/x-amz-json-1.1",
+                "X-Amz-Target": f"secretsmanager.{operation}",
+            },
+        )
         self.signer.add_auth(request)
         self.connection.request("POST", "/", body, dict(request.headers.items()))
         response = self.connection.getresponse()
@@ -304,8 +342,10 @@ def run_raw_task(task: RawTask) -> int:
             name = f"{prefix}-{count // PUTS_PER_SECRET}"
             if count % PUTS_PER_SECRET == 0:
                 client.call("CreateSecret", {"Name": name, "ClientRequestToken": str(uuid.uuid4())})
-            client.call("PutSecretValue", {"SecretId": name, "SecretString": VALUE,
-                                           "ClientRequestToken": str(uuid.uuid4())})
+            client.call(
+                "PutSecretValue",
+                {"SecretId": name, "SecretString": VALUE, "ClientRequestToken": str(uuid.uuid4())},
+            )
         count += 1
     return count
 
@@ -316,12 +356,14 @@ def server_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_SECOND
 
 
-def measure_raw(subject: Subject, pool: Any, operation: str, concurrency: int,
-                seconds: float) -> None:
+def measure_raw(
+    subject: Subject, pool: Any, operation: str, concurrency: int, seconds: float
+) -> None:
     cpu_before = server_cpu_seconds(subject.pid)
     start = time.perf_counter()
-    counts = pool.map(run_raw_task, [RawTask(subject.port, operation, seconds)] * concurrency,
-                      chunksize=1)
+    counts = pool.map(
+        run_raw_task, [RawTask(subject.port, operation, seconds)] * concurrency, chunksize=1
+    )
     elapsed = time.perf_counter() - start
     cpu_seconds = server_cpu_seconds(subject.pid) - cpu_before
     calls = max(sum(counts), 1)
@@ -342,10 +384,15 @@ def run_raw_rounds(chosen: list[Subject], rounds: int, seconds: float) -> None:
 
 def report_raw(chosen: list[Subject], rounds: int, seconds: float) -> None:
     floor = chosen[0]
-    print(f"Raw SigV4 clients, {seconds:g} s per cell; median of {rounds} interleaved round(s);"
-          " calls/s, ratio to the floor, server CPU ms per call")
-    columns = [(operation, concurrency) for operation in RAW_OPERATIONS
-               for concurrency in RAW_CONCURRENCIES]
+    print(
+        f"Raw SigV4 clients, {seconds:g} s per cell; median of {rounds} interleaved round(s);"
+        " calls/s, ratio to the floor, server CPU ms per call"
+    )
+    columns = [
+        (operation, concurrency)
+        for operation in RAW_OPERATIONS
+        for concurrency in RAW_CONCURRENCIES
+    ]
     print(f"{'server':<44}" + "".join(f"{f'{op} x{n}':>22}" for op, n in columns))
     for subject in chosen:
         cells = []
@@ -370,20 +417,26 @@ def report(chosen: list[Subject], rounds: int, operations: int) -> None:
     floor = chosen[0]
     floor_put = statistics.median(floor.puts_per_second)
     floor_get = statistics.median(floor.gets_per_second)
-    print(f"HTTP endpoint, one boto3 client, {len(VALUE)}-byte SecretString; "
-          f"median of {rounds} interleaved round(s) x {operations} calls per operation")
+    print(
+        f"HTTP endpoint, one boto3 client, {len(VALUE)}-byte SecretString; "
+        f"median of {rounds} interleaved round(s) x {operations} calls per operation"
+    )
     print(f"{'server':<44}{'Put ops/s':>11}{'ratio':>8}{'Get ops/s':>12}{'ratio':>8}")
     for subject in chosen:
         put_rate = statistics.median(subject.puts_per_second)
         get_rate = statistics.median(subject.gets_per_second)
-        print(f"{subject.label:<44}{put_rate:>11.0f}{put_rate / floor_put:>8.2f}"
-              f"{get_rate:>12.0f}{get_rate / floor_get:>8.2f}")
+        print(
+            f"{subject.label:<44}{put_rate:>11.0f}{put_rate / floor_put:>8.2f}"
+            f"{get_rate:>12.0f}{get_rate / floor_get:>8.2f}"
+        )
     for ledger in chosen[-2:]:
         put_ratio = statistics.median(ledger.puts_per_second) / floor_put
         get_ratio = statistics.median(ledger.gets_per_second) / floor_get
-        print(f"target >= {TARGET_RATIO} of the floor, {ledger.label}: "
-              f"Put {put_ratio:.2f} ({verdict(put_ratio)}), "
-              f"Get {get_ratio:.2f} ({verdict(get_ratio)})")
+        print(
+            f"target >= {TARGET_RATIO} of the floor, {ledger.label}: "
+            f"Put {put_ratio:.2f} ({verdict(put_ratio)}), "
+            f"Get {get_ratio:.2f} ({verdict(get_ratio)})"
+        )
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
 
 
@@ -397,14 +450,20 @@ def main(arguments: list[str]) -> int:
         return 0
     parser = argparse.ArgumentParser(prog="bench.py http", description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
-    parser.add_argument("--operations", type=int, default=300,
-                        help="calls per operation per round (default 300)")
-    parser.add_argument("--quick", action="store_true",
-                        help="a smoke test: 1 round of 20 calls, without moto")
+    parser.add_argument(
+        "--operations", type=int, default=300, help="calls per operation per round (default 300)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke test: 1 round of 20 calls, without moto"
+    )
     parser.add_argument("--without-moto", action="store_true", help="skip the moto server")
-    parser.add_argument("--raw-seconds", type=float, default=RAW_SECONDS_DEFAULT,
-                        help=f"seconds per raw-client cell (default {RAW_SECONDS_DEFAULT:g}); "
-                        "0 skips the raw clients")
+    parser.add_argument(
+        "--raw-seconds",
+        type=float,
+        default=RAW_SECONDS_DEFAULT,
+        help=f"seconds per raw-client cell (default {RAW_SECONDS_DEFAULT:g}); "
+        "0 skips the raw clients",
+    )
     options = parser.parse_args(arguments)
     rounds, operations = (1, 20) if options.quick else (options.rounds, options.operations)
     raw_seconds = 0.3 if options.quick else options.raw_seconds

@@ -16,12 +16,17 @@ must be signed (SigV4) by a principal of the credentials file. Choices:
   client.
 * ``--region`` and ``--account-id`` name the ledger's ARNs and audit records,
   whatever region a client's signature is scoped to.
-* Limits: request bodies of at most 1 MiB kept in memory, arriving within 30 s
-  (uvicorn sets no deadline on request heads: one more reason to stay on loopback
-  or behind a proxy); 8 worker threads for ledger calls, at most 64 calls
-  pending; at most 128 open connections and tasks (uvicorn ``limit_concurrency``;
-  beyond it uvicorn answers 503) and a listen backlog of 128; idle keep-alive
-  connections closed after 5 s.
+* HTTP: uvicorn's httptools parser on the uvloop event loop (chosen by
+  measurement, docs/decisions.md), with a deadline for request heads.
+* Limits: a request head must be complete within 10 s of the connection opening
+  or of the previous response, however slowly it trickles in (`ledger.serving`);
+  request bodies of at most 1 MiB kept in memory, arriving within 30 s; idle
+  keep-alive connections closed after 5 s. Caps count calls in progress, not
+  sockets: 8 worker threads for ledger calls, at most 64 calls in progress, at
+  most half of them from one source address or claiming one access key
+  (`ledger.admission`); beyond that, 503 at once. Open sockets are bounded only
+  by 4,096 (uvicorn ``limit_concurrency``, far above what the deadlines let
+  idle or slow clients hold) and a listen backlog of 1,024.
 * SIGTERM or Ctrl-C stops accepting connections and finishes the calls in flight
   (for at most 30 s) before the ledger is closed.
 * Calls that change no secret are recorded through a group-committing
@@ -66,17 +71,19 @@ from ledger.cli.common import (
 from ledger.cli.evidence import CheckpointScheduler, checkpoint_keys
 from ledger.evidence import CheckpointStore
 from ledger.http import Application, Endpoint
+from ledger.serving import HeadDeadlineProtocol
 from projections import start_in_background
 
 PORT_DEFAULT = 8080
-CONNECTIONS_MAX = 128
-LISTEN_BACKLOG = 128
+CONNECTIONS_MAX = 4096
+LISTEN_BACKLOG = 1024
 KEEP_ALIVE_SECONDS = 5
 GRACEFUL_SHUTDOWN_SECONDS = 30
 MEMORY_DATABASE = "memory:"
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 CHECKPOINT_EVERY_EVENTS_DEFAULT = 1_000
 CHECKPOINT_EVERY_SECONDS_DEFAULT = 60.0
+
 
 @main.command("serve")
 @database_option()
@@ -243,9 +250,9 @@ def server_config(application: Application, host: str, port: int) -> uvicorn.Con
         application,
         host=host,
         port=port,
-        http="h11",
+        http=HeadDeadlineProtocol,
         ws="none",
-        loop="asyncio",
+        loop="uvloop",
         lifespan="on",
         proxy_headers=False,
         server_header=False,
