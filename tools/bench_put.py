@@ -10,17 +10,27 @@ the machine hits every subject alike), reporting the median of the rounds:
   in the same database (the injected clock advances an hour per put, so retention
   keeps the version count legal while the log keeps every event).
 
+- with ``--postgres URL`` (or ``SECRETLEDGER_TEST_POSTGRES_URL``, as set by
+  tools/with_throwaway_postgres.sh; an empty database), the same on PostgreSQL: raw psycopg
+  insert-and-commit of one row against a durable put;
+- on each engine, 8 concurrent writers (threads over one `Secrets`, each putting
+  to its own secret): their total rate against the single writer's.
+
 Targets (issue 2): durable put at 0.6 or more of the floor; cost ratio at 10,000
-versus 10 earlier puts at 1.2 or less.
+versus 10 earlier puts at 1.2 or less. Issue 11: durable put at 0.5 or more of
+its own engine's floor, SQLite and PostgreSQL; 8 writers at least 4x one.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sqlite3
 import statistics
 import tempfile
+import threading
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +39,8 @@ from ledger.api import SecretsManagerApi
 from ledger.application import Secrets
 
 ROW_SIZE_BYTES = 200
+CONCURRENT_WRITERS = 8
+POSTGRES_URL_VARIABLE = "SECRETLEDGER_TEST_POSTGRES_URL"
 
 
 class SteppingClock:
@@ -67,6 +79,31 @@ class Floor:
         return operations / (time.perf_counter() - start)
 
 
+class PostgresFloor:
+    """Raw PostgreSQL through psycopg: one insert and one commit per operation."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg  # only with --postgres
+
+        self.connection = psycopg.connect(url, autocommit=True)
+        self.table = f"bench_rows_{uuid.uuid4().hex[:8]}"
+        self.connection.execute(
+            f"CREATE TABLE {self.table} (id BIGSERIAL PRIMARY KEY, key TEXT UNIQUE, body BYTEA)"
+        )
+        self.count = 0
+
+    def run(self, operations: int) -> float:
+        start = time.perf_counter()
+        for _ in range(operations):
+            self.count += 1
+            with self.connection.transaction():
+                self.connection.execute(
+                    f"INSERT INTO {self.table} (key, body) VALUES (%s, %s)",
+                    (f"{self.count:032d}", b"x" * ROW_SIZE_BYTES),
+                )
+        return operations / (time.perf_counter() - start)
+
+
 class Putter:
     """PutSecretValue to one secret, through the full API (validation included)."""
 
@@ -93,8 +130,27 @@ class Putter:
         return operations / (time.perf_counter() - start)
 
 
-def open_api(database: str) -> SecretsManagerApi:
-    return SecretsManagerApi(Secrets(database, clock=SteppingClock()))
+class ConcurrentPutters:
+    """``CONCURRENT_WRITERS`` threads, each putting to its own secret of one ledger."""
+
+    def __init__(self, api: SecretsManagerApi, prefix: str) -> None:
+        self.putters = [Putter(api, f"{prefix}-{index}") for index in range(CONCURRENT_WRITERS)]
+
+    def run(self, operations: int) -> float:
+        """``operations`` puts per writer; the total rate."""
+        threads = [
+            threading.Thread(target=putter.run, args=(operations,)) for putter in self.putters
+        ]
+        start = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return operations * len(self.putters) / (time.perf_counter() - start)
+
+
+def open_api(database: str, keyring_path: Path | None = None) -> SecretsManagerApi:
+    return SecretsManagerApi(Secrets(database, keyring_path=keyring_path, clock=SteppingClock()))
 
 
 def main(arguments: list[str]) -> int:
@@ -103,29 +159,47 @@ def main(arguments: list[str]) -> int:
     parser.add_argument("--operations", type=int, default=200, help="puts per round")
     parser.add_argument("--history", type=int, default=10_000, help="earlier puts, old secret")
     parser.add_argument("--quick", action="store_true", help="a smoke run with tiny numbers")
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get(POSTGRES_URL_VARIABLE),
+        help=f"a PostgreSQL URL to measure too (default: ${POSTGRES_URL_VARIABLE}, if set)",
+    )
     options = parser.parse_args(arguments)
     if options.quick:
         options.rounds, options.operations, options.history = 3, 20, 150
     with tempfile.TemporaryDirectory(prefix="bench-put-") as directory:
-        report(run(Path(directory), options.rounds, options.operations, options.history))
+        results = run(
+            Path(directory), options.rounds, options.operations, options.history, options.postgres
+        )
+        report(results)
     return 0
 
 
-def run(directory: Path, rounds: int, operations: int, history: int) -> dict[str, list[float]]:
+def run(
+    directory: Path, rounds: int, operations: int, history: int, postgres: str | None
+) -> dict[str, list[float]]:
     floor = Floor(directory / "floor.db")
     durable_api = open_api(str(directory / "ledger.db"))
     memory = Putter(open_api("memory:"), "memory/bench")
     durable = Putter(durable_api, "durable/bench")
+    concurrent = ConcurrentPutters(durable_api, "durable/concurrent")
     old = Putter(durable_api, "history/old")
     print(f"filling: {history} puts to one secret ...", flush=True)
     old.run(history)
     subjects: dict[str, Callable[[int], float]] = {
         "floor": floor.run,
         "sqlite": durable.run,
+        "sqlite x8": concurrent.run,
         "memory": memory.run,
         "young": lambda count: young_secret(durable_api, count),
         "old": old.run,
     }
+    if postgres is not None:
+        postgres_api = open_api(postgres, directory / "postgres.keyring")  # an empty database
+        prefix = f"bench-{uuid.uuid4().hex[:8]}"
+        subjects["postgres floor"] = PostgresFloor(postgres).run
+        subjects["postgres"] = Putter(postgres_api, f"{prefix}/durable").run
+        subjects["postgres x8"] = ConcurrentPutters(postgres_api, f"{prefix}/concurrent").run
     results: dict[str, list[float]] = {name: [] for name in subjects}
     for round_number in range(1, rounds + 1):
         for name, subject in subjects.items():
@@ -147,11 +221,34 @@ def report(results: dict[str, list[float]]) -> None:
     floor = median["floor"]
     rows = [
         ("raw SQLite insert+commit (floor)", median["floor"], 1.0, ""),
-        ("PutSecretValue, SQLite durable", median["sqlite"], median["sqlite"] / floor, ">= 0.6"),
+        ("PutSecretValue, SQLite durable", median["sqlite"], median["sqlite"] / floor, ">= 0.5"),
+        (
+            f"  {CONCURRENT_WRITERS} writers, vs one writer",
+            median["sqlite x8"],
+            median["sqlite x8"] / median["sqlite"],
+            ">= 4",
+        ),
         ("PutSecretValue, POPO (memory)", median["memory"], median["memory"] / floor, ""),
     ]
+    if "postgres" in median:
+        pg_floor = median["postgres floor"]
+        rows += [
+            ("raw PostgreSQL insert+commit (floor)", pg_floor, 1.0, ""),
+            (
+                "PutSecretValue, PostgreSQL",
+                median["postgres"],
+                median["postgres"] / pg_floor,
+                ">= 0.5",
+            ),
+            (
+                f"  {CONCURRENT_WRITERS} writers, vs one writer",
+                median["postgres x8"],
+                median["postgres x8"] / median["postgres"],
+                ">= 4",
+            ),
+        ]
     print()
-    print(f"{'subject':<36} {'ops/s (median)':>15} {'ratio to floor':>15} {'target':>8}")
+    print(f"{'subject':<36} {'ops/s (median)':>15} {'ratio':>15} {'target':>8}")
     for label, value, ratio, target in rows:
         print(f"{label:<36} {value:>15,.0f} {ratio:>15.2f} {target:>8}")
     young_cost = 1.0 / median["young"]
@@ -160,10 +257,14 @@ def report(results: dict[str, list[float]]) -> None:
     header = f"{'put cost on one secret (SQLite)':<36} {'ms/put (median)':>15}"
     print(f"{header} {'ratio':>15} {'target':>8}")
     print(f"{'after 10 earlier puts':<36} {young_cost * 1000:>15.3f} {1.0:>15.2f} {'':>8}")
-    print(f"{'after 10,000 earlier puts':<36} {old_cost * 1000:>15.3f} "
-          f"{old_cost / young_cost:>15.2f} {'<= 1.2':>8}")
+    print(
+        f"{'after 10,000 earlier puts':<36} {old_cost * 1000:>15.3f} "
+        f"{old_cost / young_cost:>15.2f} {'<= 1.2':>8}"
+    )
     spread = {name: (min(values), max(values)) for name, values in results.items()}
     print()
-    print("spread over rounds (ops/s min..max): " + ", ".join(
-        f"{name} {low:,.0f}..{high:,.0f}" for name, (low, high) in spread.items()
-    ))
+    print(
+        "spread over rounds (ops/s min..max): "
+        + ", ".join(f"{name} {low:,.0f}..{high:,.0f}" for name, (low, high) in spread.items())
+    )
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
