@@ -94,6 +94,27 @@ def retried_on_connection_errors(function: Callable[P, R]) -> Callable[P, R]:
     return retried
 
 
+PENDING_READS_ARGUMENT: Final = "pending_reads"
+
+
+class PendingReads:
+    """Statements of one events transaction whose results are read after the
+    library's sync: the data-key INSERT and the chain's head."""
+
+    def __init__(self) -> None:
+        self.data_keys: Cursor[DictRow] | None = None
+        self.data_key_count = 0
+        self.head: Cursor[DictRow] | None = None
+
+    def close(self) -> None:
+        for cursor in (self.data_keys, self.head):
+            if cursor is not None:
+                cursor.close()
+        self.data_keys = None
+        self.data_key_count = 0
+        self.head = None
+
+
 class AbortEventsTransaction(BaseException):
     """Carries an error of the chain step out of the library's ``insert_events``.
 
@@ -201,10 +222,14 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
         kwargs[DATA_KEYS_ARGUMENT] = validated_data_keys(stored_events, kwargs)
         kwargs[DESTROYED_DATA_KEYS_ARGUMENT] = validated_destroyed_data_keys(stored_events, kwargs)
         validated_defer_erasure(kwargs)  # nothing to defer: a deleted row leaves no file
+        pending = PendingReads()
+        kwargs[PENDING_READS_ARGUMENT] = pending
         try:
             notification_ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
         except AbortEventsTransaction as abort:
             raise persistence_error(abort.error) from abort.error
+        finally:
+            pending.close()
         return notification_ids
 
     def _insert_events(
@@ -214,19 +239,26 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
         runs outside the library's ``except Exception`` (see ``AbortEventsTransaction``),
         so an error raised here rolls the transaction back as it is."""
         super()._insert_events(curs, stored_events, **kwargs)
-        self._insert_data_keys(curs, kwargs[DATA_KEYS_ARGUMENT])
+        pending: PendingReads = kwargs[PENDING_READS_ARGUMENT]
+        pending.close()  # a retried attempt starts afresh
+        assert stored_events or not kwargs[DATA_KEYS_ARGUMENT], "keys come with their events"
+        self._insert_data_keys(curs, kwargs[DATA_KEYS_ARGUMENT], pending)
         self._destroy_data_keys(curs, kwargs[DESTROYED_DATA_KEYS_ARGUMENT])
 
-    def _insert_data_keys(self, curs: Cursor[DictRow], records: tuple[DataKeyRecord, ...]) -> None:
+    def _insert_data_keys(
+        self, curs: Cursor[DictRow], records: tuple[DataKeyRecord, ...], pending: PendingReads
+    ) -> None:
         """The statement runs in psycopg's pipeline mode, where a server-side error
         would surface later as "pipeline aborted" (an ``OperationalError``, which the
         library retries). So a conflict must not raise on the server: rows that
-        already exist are skipped, counted, and reported as ``IntegrityError`` here,
-        which rolls back the whole transaction. The fetch syncs the pipeline.
-        """
+        already exist are skipped. Its result is read on a cursor of its own after
+        the library's sync, with the events' (`_require_data_keys_inserted`): one
+        round trip for both."""
         if not records:
             return
-        curs.execute(
+        pending.data_keys = curs.connection.cursor()
+        pending.data_key_count = len(records)
+        pending.data_keys.execute(
             self.insert_data_keys_statement,
             (
                 [record.secret_id for record in records],
@@ -235,13 +267,30 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
                 [record.wrapped_key for record in records],
             ),
         )
-        inserted_count = len(curs.fetchall())
-        if inserted_count != len(records):
+
+    @staticmethod
+    def _require_data_keys_inserted(pending: PendingReads) -> None:
+        """Rows that already existed were skipped and are counted here: reported as
+        ``IntegrityError``, which rolls back the whole transaction."""
+        if pending.data_keys is None:
+            return
+        inserted_count = len(pending.data_keys.fetchall())
+        if inserted_count != pending.data_key_count:
             msg = (
-                f"Data key already recorded: {len(records) - inserted_count} of "
-                f"{len(records)} (secret_id, version_id) pairs exist"
+                f"Data key already recorded: {pending.data_key_count - inserted_count} of "
+                f"{pending.data_key_count} (secret_id, version_id) pairs exist"
             )
             raise IntegrityError(msg)
+
+    def _insert_stored_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        """The library's lock and INSERT, then the chain's head, read under the lock
+        and answered by the same sync as the INSERT."""
+        super()._insert_stored_events(curs, stored_events, **kwargs)
+        pending: PendingReads = kwargs[PENDING_READS_ARGUMENT]
+        pending.head = curs.connection.cursor()
+        pending.head.execute(self.select_event_hash_head_statement, prepare=True)
 
     def _destroy_data_keys(self, curs: Cursor[DictRow], pairs: tuple[DataKeyPair, ...]) -> None:
         """Crypto-shredding in the events' transaction (and pipeline). A missing row is
@@ -266,8 +315,13 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
         synced); it fetches the notification ids, then the chain is extended."""
         notification_ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
         assert notification_ids is not None and len(notification_ids) == len(stored_events)
+        pending: PendingReads = kwargs[PENDING_READS_ARGUMENT]
         try:
-            self._insert_event_hashes(curs, stored_events, notification_ids)
+            self._require_data_keys_inserted(pending)
+            assert pending.head is not None, "read with the events' INSERT"
+            head_row = pending.head.fetchone()
+            head = None if head_row is None else event_hash_from_row(head_row)
+            self._insert_event_hashes(curs, stored_events, notification_ids, head)
         except Exception as error:
             raise AbortEventsTransaction(error) from error
         return notification_ids
@@ -487,18 +541,17 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
         curs: Cursor[DictRow],
         stored_events: Sequence[StoredEvent],
         notification_ids: Sequence[int],
+        head: EventHash | None,
     ) -> None:
-        """Extends the hash chain inside the events' transaction, the table lock held.
+        """Extends the hash chain from ``head`` (read under the table lock) inside the
+        events' transaction.
 
-        Pipeline mode: each fetch below syncs before its result is used, and the
+        Pipeline mode: the fetch below syncs before its result is used, and the
         INSERT cannot fail on the server (a taken key is skipped, counted, and
         reported here), so no error can surface later as "pipeline aborted".
         """
         if not stored_events:
             return
-        curs.execute(self.select_event_hash_head_statement, prepare=True)
-        head_row = curs.fetchone()
-        head = None if head_row is None else event_hash_from_row(head_row)
         hashes = chained_event_hashes(head, notification_ids, stored_events)
         curs.execute(
             self.insert_event_hashes_statement,
