@@ -5,8 +5,8 @@
   and returns a fixed PutSecretValue or GetSecretValue answer, so it measures the
   client, HTTP and uvicorn, and nothing else;
 - moto server (``python -m moto.server``), the usual local stand-in;
-- secret-ledger: `secretledger serve` on SQLite (durable: WAL, synchronous=FULL),
-  verifying SigV4; twice: recording every read before answering it
+- secret-ledger: `secretledger serve --sole-writer` on SQLite (durable: WAL,
+  synchronous=FULL), verifying SigV4; twice: recording every read before answering it
   (``--call-records durable``, the default) and queueing the read's record, which
   is committed within milliseconds (``--call-records async``). Puts are durable
   before they are answered in both.
@@ -237,6 +237,7 @@ def subjects(directory: Path, with_moto: bool) -> list[Subject]:
                     REGION,
                     "--call-records",
                     call_records,
+                    "--sole-writer",
                 ],
                 port,
             )

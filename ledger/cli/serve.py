@@ -29,6 +29,8 @@ must be signed (SigV4) by a principal of the credentials file. Choices:
   idle or slow clients hold) and a listen backlog of 1,024.
 * SIGTERM or Ctrl-C stops accepting connections and finishes the calls in flight
   (for at most 30 s) before the ledger is closed.
+* ``--sole-writer``: the operator promises that no other process writes the
+  ledger; commands then trust the cached aggregates (`Secrets.assume_sole_writer`).
 * Calls that change no secret are recorded through a group-committing
   `CallRecorder`: ``--call-records durable`` (the default) answers them once their
   record is committed, ``async`` once it is queued, with the loss bound of
@@ -123,6 +125,14 @@ CHECKPOINT_EVERY_SECONDS_DEFAULT = 60.0
     show_default=True,
     help="Keep the label-history and audit projections up to date in this process.",
 )
+@click.option(
+    "--sole-writer",
+    is_flag=True,
+    help="Promise that no other process writes this ledger while the server runs: "
+    "commands then skip the query for events newer than the cached secret (faster "
+    "puts and reads). Another writer is still caught at insert and the command "
+    "retried, but reads may miss its changes until then.",
+)
 @signing_key_option()
 @checkpoints_option()
 @click.option(
@@ -149,6 +159,7 @@ def serve(
     keyring_path: Path | None,
     call_records: str,
     follow_projections: bool,
+    sole_writer: bool,
     signing_key_path: Path | None,
     checkpoints_path: Path | None,
     checkpoint_every_events: int,
@@ -180,6 +191,8 @@ def serve(
         credentials_path, database, account_id, region, f"http://{host}:{port}"
     )
     secrets = open_secrets(LedgerSettings(database, keyring_path, region, account_id))
+    if sole_writer:
+        secrets.assume_sole_writer()
     try:
         checkpoints = checkpoint_scheduler(
             secrets.recorder,  # type: ignore[arg-type]
