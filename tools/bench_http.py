@@ -5,6 +5,10 @@
   and returns a fixed PutSecretValue or GetSecretValue answer, so it measures the
   client, HTTP and uvicorn, and nothing else;
 - moto server (``python -m moto.server``), the usual local stand-in;
+- with ``--postgres URL`` (or ``SECRETLEDGER_TEST_POSTGRES_URL``, as
+  tools/with_throwaway_postgres.sh sets it): secret-ledger on PostgreSQL, one
+  server, and two servers on one database (clients split between them, CPU of
+  both counted);
 - secret-ledger: `secretledger serve --sole-writer` on SQLite (durable: WAL,
   synchronous=FULL), verifying SigV4; twice: recording every read before answering it
   (``--call-records durable``, the default) and queueing the read's record, which
@@ -73,6 +77,7 @@ RAW_CONCURRENCIES = (1, 4)
 RAW_OPERATIONS = ("Put", "Get")
 RAW_SECONDS_DEFAULT = 3.0
 CLOCK_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+POSTGRES_URL_VARIABLE = "SECRETLEDGER_TEST_POSTGRES_URL"
 FLOOR_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:bench-AbCdEf"
 FLOOR_VERSION_ID = "00000000-0000-4000-8000-000000000000"
 FLOOR_ANSWERS = {
@@ -152,6 +157,7 @@ class Subject:
     client: Any = None
     put_count: int = 0
     pid: int = 0
+    companions: list[Subject] = field(default_factory=list)  # servers of the same ledger
 
     @property
     def url(self) -> str:
@@ -198,11 +204,28 @@ def wait_until_listening(process: subprocess.Popen[bytes], port: int, log_path: 
     raise RuntimeError(f"server on port {port} did not listen in {READY_TIMEOUT_SECONDS} s")
 
 
-def subjects(directory: Path, with_moto: bool) -> list[Subject]:
+def ledger_command(database: str, port: int, credentials: Path, *options: str) -> list[str]:
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from ledger.cli import main; sys.exit(main())",
+        "serve",
+        "--db",
+        database,
+        "--port",
+        str(port),
+        "--credentials",
+        str(credentials),
+        "--region",
+        REGION,
+        *options,
+    ]
+
+
+def subjects(directory: Path, with_moto: bool, postgres: str | None) -> list[Subject]:
     credentials = directory / "credentials.toml"
     write_credentials_file(credentials, [PRINCIPAL])
     floor_port, moto_port = free_port(), free_port()
-    ledger_port, async_port = free_port(), free_port()
     chosen = [
         Subject(
             "constant answer (floor)",
@@ -218,31 +241,63 @@ def subjects(directory: Path, with_moto: bool) -> list[Subject]:
                 moto_port,
             )
         )
-    for call_records, port in (("durable", ledger_port), ("async", async_port)):
+    for call_records in ("durable", "async"):
+        port = free_port()
+        database = str(directory / f"ledger-{call_records}.db")
         chosen.append(
             Subject(
                 f"secret-ledger (SQLite, {call_records} records)",
-                [
-                    sys.executable,
-                    "-c",
-                    "import sys; from ledger.cli import main; sys.exit(main())",
-                    "serve",
-                    "--db",
-                    str(directory / f"ledger-{call_records}.db"),
-                    "--port",
-                    str(port),
-                    "--credentials",
-                    str(credentials),
-                    "--region",
-                    REGION,
-                    "--call-records",
-                    call_records,
-                    "--sole-writer",
-                ],
+                ledger_command(
+                    database, port, credentials, "--call-records", call_records, "--sole-writer"
+                ),
                 port,
             )
         )
+    if postgres is not None:
+        chosen += postgres_subjects(directory, credentials, postgres)
     return chosen
+
+
+def postgres_subjects(directory: Path, credentials: Path, url: str) -> list[Subject]:
+    """One server (sole writer) on the given, empty database; two servers on a second
+    database made beside it, each driven by half of the raw clients. Projections are
+    left to a follower (not run here), as with several servers."""
+    import psycopg  # only with --postgres
+
+    second = f"bench_two_servers_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(f"CREATE DATABASE {second}")
+    second_url = url.rsplit("/", 1)[0] + "/" + second
+    one_port, first_port, second_port = free_port(), free_port(), free_port()
+
+    def files(name: str) -> tuple[str, ...]:
+        """The keyring and checkpoint signing key every server of one ledger shares."""
+        return (
+            "--no-projections",
+            "--keyring",
+            str(directory / f"{name}.keyring"),
+            "--signing-key",
+            str(directory / f"{name}.signing-key"),
+        )
+
+    one = Subject(
+        "secret-ledger (PostgreSQL, one server)",
+        ledger_command(url, one_port, credentials, *files("one"), "--sole-writer"),
+        one_port,
+    )
+    two = Subject(
+        "secret-ledger (PostgreSQL, two servers)",
+        ledger_command(second_url, first_port, credentials, *files("two")),
+        first_port,
+    )
+    two.companions.append(
+        Subject(
+            "second server",
+            ledger_command(second_url, second_port, credentials, *files("two")),
+            second_port,
+        )
+    )
+    return [one, two]
 
 
 # --------------------------------------------------------------------------------------
@@ -360,13 +415,16 @@ def server_cpu_seconds(pid: int) -> float:
 def measure_raw(
     subject: Subject, pool: Any, operation: str, concurrency: int, seconds: float
 ) -> None:
-    cpu_before = server_cpu_seconds(subject.pid)
+    servers = [subject, *subject.companions]
+    cpu_before = sum(server_cpu_seconds(server.pid) for server in servers)
+    tasks = [
+        RawTask(servers[index % len(servers)].port, operation, seconds)
+        for index in range(concurrency)
+    ]
     start = time.perf_counter()
-    counts = pool.map(
-        run_raw_task, [RawTask(subject.port, operation, seconds)] * concurrency, chunksize=1
-    )
+    counts = pool.map(run_raw_task, tasks, chunksize=1)
     elapsed = time.perf_counter() - start
-    cpu_seconds = server_cpu_seconds(subject.pid) - cpu_before
+    cpu_seconds = sum(server_cpu_seconds(server.pid) for server in servers) - cpu_before
     calls = max(sum(counts), 1)
     key = (operation, concurrency)
     subject.raw_per_second.setdefault(key, []).append(calls / elapsed)
@@ -430,7 +488,7 @@ def report(chosen: list[Subject], rounds: int, operations: int) -> None:
             f"{subject.label:<44}{put_rate:>11.0f}{put_rate / floor_put:>8.2f}"
             f"{get_rate:>12.0f}{get_rate / floor_get:>8.2f}"
         )
-    for ledger in chosen[-2:]:
+    for ledger in [subject for subject in chosen if subject.label.startswith("secret-ledger")]:
         put_ratio = statistics.median(ledger.puts_per_second) / floor_put
         get_ratio = statistics.median(ledger.gets_per_second) / floor_get
         print(
@@ -465,15 +523,26 @@ def main(arguments: list[str]) -> int:
         help=f"seconds per raw-client cell (default {RAW_SECONDS_DEFAULT:g}); "
         "0 skips the raw clients",
     )
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get(POSTGRES_URL_VARIABLE),
+        help="an empty PostgreSQL database to measure too: one server, and two servers on a "
+        f"second database made beside it (default: ${POSTGRES_URL_VARIABLE}, if set)",
+    )
     options = parser.parse_args(arguments)
     rounds, operations = (1, 20) if options.quick else (options.rounds, options.operations)
     raw_seconds = 0.3 if options.quick else options.raw_seconds
     if rounds < 1 or operations < 1:
         parser.error("--rounds and --operations must be positive")
     with tempfile.TemporaryDirectory(prefix="bench-http-") as directory, ExitStack() as stack:
-        chosen = subjects(Path(directory), with_moto=not (options.quick or options.without_moto))
+        chosen = subjects(
+            Path(directory),
+            with_moto=not (options.quick or options.without_moto),
+            postgres=options.postgres,
+        )
         for subject in chosen:
-            stack.enter_context(running(subject, Path(directory)))
+            for server in [subject, *subject.companions]:
+                stack.enter_context(running(server, Path(directory)))
         for subject in chosen:
             prepare(subject, rounds * operations + WARM_UP_CALLS)
         if raw_seconds > 0:
