@@ -152,6 +152,7 @@ class Outcome:
     response: dict[str, Any]
     changed: bool
     resources: list[dict[str, str | None]] = field(default_factory=list)
+    denials: list[dict[str, Any]] = field(default_factory=list)
 
 
 def require_valid_secret_id(secret_id: str) -> None:
@@ -327,10 +328,16 @@ class Secrets(Application[UUID]):
         """The live secret for a name, full ARN or partial ARN, or ResourceNotFoundException.
 
         A secret whose recovery window has passed is purged here (OPEN 15: lazily)."""
-        secret = self._alive(self._lookup(secret_id))
+        secret = self.resolve(secret_id)
         if secret is None:
             raise secret_not_found()
         return secret
+
+    def resolve(self, secret_id: str) -> Secret | None:
+        """The live secret a ``SecretId`` names, or None: `find_secret` without the
+        error, for authorization (AZ-10), which must know the secret before the
+        operation looks it up."""
+        return self._alive(self._lookup(secret_id))
 
     def _alive(self, secret: Secret | None) -> Secret | None:
         """None for a deleted secret, and for one whose recovery window has passed,
