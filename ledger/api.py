@@ -25,6 +25,7 @@ from uuid import uuid4
 from ledger import __version__, authorization
 from ledger.application import Outcome, Secrets, describe, value_from
 from ledger.arn import SecretArn
+from ledger.auth import rfc3339
 from ledger.authorization import (
     Access,
     Target,
@@ -45,6 +46,7 @@ from ledger.errors import (
     ValidationException,
 )
 from ledger.policies import Policy
+from ledger.refusals import RefusalCount
 from ledger.validation import LOCAL_OPERATION_MEMBERS, validate_request
 
 logger = logging.getLogger(__name__)
@@ -292,6 +294,33 @@ class SecretsManagerApi:
         """A call refused before it reached an operation (authentication), recorded."""
         self._record(self.context_for(operation, request, caller), operation, [], error)
 
+    def record_refusals_counted(self, counted: RefusalCount) -> None:
+        """DR-2: one record for refusals that were counted, not recorded one by one:
+        their source, reason (the error code), number and window."""
+        caller = Caller("", "", counted.source_ip, "")
+        context = self.context_for("", {}, caller)
+        start, end = rfc3339(counted.window_start), rfc3339(counted.window_end)
+        self._save(
+            ApiCall.record(
+                request=context,
+                read_only=False,
+                now=self.secrets.now(),
+                resources=[],
+                error_code=counted.reason,
+                error_message=(
+                    f"{counted.count} more refusal(s) ({counted.reason}) from "
+                    f"{counted.source_ip} between {start} and {end} were counted, not "
+                    "recorded one by one."
+                ),
+                refusals_counted={
+                    "count": counted.count,
+                    "window_start": start,
+                    "window_end": end,
+                },
+            ),
+            context,
+        )
+
     def _record(
         self,
         context: RequestContext,
@@ -300,10 +329,7 @@ class SecretsManagerApi:
         error: SecretsManagerError | None,
         *,
         denials: list[dict[str, Any]] | None = None,
-        refusals_counted: dict[str, Any] | None = None,
     ) -> None:
-        if not self.record_calls:
-            return
         call = ApiCall.record(
             request=context,
             read_only=operation in READ_ONLY_OPERATIONS,
@@ -312,13 +338,17 @@ class SecretsManagerApi:
             error_code=error.code if error else None,
             error_message=error.message if error else None,
             denials=denials,
-            refusals_counted=refusals_counted,
         )
+        self._save(call, context)
+
+    def _save(self, call: ApiCall, context: RequestContext) -> None:
+        if not self.record_calls:
+            return
         try:
             self.save_record(call)
         except Exception as failure:
             # No answer (above all no secret value) leaves without its audit record.
-            log_failure("could not record", operation, context.request_id, failure)
+            log_failure("could not record", context.operation, context.request_id, failure)
             raise InternalServiceError("The call could not be recorded; try again.") from None
 
     # Handlers: each maps AWS members onto one `Secrets` command.
