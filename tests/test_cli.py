@@ -26,7 +26,6 @@ from click.testing import CliRunner, Result
 from ledger.application import Secrets
 from ledger.cli import main
 from ledger.cli.secrets import VALUE_SIZE_BYTES_MAX, expand_list_option
-from ledger.domain import ApiCall
 
 NAME = "prod/payments/api-key"
 TOKEN_ONE = "11111111-1111-4111-8111-111111111111"
