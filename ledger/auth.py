@@ -338,12 +338,13 @@ def policy_from(entry: Mapping[str, Any], where: str) -> Policy | None:
     text = entry.get("policy")
     if text is None:
         return None
+    who = f"{where} ({entry['arn']})"
     if not isinstance(text, str):
-        raise CredentialsFileError(f"{where}: policy must be a string holding IAM JSON")
+        raise CredentialsFileError(f"{who}: policy must be a string holding IAM JSON")
     check = check_identity_policy(text)
     if check.policy is None:
         problems = "; ".join(finding.message for finding in check.findings)
-        raise CredentialsFileError(f"{where} ({entry['arn']}): policy refused: {problems}")
+        raise CredentialsFileError(f"{who}: policy refused: {problems}")
     return check.policy
 
 
