@@ -570,9 +570,7 @@ def test_the_cli_principal_comes_from_the_option_or_the_configuration_file(
     principals = [request["principal_arn"] for request in recorded_requests(sqlite_cli)]
     assert set(principals[:-1]) == {"arn:aws:iam::123456789012:user/from-config"}
     assert principals[-1] == "arn:aws:iam::123456789012:user/ops"
-    assert {request["os_user"] for request in recorded_requests(sqlite_cli)} == {
-        getpass.getuser()
-    }
+    assert {request["os_user"] for request in recorded_requests(sqlite_cli)} == {getpass.getuser()}
 
 
 @pytest.mark.parametrize(

@@ -83,6 +83,7 @@ POSTGRES_SCHEMES = ("postgresql", "postgres")
 CHECKPOINT_EVERY_EVENTS_DEFAULT = 1_000
 CHECKPOINT_EVERY_SECONDS_DEFAULT = 60.0
 
+
 @main.command("serve")
 @database_option()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
