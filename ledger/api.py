@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import uuid4
 
-from ledger import __version__, authorization
+from ledger import __version__
 from ledger.application import Outcome, Secrets, describe, value_from
 from ledger.arn import SecretArn
 from ledger.auth import rfc3339
 from ledger.authorization import (
     Access,
+    Requester,
     Target,
     access_for,
     accesses_for,
@@ -250,8 +251,8 @@ class SecretsManagerApi:
 
     # Authorization (AZ-2 to AZ-12)
 
-    def _facts(self, caller: Caller) -> authorization.Caller:
-        return authorization.Caller(caller.principal_arn, caller.source_ip, self.secrets.now())
+    def _facts(self, caller: Caller) -> Requester:
+        return Requester(caller.principal_arn, caller.source_ip, self.secrets.now())
 
     def _target(self, operation: str, request: Mapping[str, Any]) -> Target | None:
         """AZ-10: the secret a request names, resolved without recording anything."""

@@ -410,11 +410,10 @@ class Target:
     named: str
     tags: Sequence[Mapping[str, str]] = ()
     resource_policy: str | None = None
-    exists: bool = False
 
 
 @dataclass(frozen=True)
-class Caller:
+class Requester:
     """What authorization knows of the caller (AZ-8)."""
 
     principal_arn: str
@@ -425,7 +424,7 @@ class Caller:
 def accesses_for(
     operation: str,
     request: Mapping[str, object],
-    caller: Caller,
+    caller: Requester,
     target: Target | None,
 ) -> list[Access]:
     """The permissions ``operation`` needs, in the order they are checked (AZ-6):
@@ -444,7 +443,7 @@ def accesses_for(
 
 
 def access_for(
-    action: str, request: Mapping[str, object], caller: Caller, target: Target | None
+    action: str, request: Mapping[str, object], caller: Requester, target: Target | None
 ) -> Access:
     """One action of a request, with its condition keys (AZ-8)."""
     context: dict[str, tuple[str, ...]] = {

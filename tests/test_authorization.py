@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from ledger.auth import CredentialsFileError, Principals
 from ledger.authorization import (
     Access,
-    Caller,
+    Requester,
     Target,
     access_for,
     accesses_for,
@@ -270,7 +270,7 @@ def test_null_bool_numeric_date_ip_and_arn_operators() -> None:
 
 
 def test_the_accesses_of_an_operation_and_their_context_keys() -> None:
-    caller = Caller(USER, "10.0.0.1", NOW)
+    caller = Requester(USER, "10.0.0.1", NOW)
     target = Target(
         SECRET, "app/db", tags=({"Key": "Team", "Value": "payments"},), resource_policy=None
     )
