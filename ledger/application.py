@@ -551,7 +551,7 @@ class Secrets(Application[UUID]):
         return Outcome(self._put_response(secret, token), changed=True, resources=resources)
 
     def _save_with_new_versions(self, secret: Secret, data_keys: list[DataKeyRecord]) -> None:
-        """Saves a put's events with its new versions' data keys (docs/events.md V-3).
+        """Saves a put's events with its new versions' data keys (docs/events.md VD-3).
 
         v1 kept the data key of each version that retention removed, and a v1 snapshot
         counts those versions without naming them (``Secret.upcast_v1_v2``): a secret

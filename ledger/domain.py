@@ -343,7 +343,7 @@ class Secret(Aggregate):
         destroyed no data key. v1 counted its retention removals
         (``removed_version_count``) without naming them, so ``destroyed_version_ids``
         starts empty; the tokens of versions removed before the snapshot are refused
-        from the data keys v1 kept (docs/events.md V-3)."""
+        from the data keys v1 kept (docs/events.md VD-3)."""
         state["versions"] = {
             version_id: {**record, "sealing": SEALING_V1}
             for version_id, record in state["versions"].items()
@@ -804,7 +804,7 @@ class Secret(Aggregate):
 
     def destroy_version(self, version_id: str, *, request: RequestContext, now: datetime) -> None:
         """Crypto-shred one version: detach its labels (one ``LabelMoved`` each, reason
-        detached-by-destroy, R-6), then ``VersionDestroyed`` (V-1). The version
+        detached-by-destroy, R-6), then ``VersionDestroyed`` (VD-1). The version
         holding AWSCURRENT is refused; a version that is gone already is a no-op (no
         event)."""
         self._refuse_if_scheduled()
@@ -988,7 +988,7 @@ class SecretName(Aggregate):
         name: str
 
     class Claimed(Event):
-        """``name``: the name claimed (N-1); v1 events are upcast from their ARN."""
+        """``name``: the name claimed (NM-1); v1 events are upcast from their ARN."""
 
         TOPIC = "secretledger/SecretNameClaimed"
         class_version = 2
