@@ -1,9 +1,10 @@
 """`python3 tools/bench.py http --quick` still runs end to end, so the benchmark cannot
-rot: it starts the floor server and secret-ledger, drives both with boto3 and prints
-the comparison table."""
+rot: it starts the floor server and secret-ledger, drives both with raw SigV4 clients
+and with boto3 and prints the comparison tables."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,16 +20,29 @@ BENCH_TIMEOUT_SECONDS = 300
 def test_the_quick_http_benchmark_prints_its_table() -> None:
     result = subprocess.run(
         [sys.executable, str(REPOSITORY / "tools" / "bench.py"), "http", "--quick"],
-        capture_output=True, text=True, timeout=BENCH_TIMEOUT_SECONDS, check=False,
+        capture_output=True,
+        text=True,
+        timeout=BENCH_TIMEOUT_SECONDS,
+        check=False,
         cwd=REPOSITORY,
+        env={
+            name: value
+            for name, value in os.environ.items()
+            if name != "SECRETLEDGER_TEST_POSTGRES_URL"
+        },  # SQLite only: quick
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    floor = next(line for line in lines if line.startswith("constant answer (floor)"))
+    raw_floor, floor = [line for line in lines if line.startswith("constant answer (floor)")]
+    assert raw_floor.split()[4::3] == ["1.00"] * 4  # raw clients: Put and Get, x1 and x4
+    assert all(cell.endswith("ms") for cell in raw_floor.split()[5::3])  # server CPU per call
     assert floor.split()[-1] == "1.00" and floor.split()[-3] == "1.00"
     for records in ("durable", "async"):
-        ledger = next(line for line in lines
-                      if line.startswith(f"secret-ledger (SQLite, {records} records)"))
+        ledger = next(
+            line for line in lines if line.startswith(f"secret-ledger (SQLite, {records} records)")
+        )
         assert float(ledger.split()[-1]) > 0 and float(ledger.split()[-3]) > 0
-        assert any(line.startswith(f"target >= 0.8 of the floor, secret-ledger (SQLite, {records}")
-                   for line in lines)
+        assert any(
+            line.startswith(f"target >= 0.8 of the floor, secret-ledger (SQLite, {records}")
+            for line in lines
+        )

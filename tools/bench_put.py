@@ -5,7 +5,8 @@ the machine hits every subject alike), reporting the median of the rounds:
 
 - floor: raw SQLite insert-and-commit of one 200-byte row per transaction, in the
   same durability mode as the ledger (WAL, synchronous=FULL);
-- secret-ledger PutSecretValue in-process on SQLite (durable) and on POPO (memory);
+- secret-ledger PutSecretValue in-process on SQLite (durable) and on POPO (memory),
+  as the ledger's sole writer (`Secrets.assume_sole_writer`);
 - the put cost on a secret with 10 earlier puts versus one with 10,000 earlier puts,
   in the same database (the injected clock advances an hour per put, so retention
   keeps the version count legal while the log keeps every event).
@@ -150,7 +151,10 @@ class ConcurrentPutters:
 
 
 def open_api(database: str, keyring_path: Path | None = None) -> SecretsManagerApi:
-    return SecretsManagerApi(Secrets(database, keyring_path=keyring_path, clock=SteppingClock()))
+    """The benchmark is the ledger's only writer (as `serve --sole-writer`)."""
+    secrets = Secrets(database, keyring_path=keyring_path, clock=SteppingClock())
+    secrets.assume_sole_writer()
+    return SecretsManagerApi(secrets)
 
 
 def main(arguments: list[str]) -> int:
