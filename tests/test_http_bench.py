@@ -38,9 +38,10 @@ def test_the_quick_http_benchmark_prints_its_table() -> None:
     assert all(cell.endswith("ms") for cell in raw_floor.split()[5::3])  # server CPU per call
     assert floor.split()[-1] == "1.00" and floor.split()[-3] == "1.00"
     for records in ("durable", "async"):
-        ledger = next(
+        raw, ledger = [
             line for line in lines if line.startswith(f"secret-ledger (SQLite, {records} records)")
-        )
+        ]
+        assert all(float(cell) > 0 for cell in raw.split()[4::3])
         assert float(ledger.split()[-1]) > 0 and float(ledger.split()[-3]) > 0
         assert any(
             line.startswith(f"target >= 0.8 of the floor, secret-ledger (SQLite, {records}")
