@@ -51,6 +51,10 @@ class InvalidNextTokenException(SecretsManagerError):
     pass
 
 
+class AccessDeniedException(SecretsManagerError):
+    pass
+
+
 class DecryptionFailure(SecretsManagerError):
     pass
 

@@ -14,7 +14,10 @@ Which events make which records (shapes: :mod:`projections.cloudtrail`):
   delete, the service's purge after the recovery window, or retention removing a
   deprecated version: ``VersionRemoved``). A put that takes AWSPENDING off the old
   current version (rule P6: a ``LabelMoved`` with reason ``pending-dropped``, R-4)
-  makes a ``RotationAbandoned`` for that version. The
+  makes a ``RotationAbandoned`` for that version; so does a put that abandons a
+  rotation in progress (RO-10). ``RotationStarted``, ``RotationSucceeded`` and
+  ``RotationFailed`` (with ``errorMessage``) come from the events of those names
+  (RO-7). The
   service's own purge (principal ``secretsmanager.amazonaws.com``) makes no
   ``AwsApiCall`` record.
 
@@ -305,6 +308,7 @@ class AuditProjection(Projection):
         event: Any,
         known: _KnownSecret,
         version_ids: Sequence[str],
+        error_message: str | None = None,
     ) -> None:
         """Service events about versions, caused by the request of ``event``."""
         assert len(version_ids) < SEQUENCES_PER_POSITION, "records of one event are bounded"
@@ -319,7 +323,7 @@ class AuditProjection(Projection):
                 request["request_id"],
                 None,
                 False,
-                None,
+                error_message,
                 version_id,
                 None,
                 None,
@@ -421,6 +425,28 @@ class AuditProjection(Projection):
     ) -> None:
         self._mutation_record(cursor, pending, position, event)
 
+    def _on_rotation_event(
+        self,
+        cursor: ViewCursor,
+        pending: _Pending,
+        position: int,
+        event: Secret.RotationStarted | Secret.RotationSucceeded | Secret.RotationFailed,
+    ) -> None:
+        """RO-7: the service event of a rotation attempt's start, success or failure
+        (after the API call record when a caller's RotateSecret started it)."""
+        self._mutation_record(cursor, pending, position, event)
+        known = self._secret(cursor, event.originator_id)
+        error_message = event.error_message if isinstance(event, Secret.RotationFailed) else None
+        self._service_rows(
+            pending,
+            event_name(type(event).TOPIC),
+            position,
+            event,
+            known,
+            [event.version_id],
+            error_message,
+        )
+
     def _on_version_removed(
         self, cursor: ViewCursor, pending: _Pending, position: int, event: Secret.VersionRemoved
     ) -> None:
@@ -488,6 +514,14 @@ class AuditProjection(Projection):
         Secret.DeletionScheduled: _on_deletion_scheduled,
         Secret.Restored: _on_restored,
         Secret.Deleted: _on_deleted,
+        Secret.RotationConfigured: _on_mutation,
+        Secret.RotationDisabled: _on_mutation,
+        Secret.RotationScheduled: _on_mutation,
+        Secret.PendingVersionStaged: _on_mutation,
+        Secret.VersionFilled: _on_mutation,
+        Secret.RotationStarted: _on_rotation_event,
+        Secret.RotationSucceeded: _on_rotation_event,
+        Secret.RotationFailed: _on_rotation_event,
         ApiCall.Recorded: _on_api_call,
     }
 
@@ -532,8 +566,17 @@ def event_facts(
         return None, event.label, event.from_version_id, event.to_version_id, event.reason
     if isinstance(event, Secret.VersionRemoved):
         return event.version_id, None, None, None, event.reason
-    if isinstance(event, Secret.VersionCreated):
+    if isinstance(
+        event,
+        Secret.VersionCreated
+        | Secret.PendingVersionStaged
+        | Secret.VersionFilled
+        | Secret.RotationStarted
+        | Secret.RotationSucceeded,
+    ):
         return event.version_id, None, None, None, None
+    if isinstance(event, Secret.RotationFailed):
+        return event.version_id, None, None, None, event.step
     if isinstance(event, Secret.Deleted):
         return None, None, None, None, FORCED_DELETION if event.forced else PURGED
     return None, None, None, None, None
@@ -614,6 +657,7 @@ def render(row: RecordRow) -> dict[str, Any]:
             event_time=event_time,
             secret_arn=row.secret_arn,
             version_id=details.version_id,
+            error_message=details.error_message,
         )
     resources: list[dict[str, Any]] = []
     if details.resources is not None:

@@ -221,8 +221,13 @@ class LabelsProjection(Projection):
         ]
 
     def _on_version_created(
-        self, cursor: ViewCursor, pending: _Pending, position: int, event: Secret.VersionCreated
+        self,
+        cursor: ViewCursor,
+        pending: _Pending,
+        position: int,
+        event: Secret.VersionCreated | Secret.PendingVersionStaged,
     ) -> None:
+        """A version begins: with its value, or staged by a rotation (filled later)."""
         secret_key, event_time = self._secret_time(cursor, pending, position, event)
         pending.versions.append((position, secret_key, event.version_id, event_time))
 
@@ -337,7 +342,15 @@ class LabelsProjection(Projection):
         Secret.VersionCreated: _on_version_created,
         Secret.VersionRemoved: _on_version_removed,
         Secret.LabelMoved: _on_label_moved,
+        Secret.PendingVersionStaged: _on_version_created,
         Secret.MetadataUpdated: _on_other,
+        Secret.VersionFilled: _on_other,
+        Secret.RotationConfigured: _on_other,
+        Secret.RotationDisabled: _on_other,
+        Secret.RotationScheduled: _on_other,
+        Secret.RotationStarted: _on_other,
+        Secret.RotationFailed: _on_other,
+        Secret.RotationSucceeded: _on_other,
         Secret.DeletionScheduled: _on_other,
         Secret.Restored: _on_other,
         Secret.Deleted: _on_deleted,
