@@ -1,6 +1,6 @@
 """Rotation schedules: ``RotationRules`` parsed and checked, and the next rotation window.
 
-Rules RS-1 to RS-9 of docs/rotation.md. A schedule is one of
+Rules RS-1 to RS-6 of docs/rotation.md. A schedule is one of
 
 * ``AutomaticallyAfterDays: N`` or ``ScheduleExpression: rate(N day[s])``: day-based;
 * ``rate(N hour[s])``, N >= 4: hour-based;
@@ -140,7 +140,7 @@ class Schedule:
         raise invalid("The rotation schedule expression never matches a date.")
 
     def shown_rules(self, rotated: bool) -> dict[str, Any]:
-        """RS-8: ``RotationRules`` as DescribeSecret shows them: as given; after a
+        """RS-6: ``RotationRules`` as DescribeSecret shows them: as given; after a
         successful rotation a ``ScheduleExpression`` of whole days also shows the
         ``AutomaticallyAfterDays`` it amounts to."""
         shown = dict(self.rules)
