@@ -414,3 +414,69 @@ def test_without_a_function_a_harness_plays_lambda(tmp_path: Path, state: Path) 
         ]
     finally:
         server.stop()
+
+
+def terraform_unique_id(counter: int) -> str:
+    """The token Terraform's `create.UniqueId` makes: "terraform-", a timestamp, a counter."""
+    return f"terraform-{datetime.now(UTC).strftime('%Y%m%d%H%M%S%f')}{counter:06d}"[:36]
+
+
+def terraform_read(client: Any, arn: str) -> dict[str, Any]:
+    """resourceSecretRotationRead: DescribeSecret, flattened as the provider does."""
+    described = client.describe_secret(SecretId=arn)
+    enabled = bool(described.get("RotationEnabled"))
+    state: dict[str, Any] = {"rotation_enabled": enabled, "secret_id": arn}
+    if not enabled:
+        return state | {"rotation_lambda_arn": "", "rotation_rules": []}
+    rules = described["RotationRules"]
+    flattened: dict[str, Any] = {}
+    if rules.get("ScheduleExpression"):
+        flattened["schedule_expression"] = rules["ScheduleExpression"]
+    elif rules.get("AutomaticallyAfterDays"):
+        flattened["automatically_after_days"] = rules["AutomaticallyAfterDays"]
+    if "Duration" in rules:
+        flattened["duration"] = rules["Duration"]
+    return state | {
+        "rotation_lambda_arn": described["RotationLambdaARN"],
+        "rotation_rules": [flattened],
+    }
+
+
+def test_terraform_secret_rotation_call_sequence(server: RunningServer, state: Path) -> None:
+    """aws_secretsmanager_secret_rotation (internal/service/secretsmanager/
+    secret_rotation.go): create = RotateSecret with its own token, then read; a
+    refresh = read; update = RotateSecret with a new token; rotation_enabled = false
+    and destroy = CancelRotateSecret."""
+    client = server.client()
+    arn = client.create_secret(Name="tf/rotated", SecretString=FIRST_VALUE)["ARN"]
+    created = client.rotate_secret(
+        ClientRequestToken=terraform_unique_id(1),
+        RotateImmediately=True,
+        RotationRules={"AutomaticallyAfterDays": 7},
+        SecretId=arn,
+        RotationLambdaARN=FUNCTION_ARN,
+    )
+    assert created["ARN"] == arn
+    assert terraform_read(client, arn) == {
+        "rotation_enabled": True,
+        "secret_id": arn,
+        "rotation_lambda_arn": FUNCTION_ARN,
+        "rotation_rules": [{"automatically_after_days": 7}],
+    }
+    wait_for(lambda: "LastRotatedDate" in client.describe_secret(SecretId=arn), "rotation")
+    client.rotate_secret(
+        ClientRequestToken=terraform_unique_id(2),
+        RotateImmediately=False,
+        RotationRules={"ScheduleExpression": "rate(10 days)", "Duration": "3h"},
+        SecretId=arn,
+        RotationLambdaARN=FUNCTION_ARN,
+    )
+    refreshed = terraform_read(client, arn)
+    assert refreshed["rotation_rules"] == [
+        {"schedule_expression": "rate(10 days)", "duration": "3h"}
+    ], "no diff on the next plan"
+    assert client.describe_secret(SecretId=arn)["RotationRules"]["AutomaticallyAfterDays"] == 10
+    client.cancel_rotate_secret(SecretId=arn)
+    assert terraform_read(client, arn)["rotation_enabled"] is False
+    client.cancel_rotate_secret(SecretId=arn)  # destroy
+    assert terraform_read(client, arn)["rotation_enabled"] is False
