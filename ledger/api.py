@@ -38,7 +38,7 @@ from ledger.errors import (
     UnknownOperationException,
     ValidationException,
 )
-from ledger.validation import validate_request
+from ledger.validation import LOCAL_OPERATION_MEMBERS, validate_request
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +81,7 @@ AUDITED_MEMBERS: dict[str, tuple[str, ...]] = {
     "BatchGetSecretValue": ("SecretIdList", "Filters", "MaxResults", "NextToken"),
     "DescribeSecret": ("SecretId",),
     "ListSecretVersionIds": ("SecretId", "MaxResults", "NextToken", "IncludeDeprecated"),
+    "DestroySecretVersion": ("SecretId", "VersionId"),
     "ListSecrets": (
         "MaxResults",
         "NextToken",
@@ -108,6 +109,10 @@ class Caller:
     source_ip: str = "127.0.0.1"
     user_agent: str = f"secret-ledger/{__version__}"
     request_id: str | None = None
+
+
+def unsupported_operation(operation: str) -> UnknownOperationException:
+    return UnknownOperationException(f"The operation {operation!r} is not supported.")
 
 
 def local_caller(account_id: str) -> Caller:
@@ -194,7 +199,7 @@ class SecretsManagerApi:
         """Run one operation; raises a `SecretsManagerError` subclass on any failure."""
         handler = HANDLERS.get(operation)
         if handler is None:
-            raise UnknownOperationException(f"The operation {operation!r} is not supported.")
+            raise unsupported_operation(operation)
         if not isinstance(request, Mapping):
             raise ValidationException("The request body must be a JSON object.")
         context = self.context_for(operation, request, caller)
@@ -338,6 +343,13 @@ class SecretsManagerApi:
             version_stage=request.get("VersionStage"),
         )
 
+    def _destroy_secret_version(
+        self, request: Mapping[str, Any], context: RequestContext
+    ) -> Outcome:
+        return self.secrets.destroy_version(
+            secret_id=request["SecretId"], version_id=request["VersionId"], request=context
+        )
+
     def _describe_secret(self, request: Mapping[str, Any], context: RequestContext) -> Outcome:
         return self.secrets.describe_secret(secret_id=request["SecretId"], request=context)
 
@@ -466,7 +478,14 @@ HANDLERS: dict[str, Handler] = {
     "DescribeSecret": SecretsManagerApi._describe_secret,
     "ListSecretVersionIds": SecretsManagerApi._list_secret_version_ids,
     "ListSecrets": SecretsManagerApi._list_secrets,
+    "DestroySecretVersion": SecretsManagerApi._destroy_secret_version,
 }
+
+# Operations that are secret-ledger's own (`ledger.validation.LOCAL_OPERATION_MEMBERS`):
+# the CLI and Python callers reach them through `SecretsManagerApi.call`, audited like
+# every call; the HTTP endpoint speaks AWS's protocol only and refuses them as unknown.
+LOCAL_OPERATIONS = frozenset(LOCAL_OPERATION_MEMBERS)
+AWS_OPERATIONS = frozenset(HANDLERS) - LOCAL_OPERATIONS
 
 
 def paginate(

@@ -14,8 +14,7 @@ import random
 import secrets as random_source
 import string
 import time
-from collections.abc import Callable, Generator, Iterator
-from contextvars import ContextVar
+from collections.abc import Callable, Generator, Iterator, Sequence
 from copy import deepcopy
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -59,6 +58,7 @@ from ledger.domain import (
     secret_id_for_arn,
 )
 from ledger.errors import (
+    VALUE_NOT_FOUND_PREFIX,
     AccessDeniedException,
     DecryptionFailure,
     InternalServiceError,
@@ -70,11 +70,16 @@ from ledger.errors import (
     marked_for_deletion,
     secret_not_found,
     token_in_use,
+    version_destroyed,
+    version_not_found,
 )
 from ledger.rotation_schedule import parse_rules
 from ledger.storage import (
+    DEFER_ERASURE_ARGUMENT,
+    DESTROYED_DATA_KEYS_ARGUMENT,
     DatabaseKind,
     DataKeyNotFoundError,
+    DataKeyPair,
     DataKeyRecord,
     DataKeyStore,
     MsgpackTranscoder,
@@ -113,8 +118,6 @@ DECRYPTION_FAILURE_MESSAGE = (
 )
 
 T = TypeVar("T")
-
-IS_RETRY: ContextVar[bool] = ContextVar("IS_RETRY", default=False)
 
 
 def utc_now() -> datetime:
@@ -245,7 +248,10 @@ class Secrets(Application[UUID]):
     ) -> list[Recording[UUID]]:
         """The library's save, without its runtime Protocol checks (slow on Python
         3.11, and a put's largest fixed cost after the commit): the ledger saves only
-        its own aggregates, all in one transaction."""
+        its own aggregates, all in one transaction.
+
+        The data keys that the events say are destroyed (`shredding_of`) are deleted
+        in that same transaction: no caller can forget them."""
         processing_event: ProcessingEvent[UUID] = ProcessingEvent()
         for aggregate in objs:
             if aggregate is None:
@@ -254,6 +260,11 @@ class Secrets(Application[UUID]):
             processing_event.events.extend(aggregate.collect_events())
             processing_event.aggregates[aggregate.id] = aggregate
         processing_event.saved_kwargs.update(kwargs)
+        assert DESTROYED_DATA_KEYS_ARGUMENT not in kwargs, "the events say which keys go"
+        destroyed, is_routine = shredding_of(processing_event.events)
+        if destroyed:
+            processing_event.saved_kwargs[DESTROYED_DATA_KEYS_ARGUMENT] = destroyed
+            processing_event.saved_kwargs[DEFER_ERASURE_ARGUMENT] = is_routine
         recordings = self._record(processing_event)
         self._take_snapshots(processing_event)
         self._notify(recordings)
@@ -411,7 +422,6 @@ class Secrets(Application[UUID]):
     def with_retries(self, command: Callable[[], T]) -> T:
         """Re-run a whole command after an optimistic-concurrency conflict."""
         for attempt in range(1, WRITE_ATTEMPTS_MAX + 1):
-            retrying = IS_RETRY.set(attempt > 1)
             try:
                 return command()
             except IntegrityError:
@@ -419,8 +429,6 @@ class Secrets(Application[UUID]):
                     break
                 backoff_seconds = WRITE_RETRY_BACKOFF_SECONDS * (2 ** (attempt - 1))
                 time.sleep(random.uniform(0, backoff_seconds))
-            finally:
-                IS_RETRY.reset(retrying)
         raise InternalServiceError(
             f"The request conflicted with {WRITE_ATTEMPTS_MAX} concurrent writes; try again."
         )
@@ -542,7 +550,7 @@ class Secrets(Application[UUID]):
         data_key = self._write_value(secret, token, value, stages, request, self.now())
         if data_key is None:
             return Outcome(self._put_response(secret, token), changed=False, resources=resources)
-        self.save(secret, data_keys=[data_key])
+        self._save_with_new_versions(secret, [data_key])
         return Outcome(self._put_response(secret, token), changed=True, resources=resources)
 
     def _write_value(
@@ -557,12 +565,35 @@ class Secrets(Application[UUID]):
         """A put's value: a new version (T4), the value of a version a rotation staged
         (RO-4), or a replay (T5-T7: None, nothing to save)."""
         existing = secret.versions.get(token)
-        if existing is None:
+        if existing is None or not is_filled(existing):
             return self._add_version(secret, token, value, stages, request, now)
-        if not is_filled(existing):
-            return self._seal_version(secret, token, value, stages, request, now)
         self._require_same_value(secret, token, value)
         return None
+
+    def _save_with_new_versions(self, secret: Secret, data_keys: list[DataKeyRecord]) -> None:
+        """Saves a put's events with its new versions' data keys (docs/events.md V-3).
+
+        v1 kept the data key of each version that retention removed, and a v1 snapshot
+        counts those versions without naming them (``Secret.upcast_v1_v2``): a secret
+        loaded from such a snapshot does not know their tokens, so a put reusing one
+        passes the secret's checks and then conflicts on the data-key table, attempt
+        after attempt. On a conflict, a stored key whose version the secret, read
+        again after the conflict, does not hold is exactly such a version (a
+        concurrent put of the same token would be there, and every later removal or
+        destruction deletes the key): its token is in use."""
+        try:
+            self.save(secret, data_keys=data_keys)
+        except IntegrityError:
+            for record in data_keys:
+                if self._is_kept_key_of_lost_version(secret.id, record.version_id):
+                    raise token_in_use(record.version_id, secret.arn) from None
+            raise
+
+    def _is_kept_key_of_lost_version(self, secret_id: UUID, version_id: str) -> bool:
+        if self.data_keys.select_data_key(secret_id, version_id) is None:
+            return False
+        stored = self._get_secret(secret_id)
+        return stored is not None and version_id not in stored.versions
 
     def _put_response(self, secret: Secret, version_id: str) -> dict[str, Any]:
         """T8: a replay answers with the version's current labels, none if deprecated."""
@@ -599,28 +630,9 @@ class Secrets(Application[UUID]):
         request: RequestContext,
         now: datetime,
     ) -> DataKeyRecord:
-        """Seal the value and trigger the version's events; returns its wrapped data key."""
-        if (
-            secret.removed_version_count
-            and IS_RETRY.get()
-            and self.data_keys.select_data_key(secret.id, token)
-        ):
-            # The token named a version that retention has since removed. Its data key
-            # is still stored, so the first attempt's insert conflicted; only a retry
-            # pays for this look-up.
-            raise token_in_use(token, secret.arn)
-        return self._seal_version(secret, token, value, stages, request, now)
-
-    def _seal_version(
-        self,
-        secret: Secret,
-        token: str,
-        value: Value,
-        stages: list[str] | None,
-        request: RequestContext,
-        now: datetime,
-    ) -> DataKeyRecord:
-        """Seal the value of version ``token``: a new version, or a staged one filled."""
+        """Seal the value of version ``token`` and trigger its events: a new version, or
+        one a rotation staged, filled (RO-4); returns its wrapped data key. (A token of
+        a destroyed or removed version is refused by the secret.)"""
         sealed = self.envelope.seal(
             value.plaintext(), secret_arn=secret.arn, version_id=token, kind=value.kind
         )
@@ -687,7 +699,7 @@ class Secrets(Application[UUID]):
         secret.update_metadata(description, kms_key_id, request=request, now=now)
         changed = bool(secret.pending_events)
         if changed:
-            self.save(secret, data_keys=data_keys)
+            self._save_with_new_versions(secret, data_keys)
         return Outcome(response, changed=changed, resources=resources)
 
     def update_secret_version_stage(
@@ -962,6 +974,28 @@ class Secrets(Application[UUID]):
 
         return self.with_retries(command)
 
+    def destroy_version(
+        self, *, secret_id: str, version_id: str, request: RequestContext
+    ) -> Outcome:
+        """Crypto-shred one version (secret-ledger's own DestroySecretVersion): its labels
+        leave it, a ``VersionDestroyed`` event is appended and its wrapped data key is
+        deleted, all in one transaction. Refused for the AWSCURRENT version; a version
+        destroyed (or removed) already answers the same with nothing written."""
+
+        def command() -> Outcome:
+            secret = self.find_secret(secret_id)
+            secret.destroy_version(version_id, request=request, now=self.now())
+            changed = bool(secret.pending_events)
+            if changed:
+                self.save(secret)
+            response = {"ARN": secret.arn, "Name": secret.name, "VersionId": version_id}
+            resources: list[dict[str, str | None]] = [
+                {"secret_arn": secret.arn, "version_id": version_id}
+            ]
+            return Outcome(response, changed=changed, resources=resources)
+
+        return self.with_retries(command)
+
     # Queries
 
     def get_secret_value(
@@ -1126,31 +1160,47 @@ class RewrapBatch:
     rewrapped: int
 
 
+def shredding_of(events: Sequence[object]) -> tuple[list[DataKeyPair], bool]:
+    """The (secret id, version id) of every data key the events say is destroyed, and
+    whether only retention destroyed them (routine: its erasure from SQLite's files
+    may wait; see `SQLiteDataKeyRecorder`)."""
+    destroyed: list[DataKeyPair] = []
+    is_routine = True
+    for event in events:
+        if isinstance(event, Secret.VersionDestroyed):
+            destroyed.append((event.originator_id, event.version_id))
+            is_routine = False
+        elif isinstance(event, Secret.VersionRemoved) and event.data_key_destroyed:
+            destroyed.append((event.originator_id, event.version_id))
+    return destroyed, is_routine
+
+
 def select_version(
     secret: Secret, version_id: str | None, version_stage: str | None
 ) -> VersionRecord:
     """The version a read names, with its value. A version staged by a rotation has
     none yet: it is not found, in the VersionId or the label form of the message,
     as the read named it (RO-3)."""
-    prefix = "Secrets Manager can't find the specified secret value for"
     if version_id is not None:
         version = secret.versions.get(version_id)
+        if version is None and secret.is_gone(version_id):
+            raise version_destroyed(version_id)
         if version is None:
-            raise ResourceNotFoundException(f"{prefix} VersionId: {version_id}")
+            raise version_not_found(version_id)
         if version_stage is not None and secret.labels.get(version_stage) != version_id:
             raise InvalidRequestException(
                 "You provided a VersionStage that is not associated to the provided VersionId."
             )
         if not is_filled(version):
-            raise ResourceNotFoundException(f"{prefix} VersionId: {version_id}")
+            raise version_not_found(version_id)
         return version
     label = version_stage if version_stage is not None else AWSCURRENT
     holder = secret.labels.get(label)
     if holder is None:
-        raise ResourceNotFoundException(f"{prefix} staging label: {label}")
+        raise ResourceNotFoundException(f"{VALUE_NOT_FOUND_PREFIX} staging label: {label}")
     held = secret.versions[holder]
     if not is_filled(held):
-        raise ResourceNotFoundException(f"{prefix} staging label: {label}")
+        raise ResourceNotFoundException(f"{VALUE_NOT_FOUND_PREFIX} staging label: {label}")
     return held
 
 

@@ -22,6 +22,7 @@ rotation's configuration, schedule and attempts are events of the secret too.
 
 from __future__ import annotations
 
+import bisect
 import hmac
 import uuid
 from collections.abc import Mapping
@@ -39,6 +40,7 @@ from ledger.errors import (
     ResourceExistsException,
     marked_for_deletion,
     token_in_use,
+    version_not_found,
 )
 from ledger.rotation_schedule import parse_rules
 from ledger.sealing import SEALING_V1, SEALINGS
@@ -53,6 +55,17 @@ VERSION_RETENTION_AGE = timedelta(hours=24)
 VERSION_COUNT_MAX_DEFAULT = 100
 
 SERVICE_PRINCIPAL = "secretsmanager.amazonaws.com"
+
+# Why a version's data key was destroyed (``Secret.VersionDestroyed.reason``):
+DESTROYED_ON_REQUEST = "requested"  # the destroy-version command (DestroySecretVersion)
+DESTROYED_BY_FORCED_DELETION = "forced-deletion"  # DeleteSecret, ForceDeleteWithoutRecovery
+DESTROYED_BY_PURGE = "purged"  # the service's purge after the recovery window
+DESTROY_REASONS = frozenset(
+    {DESTROYED_ON_REQUEST, DESTROYED_BY_FORCED_DELETION, DESTROYED_BY_PURGE}
+)
+# Why a version was removed (``Secret.VersionRemoved.reason``); it says itself whether
+# its data key was destroyed with it (``data_key_destroyed``).
+REMOVED_BY_RETENTION = "retention"
 
 NAMESPACE = uuid.UUID("5e0c7d1a-2f4b-4c57-9a8e-6b1f3d2c9e70")
 
@@ -358,11 +371,15 @@ class Secret(Aggregate):
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
         """A v1 snapshot's state: its versions were all sealed in format 1, and v1
-        destroyed no version."""
+        destroyed no data key. v1 counted its retention removals
+        (``removed_version_count``) without naming them, so ``destroyed_version_ids``
+        starts empty; the tokens of versions removed before the snapshot are refused
+        from the data keys v1 kept (docs/events.md V-3)."""
         state["versions"] = {
             version_id: {**record, "sealing": SEALING_V1}
             for version_id, record in state["versions"].items()
         }
+        state.pop("removed_version_count", None)
         state["destroyed_version_ids"] = []
 
     @staticmethod
@@ -420,13 +437,38 @@ class Secret(Aggregate):
                 aggregate.labels[self.label] = self.to_version_id
 
     class VersionRemoved(Event):
+        """A version removed by retention (``reason``: ``retention``). Version 2 says
+        whether its data key was destroyed in the same transaction: always, since
+        shredding was wired; version 1 events (older code kept the key) read as False.
+        """
+
         TOPIC = "secretledger/VersionRemoved"
+        class_version = 2
+        version_id: str
+        reason: str
+        data_key_destroyed: bool
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["data_key_destroyed"] = False
+
+        def apply(self, aggregate: Secret) -> None:
+            del aggregate.versions[self.version_id]
+            aggregate.remember_gone_version(self.version_id)
+
+    class VersionDestroyed(Event):
+        """A version's data key was destroyed in this event's transaction: its value
+        can never be decrypted again (crypto-shredding). The version leaves the live
+        versions; ``reason`` is one of ``DESTROY_REASONS``."""
+
+        TOPIC = "secretledger/VersionDestroyed"
         version_id: str
         reason: str
 
         def apply(self, aggregate: Secret) -> None:
+            assert self.reason in DESTROY_REASONS, f"unknown destroy reason {self.reason!r}"
             del aggregate.versions[self.version_id]
-            aggregate.removed_version_count += 1
+            aggregate.remember_gone_version(self.version_id)
 
     class MetadataUpdated(Event):
         TOPIC = "secretledger/SecretMetadataUpdated"
@@ -620,7 +662,6 @@ class Secret(Aggregate):
         self.labels: dict[str, str] = {}
         self.deletion_date: datetime | None = None
         self.is_deleted = False
-        self.removed_version_count = 0
         self.destroyed_version_ids: list[str] = []
         self.rotation: RotationState | None = None
 
@@ -651,13 +692,13 @@ class Secret(Aggregate):
     def __deepcopy__(self, memo: dict[int, Any]) -> Secret:
         """The repository copies cached aggregates on every get. Version records are
         never mutated once created, so sharing them keeps a put's cost independent of
-        how many versions the secret holds in anything but a shallow dict copy."""
+        how many versions the secret holds in anything but a shallow dict copy.
+        ``destroyed_version_ids`` is shared too: it is replaced, never mutated."""
         duplicate = object.__new__(type(self))
         duplicate.__dict__.update(self.__dict__)
         duplicate.versions = dict(self.versions)
         duplicate.labels = dict(self.labels)
         duplicate.tags = [dict(tag) for tag in self.tags]
-        duplicate.destroyed_version_ids = list(self.destroyed_version_ids)
         duplicate.rotation = None if self.rotation is None else RotationState(**self.rotation)
         duplicate._pending_events = list(self._pending_events)
         return duplicate
@@ -678,6 +719,22 @@ class Secret(Aggregate):
             if labels:
                 stages[version_id] = labels
         return stages
+
+    def is_gone(self, version_id: str) -> bool:
+        """Whether the version was destroyed or removed: its id can never name a new
+        version, and its value can never be read again."""
+        ids = self.destroyed_version_ids
+        index = bisect.bisect_left(ids, version_id)
+        return index < len(ids) and ids[index] == version_id
+
+    def remember_gone_version(self, version_id: str) -> None:
+        """Keeps ``destroyed_version_ids`` sorted (membership is a binary search) and
+        replaces the list instead of mutating it, so that copies can share it: a put
+        that removes a version pays one list copy, not a copy per repository get."""
+        assert not self.is_gone(version_id), f"version {version_id} is gone already"
+        ids = list(self.destroyed_version_ids)
+        bisect.insort(ids, version_id)
+        self.destroyed_version_ids = ids
 
     def has_value(self) -> bool:
         """Whether any version has its value (staged versions have none, RO-3)."""
@@ -730,6 +787,8 @@ class Secret(Aggregate):
             raise ResourceExistsException(
                 f"Version {sealed.version_id} already exists for secret {self.arn}."
             )
+        if self.is_gone(sealed.version_id):
+            raise token_in_use(sealed.version_id, self.arn)
         after = labels_after_put(self.labels, sealed.version_id, stages, self.has_value())
         abandoned = self.rotation_in_progress()
         moves_current = after.get(AWSCURRENT) == sealed.version_id
@@ -767,7 +826,8 @@ class Secret(Aggregate):
                 timestamp=timestamp,
                 request=context,
                 version_id=version_id,
-                reason="retention",
+                reason=REMOVED_BY_RETENTION,
+                data_key_destroyed=True,
             )
         if self.labels.get(AWSCURRENT) == sealed.version_id:
             self._reschedule_after_manual_rotation(request, timestamp)
@@ -879,14 +939,43 @@ class Secret(Aggregate):
             self.Restored, timestamp=self._event_time(now), request=request.to_event()
         )
 
+    def destroy_version(self, version_id: str, *, request: RequestContext, now: datetime) -> None:
+        """Crypto-shred one version: detach its labels (one ``LabelMoved`` each, reason
+        detached-by-destroy, R-6), then ``VersionDestroyed`` (V-1). The version
+        holding AWSCURRENT is refused; a version that is gone already is a no-op (no
+        event)."""
+        self._refuse_if_scheduled()
+        if self.is_gone(version_id):
+            return
+        if version_id not in self.versions:
+            raise version_not_found(version_id)
+        if self.labels.get(AWSCURRENT) == version_id:
+            raise InvalidRequestException(
+                f"You can't destroy version {version_id} of secret {self.arn} because it has "
+                "the staging label AWSCURRENT. Move AWSCURRENT to another version first "
+                "(UpdateSecretVersionStage)."
+            )
+        timestamp = self._event_time(now)
+        context = request.to_event()
+        after = {label: holder for label, holder in self.labels.items() if holder != version_id}
+        reasons = {label: DETACHED_BY_DESTROY for label in self.labels if label not in after}
+        self._move_labels(after, reasons, timestamp, context)
+        self._trigger_destroyed(version_id, DESTROYED_ON_REQUEST, timestamp, context)
+        self.assert_invariants()
+
     def delete(self, *, forced: bool, request: RequestContext, now: datetime) -> None:
         """D-1: every label comes off (one ``LabelMoved``, reason detached-by-deletion,
-        per label, in label order), then ``Deleted``: all at one time."""
+        per label, in label order); then every live version's data key is destroyed
+        (one ``VersionDestroyed`` each, in creation order); then ``Deleted``: all at
+        one time."""
         assert not self.is_deleted, "a deleted secret is never loaded for a command"
         timestamp = self._event_time(now)
         context = request.to_event()
         reasons = dict.fromkeys(self.labels, DETACHED_BY_DELETION)
         self._move_labels({}, reasons, timestamp, context)
+        reason = DESTROYED_BY_FORCED_DELETION if forced else DESTROYED_BY_PURGE
+        for version_id in list(self.versions):
+            self._trigger_destroyed(version_id, reason, timestamp, context)
         self.trigger_event(
             self.Deleted,
             timestamp=timestamp,
@@ -1107,6 +1196,7 @@ class Secret(Aggregate):
         assert len(self.labels) <= LABEL_ATTACHMENTS_MAX, "label quota exceeded"
         for label, version_id in self.labels.items():
             assert version_id in self.versions, f"label {label} on a missing version"
+            assert not self.is_gone(version_id), f"label {label} on a gone version"
         if self.has_value() and not self.is_deleted:
             assert AWSCURRENT in self.labels, "a secret with values has no AWSCURRENT"
         current = self.versions.get(self.labels.get(AWSCURRENT, ""))
@@ -1141,6 +1231,17 @@ class Secret(Aggregate):
                 to_version_id=to_version_id,
                 reason=reason,
             )
+
+    def _trigger_destroyed(
+        self, version_id: str, reason: str, timestamp: datetime, context: dict[str, Any]
+    ) -> None:
+        self.trigger_event(
+            self.VersionDestroyed,
+            timestamp=timestamp,
+            request=context,
+            version_id=version_id,
+            reason=reason,
+        )
 
     def _versions_to_remove(self, after: Mapping[str, str], now: datetime) -> list[str]:
         """Deprecated versions older than 24 hours, oldest first, just enough to bring

@@ -105,6 +105,10 @@ class RequestTimeoutException(SecretsManagerError):
 
 
 SECRET_NOT_FOUND_MESSAGE = "Secrets Manager can't find the specified secret."
+VALUE_NOT_FOUND_PREFIX = "Secrets Manager can't find the specified secret value for"
+VERSION_DESTROYED_SENTENCE = (
+    "The version was destroyed (crypto-shredded): its value can't be recovered."
+)
 MARKED_FOR_DELETION_MESSAGE = (
     "You can't perform this operation on the secret because it was marked for deletion."
 )
@@ -122,4 +126,16 @@ def token_in_use(token: str, secret_arn: str) -> ResourceExistsException:
     return ResourceExistsException(
         f"You can't use ClientRequestToken {token} because that value is already in use "
         f"for a version of secret {secret_arn}."
+    )
+
+
+def version_not_found(version_id: str) -> ResourceNotFoundException:
+    return ResourceNotFoundException(f"{VALUE_NOT_FOUND_PREFIX} VersionId: {version_id}")
+
+
+def version_destroyed(version_id: str) -> ResourceNotFoundException:
+    """A version whose data key is gone (destroyed, or removed by retention): AWS's
+    not-found answer for the version, then one sentence saying why."""
+    return ResourceNotFoundException(
+        f"{VALUE_NOT_FOUND_PREFIX} VersionId: {version_id}. {VERSION_DESTROYED_SENTENCE}"
     )

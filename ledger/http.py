@@ -12,6 +12,8 @@ Errors are always ``{"__type": <code>, "Message": <text>}`` with the error's HTT
 status and ``application/x-amz-json-1.1``, never a traceback:
 
 * no or unknown ``X-Amz-Target``, another method or path: ``UnknownOperationException``;
+  secret-ledger's own operations (``DestroySecretVersion``) are unknown here: they are
+  reached only through the CLI (`ledger.api.LOCAL_OPERATIONS`);
 * a body that is not a JSON object (or not UTF-8, or with invalid base64 or lone
   surrogates): ``SerializationException``;
 * a body over the size cap: ``RequestEntityTooLargeException`` (413). The excess is
@@ -63,7 +65,13 @@ from datetime import datetime
 from typing import Any
 from uuid import uuid4
 
-from ledger.api import HANDLERS, READ_ONLY_OPERATIONS, Caller, SecretsManagerApi
+from ledger.api import (
+    AWS_OPERATIONS,
+    READ_ONLY_OPERATIONS,
+    Caller,
+    SecretsManagerApi,
+    unsupported_operation,
+)
 from ledger.auth import Denial, ReceivedRequest, SignatureVerifier
 from ledger.call_records import CallRecorder, RecorderUnavailable
 from ledger.errors import (
@@ -376,6 +384,8 @@ class Endpoint:
                 "secret-ledger answers POST / with X-Amz-Target: secretsmanager.<Operation>."
             )
         operation = operation_of(target)
+        if operation not in AWS_OPERATIONS:
+            raise unsupported_operation(operation)  # secret-ledger's own ones included
         members = self._decoded(request, operation, caller)
         if operation in READ_ONLY_OPERATIONS:
             return self.api.call(operation, members, caller)
@@ -396,7 +406,7 @@ class Endpoint:
         try:
             return decode_body(request.body)
         except SerializationException as error:
-            if operation in HANDLERS:
+            if operation in AWS_OPERATIONS:
                 self.api.record_denial(operation, {}, caller, error)
             raise
 

@@ -6,9 +6,10 @@ Three concerns live here, all below the application layer:
   install it by overriding ``construct_transcoder()``.
 * Wrapped data keys (envelope encryption) live in their own table, written **in the
   same transaction** as the events that reference them: ``app.save(aggregate,
-  data_keys=[DataKeyRecord(...)])``. Destroying a row crypto-shreds that version;
-  replacing it re-wraps the key under a rotated key-encryption key. Events stay
-  immutable either way.
+  data_keys=[DataKeyRecord(...)])``. Destroying a row crypto-shreds that version,
+  again in the transaction of the events that say so: ``app.save(aggregate,
+  destroyed_data_keys=[(secret_id, version_id), ...])``. Replacing a row re-wraps
+  the key under a rotated key-encryption key. Events stay immutable either way.
 * Infrastructure factories (selected with ``PERSISTENCE_MODULE=<topic>``) that build
   the data-key-aware recorders, and :func:`environment_for_database` which maps the
   CLI ``--db`` value to eventsourcing environment variables.
@@ -24,6 +25,7 @@ import enum
 import os
 import sqlite3
 import stat
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,6 +38,7 @@ import msgpack
 from eventsourcing.persistence import (
     ApplicationRecorder,
     IntegrityError,
+    Notification,
     StoredEvent,
     Transcoder,
 )
@@ -222,20 +225,14 @@ class DataKeyNotFoundError(LookupError):
 class DataKeyStore(Protocol):
     """What every application recorder built by this module's factories offers.
 
-    Data keys are inserted only through ``app.save(..., data_keys=[...])`` so that
-    they commit or roll back together with the events that reference them.
+    Data keys are inserted only through ``app.save(..., data_keys=[...])`` and
+    destroyed only through ``app.save(..., destroyed_data_keys=[...])``, so that
+    they commit or roll back together with the events that reference them or say
+    that they are gone.
     """
 
     def select_data_key(self, secret_id: UUID, version_id: str) -> DataKeyRecord | None:
         """Returns the data key of one secret version, or None if absent or destroyed."""
-
-    def destroy_data_key(self, secret_id: UUID, version_id: str) -> bool:
-        """Deletes a data key (crypto-shredding). Returns whether a key was deleted."""
-
-    def replace_data_key(self, record: DataKeyRecord) -> None:
-        """Overwrites an existing data key, e.g. re-wrapped under a rotated
-        key-encryption key. Raises :class:`DataKeyNotFoundError` if there is none.
-        """
 
     def select_data_keys(self, after: tuple[UUID, str] | None, limit: int) -> list[DataKeyRecord]:
         """Up to ``limit`` data keys ordered by (secret_id, version_id), starting after
@@ -320,6 +317,61 @@ def validated_data_keys(
         msg = "data keys in one save must have distinct (secret_id, version_id)"
         raise ValueError(msg)
     return tuple(data_keys)
+
+
+DESTROYED_DATA_KEYS_ARGUMENT: Final = "destroyed_data_keys"
+
+DataKeyPair = tuple[UUID, str]
+
+
+def validated_destroyed_data_keys(
+    stored_events: Sequence[StoredEvent], arguments: dict[str, Any]
+) -> tuple[DataKeyPair, ...]:
+    """Checks the ``destroyed_data_keys`` argument of ``insert_events``: (secret_id,
+    version_id) pairs whose wrapped data keys are deleted in the events' transaction.
+
+    Invariants: every element is a ``(UUID, str)`` pair with a valid version id; every
+    pair belongs to an aggregate whose events are in the same batch (the shredding is
+    itself an event); no pair repeats. A pair with no stored key is not an error (it
+    was destroyed already). Violations are programming errors (``TypeError``/``ValueError``).
+    """
+    pairs = arguments.get(DESTROYED_DATA_KEYS_ARGUMENT)
+    if pairs is None:
+        return ()
+    if not isinstance(pairs, list | tuple):
+        msg = f"{DESTROYED_DATA_KEYS_ARGUMENT} must be a list or tuple of (UUID, str) pairs"
+        raise TypeError(msg)
+    for pair in pairs:
+        _require_data_key_pair(pair)
+    originator_ids = {stored_event.originator_id for stored_event in stored_events}
+    if any(secret_id not in originator_ids for secret_id, _ in pairs):
+        msg = "every destroyed data key must belong to an aggregate saved in the same call"
+        raise ValueError(msg)
+    if len(set(pairs)) != len(pairs):
+        msg = "destroyed data keys in one save must be distinct (secret_id, version_id) pairs"
+        raise ValueError(msg)
+    return tuple(pairs)
+
+
+DEFER_ERASURE_ARGUMENT: Final = "defer_erasure"
+
+
+def validated_defer_erasure(arguments: dict[str, Any]) -> bool:
+    """The ``defer_erasure`` argument of ``insert_events`` (default False): whether the
+    destroyed keys' bytes may leave the database files later rather than right after
+    the commit (SQLite only; see :class:`SQLiteDataKeyRecorder`)."""
+    defer_erasure = arguments.get(DEFER_ERASURE_ARGUMENT, False)
+    if not isinstance(defer_erasure, bool):
+        msg = f"{DEFER_ERASURE_ARGUMENT} must be a bool"
+        raise TypeError(msg)
+    return defer_erasure
+
+
+def _require_data_key_pair(pair: object) -> None:
+    if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], UUID)):
+        msg = f"{DESTROYED_DATA_KEYS_ARGUMENT} must contain (UUID, str) pairs"
+        raise TypeError(msg)
+    _require_text("version_id", pair[1], VERSION_ID_LENGTH_MAX)
 
 
 # --------------------------------------------------------------------------------------
@@ -407,6 +459,36 @@ class EvidenceStore(Protocol):
 
     def select_merkle_nodes(self, keys: Sequence[MerkleNodeKey]) -> dict[MerkleNodeKey, bytes]:
         """The stored hashes of those of ``keys`` that are stored."""
+
+    def adopt_unchained_events(self) -> int:
+        """Hashes every stored event into the chain, in one transaction under the log's
+        write lock, if the chain is still empty (a log written before the chain existed);
+        the number of events adopted. ``EvidenceLogError`` if the chain holds a row.
+        Only ``secretledger checkpoint --adopt-unchained`` calls it (rule W8)."""
+
+
+ADOPTION_PAGE_SIZE: Final = 10_000
+
+
+def adopted_event_hashes(
+    head: EventHash | None, notifications: Sequence[Notification]
+) -> list[EventHash]:
+    """The hash rows of a page of unchained events being adopted, after ``head``."""
+    for notification in notifications:
+        if not isinstance(notification.originator_id, UUID):
+            msg = (
+                f"event {notification.id} has an originator id in a form this ledger never "
+                "writes: refusing to adopt an edited log; run `secretledger verify`"
+            )
+            raise EvidenceLogError(msg)
+    return chained_event_hashes(head, [n.id for n in notifications], notifications)
+
+
+def unchained_log_refused(hash_count: int) -> EvidenceLogError:
+    return EvidenceLogError(
+        f"the hash chain already holds {hash_count} events: only a log whose chain is "
+        "empty can adopt its events"
+    )
 
 
 def chained_event_hashes(
@@ -555,6 +637,8 @@ class POPODataKeyRecorder(POPOApplicationRecorder):
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         kwargs[DATA_KEYS_ARGUMENT] = validated_data_keys(stored_events, kwargs)
+        kwargs[DESTROYED_DATA_KEYS_ARGUMENT] = validated_destroyed_data_keys(stored_events, kwargs)
+        validated_defer_erasure(kwargs)  # nothing to erase: memory holds no old copies
         return super().insert_events(stored_events, **kwargs)
 
     def _assert_uniqueness(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
@@ -575,9 +659,15 @@ class POPODataKeyRecorder(POPOApplicationRecorder):
         records: tuple[DataKeyRecord, ...] = kwargs[DATA_KEYS_ARGUMENT]
         for record in records:
             self._data_keys[(record.secret_id, record.version_id)] = record
+        self._destroy_data_keys(kwargs[DESTROYED_DATA_KEYS_ARGUMENT])
         assert notification_ids is not None
         self._append_event_hashes(stored_events, notification_ids)
         return notification_ids
+
+    def _destroy_data_keys(self, pairs: tuple[DataKeyPair, ...]) -> None:
+        """Crypto-shredding, under the database lock of the events' insert."""
+        for pair in pairs:
+            self._data_keys.pop(pair, None)
 
     def _append_event_hashes(
         self, stored_events: Sequence[StoredEvent], notification_ids: Sequence[int]
@@ -619,18 +709,6 @@ class POPODataKeyRecorder(POPOApplicationRecorder):
     def select_data_key(self, secret_id: UUID, version_id: str) -> DataKeyRecord | None:
         with self._database_lock:
             return self._data_keys.get((secret_id, version_id))
-
-    def destroy_data_key(self, secret_id: UUID, version_id: str) -> bool:
-        with self._database_lock:
-            return self._data_keys.pop((secret_id, version_id), None) is not None
-
-    def replace_data_key(self, record: DataKeyRecord) -> None:
-        assert isinstance(record, DataKeyRecord)
-        key_pair = (record.secret_id, record.version_id)
-        with self._database_lock:
-            if key_pair not in self._data_keys:
-                raise DataKeyNotFoundError(record.secret_id, record.version_id)
-            self._data_keys[key_pair] = record
 
     def select_data_keys(self, after: tuple[UUID, str] | None, limit: int) -> list[DataKeyRecord]:
         check_data_key_page(after, limit)
@@ -696,6 +774,15 @@ class POPODataKeyRecorder(POPOApplicationRecorder):
                 if key in self._merkle_nodes
             }
 
+    def adopt_unchained_events(self) -> int:
+        with self._database_lock:
+            if self._event_hashes:
+                raise unchained_log_refused(len(self._event_hashes))
+            notifications = self.select_notifications(None, len(self._stored_events) or 1)
+            hashes = adopted_event_hashes(None, notifications)
+            self._event_hashes.extend(hashes)
+            return len(hashes)
+
 
 class LedgerPOPOFactory(POPOFactory):
     """In-memory persistence (``--db memory:``) with the data-key table."""
@@ -736,6 +823,9 @@ class DurableSQLiteConnectionPool(SQLiteConnectionPool):
         return connection
 
 
+ERASURE_DELAY_SECONDS_MAX: Final = 60.0
+
+
 class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
     """SQLite application recorder with the ``secret_data_keys`` table and the
     evidence tables ``event_hashes``, ``checkpoints`` and ``merkle_nodes``.
@@ -744,19 +834,29 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
     statement of a save is an event ``INSERT``: that takes the database's write lock
     (and, in WAL mode, a snapshot that is the newest one). Only then is the chain's
     head read and extended, in the same transaction.
+
+    Destroyed data keys are deleted in the events' transaction too; ``secure_delete``
+    zeroes their bytes in the new page images. The old images stay in the database
+    file and in older frames of the -wal file until a checkpoint, so after the commit
+    the recorder checkpoints the WAL with TRUNCATE (about as costly as the commit
+    itself). A save with ``defer_erasure=True`` (routine shredding, such as retention)
+    leaves that checkpoint to the first commit at least ``ERASURE_DELAY_SECONDS_MAX``
+    later, or to an earlier save that erases at once; when the last connection
+    closes, SQLite checkpoints and deletes the -wal file itself.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._prepare_evidence_statements()
+        # Monotonic time by which deferred erasures are due, None if none is pending.
+        # Commits are serialized by SQLite; a race here only moves one checkpoint.
+        self._erasure_due_monotonic: float | None = None
         table = SQLITE_DATA_KEYS_TABLE_NAME
         self.insert_data_key_statement = f"INSERT INTO {table} VALUES (?,?,?,?)"
         self.select_data_key_statement = (
             f"SELECT key_id, wrapped_key FROM {table} WHERE secret_id=? AND version_id=?"
         )
-        self.delete_data_key_statement = (
-            f"DELETE FROM {table} WHERE secret_id=? AND version_id=? RETURNING secret_id"
-        )
+        self.delete_data_key_statement = f"DELETE FROM {table} WHERE secret_id=? AND version_id=?"
         self.update_data_key_statement = (
             f"UPDATE {table} SET key_id=?, wrapped_key=? "
             "WHERE secret_id=? AND version_id=? RETURNING secret_id"
@@ -799,7 +899,23 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         kwargs[DATA_KEYS_ARGUMENT] = validated_data_keys(stored_events, kwargs)
-        return super().insert_events(stored_events, **kwargs)
+        destroyed = validated_destroyed_data_keys(stored_events, kwargs)
+        kwargs[DESTROYED_DATA_KEYS_ARGUMENT] = destroyed
+        defer_erasure = validated_defer_erasure(kwargs)
+        notification_ids = super().insert_events(stored_events, **kwargs)
+        self._erase_after_commit(is_destroying=bool(destroyed), defer_erasure=defer_erasure)
+        return notification_ids
+
+    def _erase_after_commit(self, *, is_destroying: bool, defer_erasure: bool) -> None:
+        """Checkpoints the WAL now if this commit destroyed keys without deferring,
+        or if deferred erasures are due; otherwise remembers when they will be."""
+        now_monotonic = time.monotonic()
+        if is_destroying and defer_erasure and self._erasure_due_monotonic is None:
+            self._erasure_due_monotonic = now_monotonic + ERASURE_DELAY_SECONDS_MAX
+        due = self._erasure_due_monotonic
+        if (is_destroying and not defer_erasure) or (due is not None and now_monotonic >= due):
+            self._checkpoint_write_ahead_log()
+            self._erasure_due_monotonic = None
 
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -814,9 +930,19 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
                     for record in records
                 ],
             )
+        self._destroy_data_keys(c, kwargs[DESTROYED_DATA_KEYS_ARGUMENT])
         assert notification_ids is not None
         self._insert_event_hashes(c, stored_events, notification_ids)
         return notification_ids
+
+    def _destroy_data_keys(self, c: SQLiteCursor, pairs: tuple[DataKeyPair, ...]) -> None:
+        """Crypto-shredding in the events' transaction: ``secure_delete`` zeroes the
+        rows' bytes in the pages; the WAL is checkpointed after the commit."""
+        if pairs:
+            c.executemany(
+                self.delete_data_key_statement,
+                [(secret_id.hex, version_id) for secret_id, version_id in pairs],
+            )
 
     def select_data_key(self, secret_id: UUID, version_id: str) -> DataKeyRecord | None:
         with self.datastore.transaction(commit=False) as c:
@@ -830,25 +956,6 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
             key_id=row["key_id"],
             wrapped_key=bytes(row["wrapped_key"]),
         )
-
-    def destroy_data_key(self, secret_id: UUID, version_id: str) -> bool:
-        with self.datastore.transaction(commit=True) as c:
-            c.execute(self.delete_data_key_statement, (secret_id.hex, version_id))
-            is_destroyed = c.fetchone() is not None
-        if is_destroyed:
-            self._checkpoint_write_ahead_log()
-        return is_destroyed
-
-    def replace_data_key(self, record: DataKeyRecord) -> None:
-        assert isinstance(record, DataKeyRecord)
-        with self.datastore.transaction(commit=True) as c:
-            c.execute(
-                self.update_data_key_statement,
-                (record.key_id, record.wrapped_key, record.secret_id.hex, record.version_id),
-            )
-            if c.fetchone() is None:
-                raise DataKeyNotFoundError(record.secret_id, record.version_id)
-        self._checkpoint_write_ahead_log()
 
     def select_data_keys(self, after: tuple[UUID, str] | None, limit: int) -> list[DataKeyRecord]:
         check_data_key_page(after, limit)
@@ -940,6 +1047,13 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
             f") SELECT n.level, n.node_index, n.hash FROM wanted CROSS JOIN {nodes} AS n "
             "ON n.level = wanted.level AND n.node_index = wanted.node_index"
         )
+        # A write that changes nothing: it takes the file's write lock first thing.
+        self.lock_event_hashes_statement = f"DELETE FROM {hashes} WHERE 0"
+        self.count_event_hashes_statement = f"SELECT COUNT(*) FROM {hashes}"
+        self.select_unchained_events_statement = (
+            "SELECT rowid, originator_id, originator_version, topic, state "
+            f"FROM {self.events_table_name} WHERE rowid > ? ORDER BY rowid LIMIT ?"
+        )
 
     @staticmethod
     def _evidence_create_table_statements() -> list[str]:
@@ -981,7 +1095,9 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
         with self.datastore.transaction(commit=False) as c:
             c.execute(self.select_event_hashes_statement, (start, limit))
             rows = c.fetchall()
-        return [event_hash_from_row(row) for row in rows]
+        # Columns by position (leaf_index, notification_id, leaf_hash, chain_hash): a
+        # verifier reads every row, and name lookups cost a tenth of its walk.
+        return [EventHash(row[0], row[1], bytes(row[2]), bytes(row[3])) for row in rows]
 
     def select_event_hash(self, notification_id: int) -> EventHash | None:
         check_notification_id(notification_id)
@@ -1030,6 +1146,36 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
                 for row in c.fetchall():
                     found[(row["level"], row["node_index"])] = bytes(row["hash"])
         return found
+
+    def adopt_unchained_events(self) -> int:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(self.lock_event_hashes_statement)
+            c.execute(self.count_event_hashes_statement)
+            hash_count = int(c.fetchone()[0])
+            if hash_count:
+                raise unchained_log_refused(hash_count)
+            head: EventHash | None = None
+            while True:
+                after = 0 if head is None else head.notification_id
+                c.execute(self.select_unchained_events_statement, (after, ADOPTION_PAGE_SIZE))
+                rows = c.fetchall()
+                if not rows:
+                    break
+                page = adopted_event_hashes(
+                    head, [self._notification_from_row(row) for row in rows]
+                )
+                c.executemany(self.insert_event_hash_statement, event_hash_rows(page))
+                head = page[-1]
+        return 0 if head is None else head.leaf_index + 1
+
+    def _notification_from_row(self, row: Any) -> Notification:
+        return Notification(
+            id=row["rowid"],
+            originator_id=self.convert_originator_id(row["originator_id"]),
+            originator_version=row["originator_version"],
+            topic=row["topic"],
+            state=bytes(row["state"]),
+        )
 
 
 def event_hash_from_row(row: Any) -> EventHash:

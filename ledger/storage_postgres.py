@@ -25,6 +25,7 @@ import psycopg
 from eventsourcing.persistence import (
     IntegrityError,
     InterfaceError,
+    Notification,
     OperationalError,
     PersistenceError,
     ProgrammingError,
@@ -43,13 +44,17 @@ from psycopg.sql import SQL, Identifier
 
 from ledger.merkle import HASH_SIZE_BYTES
 from ledger.storage import (
+    ADOPTION_PAGE_SIZE,
     DATA_KEYS_ARGUMENT,
+    DESTROYED_DATA_KEYS_ARGUMENT,
     DataKeyNotFoundError,
+    DataKeyPair,
     DataKeyRecord,
     EventHash,
     EvidenceLogError,
     MerkleNodeKey,
     StoredCheckpoint,
+    adopted_event_hashes,
     chained_event_hashes,
     check_checkpoint,
     check_data_key_page,
@@ -58,8 +63,11 @@ from ledger.storage import (
     checked_merkle_nodes,
     event_hash_from_row,
     merkle_node_key_batches,
+    unchained_log_refused,
     validated_data_key_batch,
     validated_data_keys,
+    validated_defer_erasure,
+    validated_destroyed_data_keys,
 )
 
 EVENTS_TABLE_SUFFIX: Final = "_events"
@@ -119,11 +127,12 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
     evidence tables ``<app>_event_hashes``, ``<app>_checkpoints`` and
     ``<app>_merkle_nodes``.
 
-    Data keys are inserted in the ``_insert_events`` hook, i.e. inside the same
-    transaction (and pipeline) as the events: a conflict on either table rolls back
-    both. The hash chain is extended in ``_fetch_ids_after_insert_events``, which
-    the library calls in that transaction after ``LOCK TABLE <app>_events IN
-    EXCLUSIVE MODE`` and the events' INSERT, once the pipeline is synced.
+    Data keys are inserted and destroyed (crypto-shredding) in the ``_insert_events``
+    hook, i.e. inside the same transaction (and pipeline) as the events, before the
+    library locks the events table: a conflict on either table rolls back both. The
+    hash chain is extended in ``_fetch_ids_after_insert_events``, which the library
+    calls in that transaction after ``LOCK TABLE <app>_events IN EXCLUSIVE MODE``
+    and the events' INSERT, once the pipeline is synced.
     """
 
     def __init__(
@@ -156,8 +165,9 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
         self.select_data_key_statement = SQL(
             "SELECT key_id, wrapped_key FROM {table} WHERE secret_id = %s AND version_id = %s"
         ).format(table=table)
-        self.delete_data_key_statement = SQL(
-            "DELETE FROM {table} WHERE secret_id = %s AND version_id = %s RETURNING secret_id"
+        self.delete_data_keys_statement = SQL(
+            "DELETE FROM {table} WHERE (secret_id, version_id) IN "
+            "(SELECT * FROM unnest(%s::uuid[], %s::text[]))"
         ).format(table=table)
         self.update_data_key_statement = SQL(
             "UPDATE {table} SET key_id = %s, wrapped_key = %s "
@@ -183,11 +193,14 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
             "RETURNING t.secret_id, t.version_id"
         ).format(table=table)
         self._prepare_evidence_statements(events_table_name)
+        self._prepare_adoption_statements(events_table_name)
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         kwargs[DATA_KEYS_ARGUMENT] = validated_data_keys(stored_events, kwargs)
+        kwargs[DESTROYED_DATA_KEYS_ARGUMENT] = validated_destroyed_data_keys(stored_events, kwargs)
+        validated_defer_erasure(kwargs)  # nothing to defer: a deleted row leaves no file
         try:
             notification_ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
         except AbortEventsTransaction as abort:
@@ -197,16 +210,20 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
     def _insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> None:
-        """Inserts the data keys, first thing in the events' transaction.
+        """Inserts and destroys data keys, first thing in the events' transaction. It
+        runs outside the library's ``except Exception`` (see ``AbortEventsTransaction``),
+        so an error raised here rolls the transaction back as it is."""
+        super()._insert_events(curs, stored_events, **kwargs)
+        self._insert_data_keys(curs, kwargs[DATA_KEYS_ARGUMENT])
+        self._destroy_data_keys(curs, kwargs[DESTROYED_DATA_KEYS_ARGUMENT])
 
-        The statement runs in psycopg's pipeline mode, where a server-side error
+    def _insert_data_keys(self, curs: Cursor[DictRow], records: tuple[DataKeyRecord, ...]) -> None:
+        """The statement runs in psycopg's pipeline mode, where a server-side error
         would surface later as "pipeline aborted" (an ``OperationalError``, which the
         library retries). So a conflict must not raise on the server: rows that
         already exist are skipped, counted, and reported as ``IntegrityError`` here,
         which rolls back the whole transaction. The fetch syncs the pipeline.
         """
-        super()._insert_events(curs, stored_events, **kwargs)
-        records: tuple[DataKeyRecord, ...] = kwargs[DATA_KEYS_ARGUMENT]
         if not records:
             return
         curs.execute(
@@ -225,6 +242,22 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
                 f"{len(records)} (secret_id, version_id) pairs exist"
             )
             raise IntegrityError(msg)
+
+    def _destroy_data_keys(self, curs: Cursor[DictRow], pairs: tuple[DataKeyPair, ...]) -> None:
+        """Crypto-shredding in the events' transaction (and pipeline). A missing row is
+        not an error, and a DELETE of well-typed values raises nothing on the server,
+        so nothing needs fetching here: the library's sync after the events' INSERT
+        covers it. The old tuple stays on disk until VACUUM (see the module
+        docstring)."""
+        if not pairs:
+            return
+        curs.execute(
+            self.delete_data_keys_statement,
+            (
+                [secret_id for secret_id, _ in pairs],
+                [version_id for _, version_id in pairs],
+            ),
+        )
 
     def _fetch_ids_after_insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -252,23 +285,6 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
             key_id=row["key_id"],
             wrapped_key=bytes(row["wrapped_key"]),
         )
-
-    @retried_on_connection_errors
-    def destroy_data_key(self, secret_id: UUID, version_id: str) -> bool:
-        with self.datastore.transaction(commit=True) as curs:
-            curs.execute(self.delete_data_key_statement, (secret_id, version_id))
-            return curs.fetchone() is not None
-
-    @retried_on_connection_errors
-    def replace_data_key(self, record: DataKeyRecord) -> None:
-        assert isinstance(record, DataKeyRecord)
-        with self.datastore.transaction(commit=True) as curs:
-            curs.execute(
-                self.update_data_key_statement,
-                (record.key_id, record.wrapped_key, record.secret_id, record.version_id),
-            )
-            if curs.fetchone() is None:
-                raise DataKeyNotFoundError(record.secret_id, record.version_id)
 
     @retried_on_connection_errors
     def select_data_keys(self, after: tuple[UUID, str] | None, limit: int) -> list[DataKeyRecord]:
@@ -396,6 +412,61 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
             "JOIN unnest(%s::integer[], %s::bigint[]) AS k(level, node_index) "
             "USING (level, node_index)"
         ).format(table=nodes)
+
+    def _prepare_adoption_statements(self, events_table_name: str) -> None:
+        events = Identifier(self.datastore.schema, events_table_name)
+        hashes = Identifier(self.datastore.schema, self.event_hashes_table_name)
+        self.lock_events_statement = SQL("LOCK TABLE {table} IN EXCLUSIVE MODE").format(
+            table=events
+        )
+        self.count_event_hashes_statement = SQL("SELECT COUNT(*) AS count FROM {table}").format(
+            table=hashes
+        )
+        self.select_unchained_events_statement = SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state "
+            "FROM {table} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+        ).format(table=events)
+
+    def adopt_unchained_events(self) -> int:
+        """Not retried: after a lost connection the adoption may have committed."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(self.lock_events_statement)
+            curs.execute(self.count_event_hashes_statement)
+            row = curs.fetchone()
+            assert row is not None
+            if row["count"]:
+                raise unchained_log_refused(int(row["count"]))
+            head: EventHash | None = None
+            while True:
+                after = 0 if head is None else head.notification_id
+                curs.execute(self.select_unchained_events_statement, (after, ADOPTION_PAGE_SIZE))
+                rows = curs.fetchall()
+                if not rows:
+                    break
+                page = adopted_event_hashes(
+                    head,
+                    [
+                        Notification(
+                            id=row["notification_id"],
+                            originator_id=row["originator_id"],
+                            originator_version=row["originator_version"],
+                            topic=row["topic"],
+                            state=bytes(row["state"]),
+                        )
+                        for row in rows
+                    ],
+                )
+                curs.execute(
+                    self.insert_event_hashes_statement,
+                    (
+                        [event_hash.leaf_index for event_hash in page],
+                        [event_hash.notification_id for event_hash in page],
+                        [event_hash.leaf_hash for event_hash in page],
+                        [event_hash.chain_hash for event_hash in page],
+                    ),
+                )
+                head = page[-1]
+        return 0 if head is None else head.leaf_index + 1
 
     def _create_table(self, curs: Cursor[DictRow]) -> None:
         """Refuses a database whose transactions are not READ COMMITTED: there, the

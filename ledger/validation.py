@@ -23,6 +23,12 @@ from ledger.errors import SerializationException, ValidationException
 SERVICE_NAME = "secretsmanager"
 ERRORS_REPORTED_MAX = 10
 
+# secret-ledger's own operations, absent from the AWS model: each borrows its members'
+# shapes from an AWS operation, and requires all of them.
+LOCAL_OPERATION_MEMBERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "DestroySecretVersion": ("GetSecretValue", ("SecretId", "VersionId")),
+}
+
 
 @functools.cache
 def service_model() -> ServiceModel:
@@ -35,11 +41,14 @@ def operation_model(operation: str) -> OperationModel:
 
 def validate_request(operation: str, request: Mapping[str, Any]) -> None:
     """Raise the AWS-shaped error for the first kind of violation found."""
-    input_shape = operation_model(operation).input_shape
-    if input_shape is None:
-        return
     problems: list[str] = []
-    _check_structure(input_shape, request, "", problems)
+    if operation in LOCAL_OPERATION_MEMBERS:
+        _check_local_operation(operation, request, problems)
+    else:
+        input_shape = operation_model(operation).input_shape
+        if input_shape is None:
+            return
+        _check_structure(input_shape, request, "", problems)
     if problems:
         shown = problems[:ERRORS_REPORTED_MAX]
         count = len(problems)
@@ -65,6 +74,23 @@ def _check_structure(shape: StructureShape, value: Any, path: str, problems: lis
         member_value = value.get(member)
         if member_value is not None:
             _check_value(member_shape, member_value, _path(path, member), problems)
+
+
+def _check_local_operation(operation: str, request: Any, problems: list[str]) -> None:
+    if not isinstance(request, Mapping):
+        raise SerializationException("Expected an object at 'request'.")
+    borrowed_from, members = LOCAL_OPERATION_MEMBERS[operation]
+    input_shape = operation_model(borrowed_from).input_shape
+    assert input_shape is not None, f"{borrowed_from} has members to borrow"
+    for member in members:
+        value = request.get(member)
+        if value is None:
+            problems.append(
+                f"Value null at '{_path('', member)}' failed to satisfy "
+                "constraint: Member must not be null"
+            )
+        else:
+            _check_value(input_shape.members[member], value, _path("", member), problems)
 
 
 def _check_value(shape: Shape, value: Any, path: str, problems: list[str]) -> None:

@@ -88,9 +88,9 @@ def find_value_reuse(secrets: Secrets, secret_ids: Iterable[UUID]) -> ValueReuse
     secrets_scanned = versions_compared = destroyed_versions_skipped = 0
     for secret_id in secret_ids:
         secret = secrets.stored_secret(secret_id)
-        destroyed_versions_skipped += len(secret.destroyed_version_ids)
         if secret.is_deleted:
             continue
+        destroyed_versions_skipped += len(secret.destroyed_version_ids)
         secrets_scanned += 1
         for version in secret.versions.values():
             if not is_filled(version):

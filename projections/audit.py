@@ -11,13 +11,21 @@ Which events make which records (shapes: :mod:`projections.cloudtrail`):
 * Service events (``AwsServiceEvent``), one per version, ordered by version creation:
   ``StartSecretVersionDelete`` when a deletion is scheduled, ``CancelSecretVersionDelete``
   when it is restored, ``EndSecretVersionDelete`` when versions really go (a forced
-  delete, the service's purge after the recovery window, or retention removing a
-  deprecated version: ``VersionRemoved``). A put that takes AWSPENDING off the old
-  current version (rule P6: a ``LabelMoved`` with reason ``pending-dropped``, R-4)
-  makes a ``RotationAbandoned`` for that version; so does a put that abandons a
-  rotation in progress (RO-10). ``RotationStarted``, ``RotationSucceeded`` and
-  ``RotationFailed`` (with ``errorMessage``) come from the events of those names
-  (RO-7). The
+  delete, the service's purge after the recovery window, retention removing a
+  deprecated version: ``VersionRemoved``, or a version destroyed on request:
+  ``VersionDestroyed`` with reason ``requested``, whose ``DestroySecretVersion`` call
+  makes its ``AwsApiCall`` record like any mutation, from the request's first event:
+  the ``LabelMoved`` of a label the destruction took off, reason
+  ``detached-by-destroy`` (R-6), or else the ``VersionDestroyed``). A deletion (D-1)
+  writes its label detachments (``detached-by-deletion``), then one
+  ``VersionDestroyed`` per live version (reason ``forced-deletion`` or ``purged``),
+  then ``Deleted``: only ``Deleted`` makes records, the call's (with its deletion
+  date) and the versions' ends (the versions the secret had when the request
+  began). A put that takes AWSPENDING off the old current version (rule P6: a
+  ``LabelMoved`` with reason ``pending-dropped``, R-4) makes a ``RotationAbandoned``
+  for that version; so does a put that abandons a rotation in progress (RO-10).
+  ``RotationStarted``, ``RotationSucceeded`` and ``RotationFailed`` (with
+  ``errorMessage``) come from the events of those names (RO-7). The
   service's own purge (principal ``secretsmanager.amazonaws.com``) makes no
   ``AwsApiCall`` record.
 
@@ -63,6 +71,9 @@ from uuid import UUID
 
 from ledger.arn import parse_secret_arn
 from ledger.domain import (
+    DESTROYED_BY_FORCED_DELETION,
+    DESTROYED_BY_PURGE,
+    DESTROYED_ON_REQUEST,
     DETACHED_BY_DELETION,
     PENDING_DROPPED,
     SERVICE_PRINCIPAL,
@@ -93,8 +104,6 @@ RECORDED_REQUEST_STATE: Final = "recorded_request_id"
 QUERY_PAGE_SIZE: Final = 1_000
 TRANSCODER: Final = MsgpackTranscoder()
 # Why a secret was deleted, as a SecretDeleted row of projection_audit_events says (F-2).
-FORCED_DELETION: Final = "forced-deletion"
-PURGED: Final = "purged"
 
 
 @dataclass(frozen=True)
@@ -117,7 +126,7 @@ class AuditProjection(Projection):
     """CloudTrail-style records (see the module docstring)."""
 
     name: ClassVar[str] = AUDIT_PROJECTION_NAME
-    version: ClassVar[int] = 6
+    version: ClassVar[int] = 8
     tables: ClassVar[tuple[str, ...]] = (
         "projection_audit_records",
         "projection_audit_events",
@@ -236,17 +245,23 @@ class AuditProjection(Projection):
         return secret_key
 
     def _live_versions(self, event: Any) -> list[str]:
-        """The secret's versions just before ``event``, in creation order: read from the
-        secret's own stream (only deletions and restorations ask, so this is rare)."""
+        """The secret's versions when the request of ``event`` began, in creation order:
+        read from the secret's own stream (only deletions and restorations ask, so this
+        is rare). Versions destroyed by that same request (a forced delete's or a
+        purge's ``VersionDestroyed``) count as live: the request ends them."""
         stored = self.log.recorder.select_events(
             event.originator_id, lte=event.originator_version - 1
         )
+        request_id = event.request["request_id"]
         versions: dict[str, None] = {}
         for item in stored:
             earlier = self.log.mapper.to_domain_event(item)
             if isinstance(earlier, Secret.VersionCreated):
                 versions[earlier.version_id] = None
-            elif isinstance(earlier, Secret.VersionRemoved):
+            elif isinstance(earlier, Secret.VersionRemoved) or (
+                isinstance(earlier, Secret.VersionDestroyed)
+                and earlier.request["request_id"] != request_id
+            ):
                 del versions[earlier.version_id]
         return list(versions)
 
@@ -456,6 +471,19 @@ class AuditProjection(Projection):
             pending, "EndSecretVersionDelete", position, event, known, [event.version_id]
         )
 
+    def _on_version_destroyed(
+        self, cursor: ViewCursor, pending: _Pending, position: int, event: Secret.VersionDestroyed
+    ) -> None:
+        """On request: the call's record and the version's end. A forced delete's or a
+        purge's destruction is recorded by its ``Deleted`` (see the module docstring)."""
+        if event.reason != DESTROYED_ON_REQUEST:
+            return
+        self._mutation_record(cursor, pending, position, event)
+        known = self._secret(cursor, event.originator_id)
+        self._service_rows(
+            pending, "EndSecretVersionDelete", position, event, known, [event.version_id]
+        )
+
     def _on_deletion_scheduled(
         self, cursor: ViewCursor, pending: _Pending, position: int, event: Secret.DeletionScheduled
     ) -> None:
@@ -511,6 +539,7 @@ class AuditProjection(Projection):
         Secret.LabelMoved: _on_label_moved,
         Secret.MetadataUpdated: _on_mutation,
         Secret.VersionRemoved: _on_version_removed,
+        Secret.VersionDestroyed: _on_version_destroyed,
         Secret.DeletionScheduled: _on_deletion_scheduled,
         Secret.Restored: _on_restored,
         Secret.Deleted: _on_deleted,
@@ -564,7 +593,7 @@ def event_facts(
     them (F-1); ``SecretDeleted``'s reason says whether it was forced (F-2)."""
     if isinstance(event, Secret.LabelMoved):
         return None, event.label, event.from_version_id, event.to_version_id, event.reason
-    if isinstance(event, Secret.VersionRemoved):
+    if isinstance(event, Secret.VersionRemoved | Secret.VersionDestroyed):
         return event.version_id, None, None, None, event.reason
     if isinstance(
         event,
@@ -578,7 +607,13 @@ def event_facts(
     if isinstance(event, Secret.RotationFailed):
         return event.version_id, None, None, None, event.step
     if isinstance(event, Secret.Deleted):
-        return None, None, None, None, FORCED_DELETION if event.forced else PURGED
+        return (
+            None,
+            None,
+            None,
+            None,
+            DESTROYED_BY_FORCED_DELETION if event.forced else DESTROYED_BY_PURGE,
+        )
     return None, None, None, None, None
 
 

@@ -10,7 +10,11 @@ Tables (all written by :class:`LabelsProjection`, read by :class:`LabelQueries`)
     to ``SecretName.Released``), used to resolve a name *as of* a position or a time:
     names are re-used by new secrets (with new ARNs) after a forced delete or a purge.
 ``projection_versions``, ``projection_version_removals``
-    one row per version created, and one per version that retention removed.
+    one row per version created, and one per version that retention removed or that
+    was destroyed (``VersionDestroyed``: on request, or by a forced delete or purge).
+    A destroyed version has had its labels taken off first, by explicit
+    ``LabelMoved`` events (reason ``detached-by-destroy`` on request, R-6;
+    ``detached-by-deletion`` before a deletion's ``VersionDestroyed`` events, D-1).
 ``projection_label_moves``
     the label history, append-only: one row per move of a label (the version it moved
     to, or none when it was taken off), with the event time and the principal,
@@ -117,7 +121,7 @@ class LabelsProjection(Projection):
     """
 
     name: ClassVar[str] = LABELS_PROJECTION_NAME
-    version: ClassVar[int] = 5
+    version: ClassVar[int] = 6
     tables: ClassVar[tuple[str, ...]] = (
         "projection_secrets",
         "projection_secret_names",
@@ -232,8 +236,13 @@ class LabelsProjection(Projection):
         pending.versions.append((position, secret_key, event.version_id, event_time))
 
     def _on_version_removed(
-        self, cursor: ViewCursor, pending: _Pending, position: int, event: Secret.VersionRemoved
+        self,
+        cursor: ViewCursor,
+        pending: _Pending,
+        position: int,
+        event: Secret.VersionRemoved | Secret.VersionDestroyed,
     ) -> None:
+        """The version leaves the secret's versions (retention, or destruction)."""
         secret_key, event_time = self._secret_time(cursor, pending, position, event)
         pending.version_removals.append((position, secret_key, event.version_id, event_time))
 
@@ -341,6 +350,7 @@ class LabelsProjection(Projection):
         Secret.Created: _on_created,
         Secret.VersionCreated: _on_version_created,
         Secret.VersionRemoved: _on_version_removed,
+        Secret.VersionDestroyed: _on_version_removed,
         Secret.LabelMoved: _on_label_moved,
         Secret.PendingVersionStaged: _on_version_created,
         Secret.MetadataUpdated: _on_other,

@@ -14,8 +14,11 @@ Besides answers, the model predicts what each call appends to the log, as
 ``(topic name, details...)`` tuples: the issue fixes the event vocabulary (one
 ``LabelMoved`` per label that attaches, moves or detaches, with why, by the rule
 that moved it (docs/events.md: requested, default-current, demoted,
-pending-dropped, detached-by-deletion); deleting a secret detaches each label
-before ``SecretDeleted``; a failed call appends nothing but its audit record).
+pending-dropped, detached-by-deletion, detached-by-destroy); destroying a version
+(secret-ledger's own DestroySecretVersion) detaches its labels before
+``VersionDestroyed``; deleting a secret detaches each label, then destroys each
+version, before ``SecretDeleted``; a failed call appends nothing but its audit
+record).
 ``ModelError.message`` is ``None`` where the reference does not fix the text, and
 then only the exception name is compared.
 """
@@ -54,6 +57,8 @@ STAGE_NOT_ON_VERSION = (
     "You provided a VersionStage that is not associated to the provided VersionId."
 )
 VALUE_NOT_FOUND_PREFIX = "Secrets Manager can't find the specified secret value for"
+# secret-ledger's own texts (docs/decisions.md, "Crypto-shredding").
+VERSION_DESTROYED = "The version was destroyed (crypto-shredded): its value can't be recovered."
 
 Event = tuple[Any, ...]
 
@@ -113,6 +118,7 @@ class ModelSecret:
     versions: dict[str, ModelVersion] = field(default_factory=dict)  # creation order
     stages: dict[str, set[str]] = field(default_factory=dict)  # version id -> its labels
     deletion_date: datetime | None = None
+    destroyed: set[str] = field(default_factory=set)  # versions destroyed on request
 
     def holder_of(self, label: str) -> str | None:
         holders = [version_id for version_id, labels in self.stages.items() if label in labels]
@@ -157,6 +163,12 @@ def detachments(stages: dict[str, set[str]]) -> list[Event]:
         ("LabelMoved", label, version_id, None, "detached-by-deletion")
         for label, version_id in sorted(holders(stages).items())
     ]
+
+
+def destroyed_versions(secret: ModelSecret, reason: str) -> list[Event]:
+    """Deleting now destroys every version's data key, in creation order, after the
+    labels came off."""
+    return [("VersionDestroyed", version_id, reason) for version_id in secret.versions]
 
 
 def copy_stages(stages: dict[str, set[str]]) -> dict[str, set[str]]:
@@ -261,6 +273,7 @@ class SecretsModel:
     def end(self, secret: ModelSecret, *, forced: bool) -> None:
         del self.secrets[secret.name]
         self.events += detachments(secret.stages)
+        self.events += destroyed_versions(secret, "forced-deletion" if forced else "purged")
         self.events += [("SecretDeleted", forced), ("SecretNameReleased",)]
 
     def purge_all_due(self) -> None:
@@ -372,6 +385,8 @@ class SecretsModel:
     def _add_version(
         self, secret: ModelSecret, token: str, value: ModelValue, stages: list[str] | None
     ) -> None:
+        if token in secret.destroyed:
+            raise token_in_use(token, secret.arn)  # a destroyed version's token stays taken
         attach = set(stages) if stages is not None else {AWSCURRENT}  # P1
         if not secret.versions:
             attach.add(AWSCURRENT)  # P2
@@ -499,6 +514,41 @@ class SecretsModel:
         self._set_stages(secret, after, why)
         return {"ARN": secret.arn, "Name": secret.name}, True
 
+    # DestroySecretVersion (secret-ledger's own; docs/decisions.md, "Crypto-shredding")
+
+    def destroy_secret_version(
+        self, secret_id: str, version_id: str | None
+    ) -> tuple[dict[str, Any], bool]:
+        """Takes the version's labels off (reason detached-by-destroy), then destroys
+        it. Refused for the AWSCURRENT version and on a scheduled secret; a version
+        destroyed already answers the same with nothing written."""
+        if version_id is None:
+            raise ModelError("ValidationException")  # a required member
+        secret = self.resolve(secret_id)
+        if secret.deletion_date is not None:
+            raise ModelError("InvalidRequestException", MARKED_FOR_DELETION)
+        response = {"ARN": secret.arn, "Name": secret.name, "VersionId": version_id}
+        if version_id in secret.destroyed:
+            return response, False
+        if version_id not in secret.versions:
+            raise ModelError(
+                "ResourceNotFoundException", f"{VALUE_NOT_FOUND_PREFIX} VersionId: {version_id}"
+            )
+        if secret.holder_of(AWSCURRENT) == version_id:
+            raise ModelError(
+                "InvalidRequestException",
+                f"You can't destroy version {version_id} of secret {secret.arn} because it "
+                "has the staging label AWSCURRENT. Move AWSCURRENT to another version first "
+                "(UpdateSecretVersionStage).",
+            )
+        after = copy_stages(secret.stages)
+        why = dict.fromkeys(after.pop(version_id, set()), "detached-by-destroy")
+        self._set_stages(secret, after, why)
+        del secret.versions[version_id]
+        secret.destroyed.add(version_id)
+        self.events.append(("VersionDestroyed", version_id, "requested"))
+        return response, True
+
     # DeleteSecret and RestoreSecret (§8)
 
     def delete_secret(
@@ -560,6 +610,11 @@ class SecretsModel:
             raise ModelError("InvalidRequestException", MARKED_FOR_DELETION)
         if version_id is not None:
             # OPEN (§3): with both given, an unknown VersionId is reported first.
+            if version_id in secret.destroyed:
+                raise ModelError(
+                    "ResourceNotFoundException",
+                    f"{VALUE_NOT_FOUND_PREFIX} VersionId: {version_id}. {VERSION_DESTROYED}",
+                )
             if version_id not in secret.versions:
                 raise ModelError(
                     "ResourceNotFoundException", f"{VALUE_NOT_FOUND_PREFIX} VersionId: {version_id}"

@@ -43,6 +43,7 @@ COMMANDS = [
     "delete",
     "restore",
     "list",
+    "destroy-version",
     "demo",
 ]
 

@@ -425,11 +425,13 @@ def test_force_delete_removes_the_secret_at_once(manager: Harness) -> None:
     log_before = manager.log_length()
     response = manager.call("DeleteSecret", SecretId=NAME, ForceDeleteWithoutRecovery=True)
     assert response == {"ARN": arn, "Name": NAME, "DeletionDate": manager.clock()}
-    detached, deleted, released = manager.events_since(log_before)
+    detached, destroyed, deleted, released = manager.events_since(log_before)
     assert isinstance(detached, Secret.LabelMoved)
     moved = (detached.label, detached.from_version_id, detached.to_version_id)
     assert moved == ("AWSCURRENT", token(1), None)
     assert detached.reason == "detached-by-deletion"
+    assert isinstance(destroyed, Secret.VersionDestroyed)
+    assert (destroyed.version_id, destroyed.reason) == (token(1), "forced-deletion")
     assert isinstance(deleted, Secret.Deleted) and deleted.forced and deleted.labels_detached
     assert isinstance(released, SecretName.Released)
     for secret_id in (NAME, arn):
@@ -552,10 +554,13 @@ def test_once_the_window_has_passed_the_secret_is_gone_and_purged(manager: Harne
     with pytest.raises(SecretsManagerError) as gone:
         manager.call("GetSecretValue", SecretId=NAME)
     assert (gone.value.code, gone.value.message) == ("ResourceNotFoundException", NOT_FOUND_MESSAGE)
-    detached, deleted, released, record = manager.events_since(log_before)
+    detached, destroyed, deleted, released, record = manager.events_since(log_before)
     assert isinstance(detached, Secret.LabelMoved)
     assert (detached.label, detached.reason) == ("AWSCURRENT", "detached-by-deletion")
     assert detached.request == deleted.request
+    assert isinstance(destroyed, Secret.VersionDestroyed)
+    assert (destroyed.version_id, destroyed.reason) == (token(1), "purged")
+    assert destroyed.request == deleted.request
     assert isinstance(deleted, Secret.Deleted) and not deleted.forced
     assert deleted.request["principal_arn"] == SERVICE_PRINCIPAL
     assert isinstance(released, SecretName.Released)

@@ -257,16 +257,22 @@ def test_a_lost_keyring_file_is_refused_not_replaced(
     assert not keyring_path.exists()
 
 
-def test_a_destroyed_data_key_fails_for_its_version_only(
+def test_a_destroyed_version_fails_for_that_version_only(
     closed_ledger: tuple[str, Any, list[str]],
 ) -> None:
+    """Shredded by destroy-version in one process, gone for the next one."""
     database, state, _ = closed_ledger
     versions = state["prod/db"]["values"]
-    shredded, *kept = list(versions)
+    current = state["prod/db"]["describe"]["VersionIdsToStages"]
+    shredded = next(
+        version_id for version_id in versions if "AWSCURRENT" not in current.get(version_id, [])
+    )
+    kept = [version_id for version_id in versions if version_id != shredded]
     secrets = reopened(database)
     try:
-        arn = state["prod/db"]["describe"]["ARN"]
-        assert secrets.data_keys.destroy_data_key(secret_id_for_arn(arn), shredded)
+        SecretsManagerApi(secrets).call(
+            "DestroySecretVersion", {"SecretId": "prod/db", "VersionId": shredded}
+        )
     finally:
         secrets.close()
     secrets = reopened(database)
@@ -274,7 +280,7 @@ def test_a_destroyed_data_key_fails_for_its_version_only(
         api = SecretsManagerApi(secrets)
         with pytest.raises(SecretsManagerError) as caught:
             api.call("GetSecretValue", {"SecretId": "prod/db", "VersionId": shredded})
-        assert caught.value.code == "DecryptionFailure"
+        assert caught.value.code == "ResourceNotFoundException"
         for version_id in kept:
             answer = api.call("GetSecretValue", {"SecretId": "prod/db", "VersionId": version_id})
             assert (

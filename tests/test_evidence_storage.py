@@ -394,7 +394,9 @@ def test_data_keys_are_read_in_resumable_batches_in_key_order(tallies: Tallies) 
     assert [len(batch) for batch in batches] == [3, 3, 3, 1]
     assert [record for batch in batches for record in batch] == records
     assert tallies.data_keys.data_key_count() == len(records)
-    tallies.data_keys.destroy_data_key(records[0].secret_id, records[0].version_id)
+    first: Tally = tallies.repository.get(records[0].secret_id)
+    first.mark(b"shredded")
+    tallies.save(first, destroyed_data_keys=[(records[0].secret_id, records[0].version_id)])
     assert tallies.data_keys.data_key_count() == len(records) - 1
     with pytest.raises(ValueError, match="limit"):
         tallies.data_keys.select_data_keys(None, 0)
@@ -409,7 +411,10 @@ def test_a_batch_of_data_keys_is_replaced_all_or_none(tallies: Tallies) -> None:
     tallies.data_keys.replace_data_keys([rewrapped(record) for record in records[:4]])
 
     destroyed = records[5]
-    assert tallies.data_keys.destroy_data_key(destroyed.secret_id, destroyed.version_id)
+    tally: Tally = tallies.repository.get(destroyed.secret_id)
+    tally.mark(b"shredded")
+    tallies.save(tally, destroyed_data_keys=[(destroyed.secret_id, destroyed.version_id)])
+    assert tallies.data_keys.select_data_key(destroyed.secret_id, destroyed.version_id) is None
     with pytest.raises(DataKeyNotFoundError):
         tallies.data_keys.replace_data_keys([rewrapped(records[4]), rewrapped(destroyed)])
 

@@ -267,6 +267,19 @@ DB_TIMELINE = [
         None,
         "detached-by-deletion",
     ),
+    *(
+        Row(
+            "08:00",
+            "VersionDestroyed",
+            "DeleteSecret",
+            "db",
+            token(number),
+            CI,
+            "r-force",
+            reason="forced-deletion",
+        )
+        for number in (1, 2, 3)
+    ),
     Row(
         "08:00",
         "SecretDeleted",
@@ -317,7 +330,11 @@ class Written:
         shaped = []
         for row in rows:
             item = row.to_json(self.db_arn, self.cache_arn)
-            detail = {"LabelMoved": item["Label"], "VersionCreated": item["VersionId"]}
+            detail = {
+                "LabelMoved": item["Label"],
+                "VersionCreated": item["VersionId"],
+                "VersionDestroyed": item["VersionId"],
+            }
             key = (row.request_id, row.event, detail.get(row.event))
             shaped.append({"Position": self.positions[key], **item})
         return shaped
@@ -332,7 +349,7 @@ def positions_in_log(secrets: Secrets) -> dict[tuple[str, str, str | None], int]
         detail = None
         if isinstance(event, Secret.LabelMoved):
             detail = event.label
-        elif isinstance(event, Secret.VersionCreated):
+        elif isinstance(event, Secret.VersionCreated | Secret.VersionDestroyed):
             detail = event.version_id
         key = (event.request["request_id"], event_name(type(event).TOPIC), detail)
         assert key not in positions, key
@@ -460,6 +477,7 @@ def test_version_id_keeps_the_rows_about_that_version(written: Written) -> None:
             DB_TIMELINE[5],  # AWSPREVIOUS onto it
             DB_TIMELINE[10],  # AWSPREVIOUS off it
             DB_TIMELINE[13],  # read as an old version
+            DB_TIMELINE[19],  # destroyed by the forced deletion
         ]
     )
     assert about_missing == written.expected([DB_TIMELINE[14]]), "the request named it"

@@ -135,7 +135,9 @@ def test_moving_awsprevious_itself_is_requested(manager: Harness) -> None:
     assert moves_since(manager, log_before) == [(AWSPREVIOUS, token(2), token(1), REQUESTED)]
 
 
-def test_a_forced_delete_detaches_every_label_before_deleted(manager: Harness) -> None:
+def test_a_forced_delete_detaches_every_label_before_destroying_and_deleted(
+    manager: Harness,
+) -> None:
     manager.create(NAME, token(1), "one")
     manager.put(NAME, token(2), "two", [AWSCURRENT, "blue"])
     log_before = manager.log_length()
@@ -145,6 +147,7 @@ def test_a_forced_delete_detaches_every_label_before_deleted(manager: Harness) -
     events = manager.events_since(log_before)
     assert [type(event).__qualname__ for event in events] == [
         *["Secret.LabelMoved"] * 3,
+        *["Secret.VersionDestroyed"] * 2,
         "Secret.Deleted",
         "SecretName.Released",
     ]

@@ -1,16 +1,18 @@
 """The ledger against an independent model of the rules, over random call sequences.
 
-Hypothesis drives create / put / update-secret / update-stage / delete / restore /
-get / list-secrets / time-passes against ``SecretsManagerApi`` over a fresh
+Hypothesis drives create / put / update-secret / update-stage / destroy-version /
+delete / restore / get / list-secrets / time-passes against ``SecretsManagerApi`` over a fresh
 ledger, and the same calls against :class:`tests.model.SecretsModel`. After every
 step it checks:
 
 * both succeed or both fail, with the same exception name (and the same message
   where the reference fixes the text), and the same answer;
 * the log grew by exactly the events the model predicts: one ``VersionCreated``
-  per new version, one ``LabelMoved`` per label that attached, moved or detached,
-  and for a call that changed nothing (a failure, a read, a replay) only its
-  ``ApiCallRecorded`` audit record; every event carries the step's time;
+  per new version, one ``LabelMoved`` per label that attached, moved or detached
+  (with its reason), one ``VersionDestroyed`` per version destroyed (on request,
+  or by a forced delete or a purge, with its reason), and for a call that changed
+  nothing (a failure, a read, a replay) only its ``ApiCallRecorded`` audit record;
+  every event carries the step's time;
 * the state the ledger shows (DescribeSecret, ListSecretVersionIds with and
   without IncludeDeprecated) equals the model's, and a failed step left it as it
   was;
@@ -60,6 +62,8 @@ from model import (
 from ledger.api import SecretsManagerApi
 from ledger.application import Secrets
 from ledger.errors import SecretsManagerError
+from ledger.evidence import CheckpointKeys, CheckpointStore, verify_evidence, write_checkpoint
+from ledger.signed_note import Signer
 
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
@@ -69,6 +73,10 @@ START_TIME = datetime(2030, 1, 1, tzinfo=UTC)
 STEP_DURATION = timedelta(seconds=1)
 VERSION_COUNT_MAX = 5
 EVENTS_PER_STEP_MAX = 100
+# What a purge (the service's own DeleteSecret) appends, by summary or by (kind, reason).
+PURGE_SUMMARIES = (("SecretDeleted", False), ("SecretNameReleased",))
+PURGE_REASONS = (("LabelMoved", "detached-by-deletion"), ("VersionDestroyed", "purged"))
+CHECKPOINT_EVERY_STEPS = 10
 
 # "team/app-secret" ends in '-' plus six letters: its partial ARN looks complete (§10).
 NAMES = ("app/db", "payments/api-key", "team/app-secret")
@@ -117,9 +125,12 @@ durations_days = st.sampled_from((1, 7, 31))
 
 def version_ids_of(secret: ModelSecret | None, *preferred: str | None) -> st.SearchStrategy[Any]:
     """Mostly the secret's own version ids (and any preferred ones), sometimes none,
-    a token it never used, or one too short to be valid."""
+    one it destroyed, a token it never used, or one too short to be valid."""
     own = tuple(secret.versions) if secret is not None else ()
-    return st.sampled_from((*preferred, *preferred, *own, *own, None, TOKENS[-1], INVALID_TOKEN))
+    destroyed = tuple(sorted(secret.destroyed)) if secret is not None else ()
+    return st.sampled_from(
+        (*preferred, *preferred, *own, *own, *destroyed, None, TOKENS[-1], INVALID_TOKEN)
+    )
 
 
 ModelCall = Callable[[], tuple[dict[str, Any], bool]]
@@ -132,6 +143,8 @@ def event_summary(topic: str, event: Any) -> Event:
         return (kind, event.label, event.from_version_id, event.to_version_id, event.reason)
     if kind == "VersionCreated":
         return (kind, event.version_id)
+    if kind == "VersionDestroyed":
+        return (kind, event.version_id, event.reason)
     if kind == "SecretDeleted":
         return (kind, event.forced)
     if kind in ("SecretCreated", "SecretNameRegistered"):
@@ -198,6 +211,9 @@ class LedgerAgainstModel(RuleBasedStateMachine):
         self.current_holders: dict[str, str] = {}  # ARN -> version holding AWSCURRENT
         self.step_failed = False
         self.step_named_previous = False
+        signer = Signer("model.test/1", bytes(32))
+        self.checkpoint_keys = CheckpointKeys(signer, (signer.verifier,))
+        self.invariant_checks = 0
 
     def database(self) -> str:
         return "memory:"
@@ -205,6 +221,7 @@ class LedgerAgainstModel(RuleBasedStateMachine):
     def teardown(self) -> None:
         try:
             self.check_every_value_reads_back()
+            self.check_the_log_verifies()
         finally:
             self.secrets.close()
             shutil.rmtree(self.directory, ignore_errors=True)
@@ -299,9 +316,7 @@ class LedgerAgainstModel(RuleBasedStateMachine):
             summary = event_summary(notification.topic, event)
             appended.append(summary)
             assert event.timestamp == self.now, (summary, event.timestamp, self.now)
-            purge_part = summary in (("SecretDeleted", False), ("SecretNameReleased",)) or (
-                summary[0] == "LabelMoved" and summary[-1] == "detached-by-deletion"
-            )
+            purge_part = summary in PURGE_SUMMARIES or (summary[0], summary[-1]) in PURGE_REASONS
             allowed = {operation, "DeleteSecret"} if purge_part else {operation}
             assert event.request["operation"] in allowed, (summary, event.request)
         assert sorted(appended, key=repr) == sorted(predicted, key=repr), (appended, predicted)
@@ -441,6 +456,20 @@ class LedgerAgainstModel(RuleBasedStateMachine):
             lambda: self.model.update_secret_version_stage(secret_id, label, move, remove),
         )
 
+    @rule(name=names, form=secret_id_forms, data=st.data())
+    def destroy_secret_version(self, name: str, form: str, data: st.DataObject) -> None:
+        """Crypto-shred a version: mostly one of the secret's own, so that label
+        detachments (detached-by-destroy) and the AWSCURRENT refusal both happen."""
+        secret = self.model.secrets.get(name)
+        version_id = data.draw(version_ids_of(secret), label="version_id")
+        secret_id = self.secret_id(name, form)
+        request = present_members(SecretId=secret_id, VersionId=version_id)
+        self.run_step(
+            "DestroySecretVersion",
+            request,
+            lambda: self.model.destroy_secret_version(secret_id, version_id),
+        )
+
     @rule(name=names, form=secret_id_forms, window_days=recovery_windows, force=forced)
     def delete_secret(self, name: str, form: str, window_days: int | None, force: bool) -> None:
         secret_id = self.secret_id(name, form)
@@ -509,6 +538,31 @@ class LedgerAgainstModel(RuleBasedStateMachine):
         self.step_named_previous = False
 
     # Checks after every step
+
+    @invariant()
+    def checkpoints_sign_the_log(self) -> None:
+        """Every few steps the log is checkpointed (the writer walks what is new)."""
+        self.invariant_checks += 1
+        if self.invariant_checks % CHECKPOINT_EVERY_STEPS == 0:
+            write_checkpoint(
+                self.evidence_store(),
+                self.checkpoint_keys,
+                now=lambda: self.now,
+                checkpoint_path=None,
+            )
+
+    def evidence_store(self) -> CheckpointStore:
+        store: CheckpointStore = self.secrets.recorder  # type: ignore[assignment]
+        return store
+
+    def check_the_log_verifies(self) -> None:
+        """At the end, the whole log verifies against every checkpoint written."""
+        write_checkpoint(
+            self.evidence_store(), self.checkpoint_keys, now=lambda: self.now, checkpoint_path=None
+        )
+        verification = verify_evidence(self.evidence_store(), self.checkpoint_keys.verifiers, None)
+        assert verification.problem is None, verification.problem
+        assert verification.tree_size == self.evidence_store().event_hash_count()
 
     @invariant()
     def ledger_shows_what_the_model_holds(self) -> None:

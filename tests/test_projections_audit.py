@@ -290,17 +290,30 @@ def test_deletion_and_restoration_make_service_events_per_version(ledger: Ledger
 
 
 def test_a_forced_delete_ends_every_version_at_once(ledger: Ledger) -> None:
+    """Its detachments and ``VersionDestroyed`` events come first in the log (D-1), but
+    the records are made by ``Deleted``: the call with its deletion date, then one end
+    per version the secret had when the request began."""
     ledger.call("CreateSecret", Name="app/db", ClientRequestToken=token(1), SecretString="a")
+    ledger.call("PutSecretValue", SecretId="app/db", ClientRequestToken=token(2), SecretString="b")
     ledger.call("DeleteSecret", SecretId="app/db", ForceDeleteWithoutRecovery=True)
 
-    trail = [(record["eventType"], record["eventName"]) for record in records(ledger)]
+    trail = [
+        (
+            record["eventType"],
+            record["eventName"],
+            record.get("additionalEventData", {}).get("secretLedger.versionId"),
+        )
+        for record in records(ledger)
+    ]
 
     assert trail == [
-        ("AwsApiCall", "CreateSecret"),
-        ("AwsApiCall", "DeleteSecret"),
-        ("AwsServiceEvent", "EndSecretVersionDelete"),
+        ("AwsApiCall", "CreateSecret", None),
+        ("AwsApiCall", "PutSecretValue", None),
+        ("AwsApiCall", "DeleteSecret", None),
+        ("AwsServiceEvent", "EndSecretVersionDelete", token(1)),
+        ("AwsServiceEvent", "EndSecretVersionDelete", token(2)),
     ]
-    assert records(ledger)[1]["responseElements"]["deletionDate"] == "2025-03-19T09:00:00Z"
+    assert records(ledger)[2]["responseElements"]["deletionDate"] == "2025-03-19T09:00:00Z"
 
 
 def test_retention_and_an_abandoned_rotation_are_service_events(ledger: Ledger) -> None:

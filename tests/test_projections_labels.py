@@ -257,6 +257,43 @@ def test_a_deletion_ends_every_label_interval(ledger: Ledger) -> None:
     assert labels.label_map("app/db").deleted
 
 
+def test_destruction_and_deletion_end_intervals_at_their_own_detachments(
+    ledger: Ledger,
+) -> None:
+    """R-6 and D-1: the log takes each label off by an event of its own (before the
+    ``VersionDestroyed`` events), and each interval ends exactly there."""
+    created = ledger.call(
+        "CreateSecret", Name="app/db", ClientRequestToken=token(1), SecretString="one"
+    )
+    ledger.call(
+        "UpdateSecretVersionStage", SecretId="app/db", VersionStage="blue", MoveToVersionId=token(1)
+    )
+    ledger.call("PutSecretValue", SecretId="app/db", ClientRequestToken=token(2), SecretString="2")
+    ledger.call("PutSecretValue", SecretId="app/db", ClientRequestToken=token(3), SecretString="3")
+    ledger.call("DestroySecretVersion", SecretId="app/db", VersionId=token(1))
+    before_deletion = ledger.secrets.recorder.max_notification_id()
+    ledger.call("DeleteSecret", SecretId="app/db", ForceDeleteWithoutRecovery=True)
+    labels = ledger.caught_up().labels
+
+    detachments = [move for move in labels.history(created["ARN"]) if move.to_version_id is None]
+    assert [(move.label, move.operation, move.reason) for move in detachments] == [
+        ("blue", "DestroySecretVersion", "detached-by-destroy"),
+        (AWSCURRENT, "DeleteSecret", "detached-by-deletion"),
+        (AWSPREVIOUS, "DeleteSecret", "detached-by-deletion"),
+    ]
+    assert len({move.position for move in detachments}) == len(detachments)
+    closed = {
+        (interval.label, interval.to_position)
+        for interval in labels.intervals(created["ARN"])
+        if interval.to_position in {move.position for move in detachments}
+    }
+    assert closed == {(move.label, move.position) for move in detachments}
+    assert all(interval.to_position is not None for interval in labels.intervals(created["ARN"]))
+    remaining = labels.label_map(created["ARN"], position=before_deletion, include_deprecated=True)
+    assert list(remaining.versions) == [token(2), token(3)]
+    assert labels.label_map(created["ARN"]).deleted
+
+
 def test_the_history_table_has_one_row_per_interval_a_label_sat_on_a_version(
     ledger: Ledger,
 ) -> None:

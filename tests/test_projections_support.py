@@ -187,7 +187,7 @@ def replay_label_state(
             continue
         if isinstance(event, Secret.VersionCreated):
             state.versions.append(event.version_id)
-        elif isinstance(event, Secret.VersionRemoved):
+        elif isinstance(event, Secret.VersionRemoved | Secret.VersionDestroyed):
             state.versions.remove(event.version_id)
         elif isinstance(event, Secret.LabelMoved):
             if event.to_version_id is None:

@@ -22,6 +22,7 @@ from ledger_helpers import (
 )
 
 from ledger.domain import Secret
+from ledger.errors import version_destroyed
 
 NAME = "busy/secret"
 THRESHOLD = 100
@@ -90,7 +91,7 @@ def test_past_100_versions_the_oldest_old_deprecated_version_is_removed(
         "GetSecretValue",
         {"SecretId": NAME, "VersionId": token(1)},
         "ResourceNotFoundException",
-        f"Secrets Manager can't find the specified secret value for VersionId: {token(1)}",
+        version_destroyed(token(1)).message,
         [secret_arn],
     )
     assert manager.quietly("GetSecretValue", SecretId=NAME, VersionId=token(2))["SecretString"] == (
@@ -188,9 +189,7 @@ def test_past_a_small_cap_put_secret_value_fails_and_changes_nothing(backend: st
         assert manager.current_value(NAME) == "value 1"
 
 
-def test_the_token_of_a_removed_version_cannot_be_reused(
-    manager: Harness, secret_arn: str
-) -> None:
+def test_the_token_of_a_removed_version_cannot_be_reused(manager: Harness, secret_arn: str) -> None:
     put_many(manager, 1, 100)
     manager.clock.advance(2 * DAY)
     manager.put(NAME, token(101), "value 101")

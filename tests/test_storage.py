@@ -25,6 +25,7 @@ from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import IntegrityError, Transcoder
 
+from ledger import storage
 from ledger.storage import (
     DataKeyNotFoundError,
     DataKeyRecord,
@@ -52,6 +53,11 @@ class Note(Aggregate):
     @event("Revised", topic="tests/storage/Note.Revised/v1")
     def revise(self, version_id: str, ciphertext: bytes) -> None:
         self.revisions[version_id] = ciphertext
+
+    @event("Shredded", topic="tests/storage/Note.Shredded/v1")
+    def shred(self, version_id: str) -> None:
+        """Says that a revision's data key goes (saved with ``destroyed_data_keys``)."""
+        assert version_id in self.revisions
 
 
 class Notebook(Application[UUID]):
@@ -347,12 +353,62 @@ def test_destroying_a_data_key_shreds_that_version(notebook: Notebook) -> None:
     note.revise("v2", b"kept")
     notebook.save(note, data_keys=[data_key, data_key_for(note, "v2")])
 
-    assert notebook.data_keys.destroy_data_key(note.id, "v1") is True
+    note.shred("v1")
+    notebook.save(note, destroyed_data_keys=[(note.id, "v1")])
 
     assert notebook.data_keys.select_data_key(note.id, "v1") is None
     assert notebook.data_keys.select_data_key(note.id, "v2") is not None
-    assert notebook.data_keys.destroy_data_key(note.id, "v1") is False
     assert notebook.repository.get(note.id).revisions["v1"] == b"\x00ciphertext\xff"
+
+
+def test_destroying_a_missing_data_key_is_not_an_error(notebook: Notebook) -> None:
+    note, data_key = revised_note(notebook, "v1")
+    notebook.save(note, data_keys=[data_key])
+    note.shred("v1")
+    notebook.save(note, destroyed_data_keys=[(note.id, "v1")])
+
+    note.shred("v1")
+    notebook.save(note, destroyed_data_keys=[(note.id, "v1"), (note.id, "never-stored")])
+
+    assert notebook.repository.get(note.id).version == note.version
+
+
+def test_a_conflicting_save_destroys_no_data_key(notebook: Notebook) -> None:
+    note, data_key = revised_note(notebook, "v1")
+    notebook.save(note, data_keys=[data_key])
+    stale = notebook.repository.get(note.id)
+    note.revise("v2", b"newer")
+    notebook.save(note, data_keys=[data_key_for(note, "v2")])
+
+    stale.shred("v1")
+    with pytest.raises(IntegrityError):
+        notebook.save(stale, destroyed_data_keys=[(note.id, "v1")])
+
+    assert notebook.data_keys.select_data_key(note.id, "v1") == data_key
+
+
+def test_destroyed_data_keys_are_checked(notebook: Notebook) -> None:
+    note, data_key = revised_note(notebook, "v1")
+    notebook.save(note, data_keys=[data_key])
+    stranger = Note("not saved")
+    cases: list[tuple[object, type[Exception], str]] = [
+        ({(note.id, "v1")}, TypeError, "list or tuple"),
+        ([(note.id,)], TypeError, "pairs"),
+        ([(str(note.id), "v1")], TypeError, "pairs"),
+        ([(note.id, "")], ValueError, "version_id"),
+        ([(stranger.id, "v1")], ValueError, "same call"),
+        ([(note.id, "v1"), (note.id, "v1")], ValueError, "distinct"),
+    ]
+    for destroyed, error, match in cases:
+        note.shred("v1")
+        with pytest.raises(error, match=match):
+            notebook.save(note, destroyed_data_keys=destroyed)
+        note = notebook.repository.get(note.id)
+    note.shred("v1")
+    with pytest.raises(TypeError, match="defer_erasure"):
+        notebook.save(note, destroyed_data_keys=[(note.id, "v1")], defer_erasure="yes")
+
+    assert notebook.data_keys.select_data_key(note.id, "v1") == data_key
 
 
 def test_replacing_a_data_key_rewraps_it_under_a_new_key_encryption_key(
@@ -362,7 +418,7 @@ def test_replacing_a_data_key_rewraps_it_under_a_new_key_encryption_key(
     notebook.save(note, data_keys=[data_key])
     rewrapped = data_key_for(note, "v1", key_id="kek-2")
 
-    notebook.data_keys.replace_data_key(rewrapped)
+    notebook.data_keys.replace_data_keys([rewrapped])
 
     assert notebook.data_keys.select_data_key(note.id, "v1") == rewrapped
 
@@ -370,10 +426,11 @@ def test_replacing_a_data_key_rewraps_it_under_a_new_key_encryption_key(
 def test_a_destroyed_data_key_cannot_be_replaced(notebook: Notebook) -> None:
     note, data_key = revised_note(notebook, "v1")
     notebook.save(note, data_keys=[data_key])
-    notebook.data_keys.destroy_data_key(note.id, "v1")
+    note.shred("v1")
+    notebook.save(note, destroyed_data_keys=[(note.id, "v1")])
 
     with pytest.raises(DataKeyNotFoundError):
-        notebook.data_keys.replace_data_key(data_key_for(note, "v1", key_id="kek-2"))
+        notebook.data_keys.replace_data_keys([data_key_for(note, "v1", key_id="kek-2")])
 
     assert notebook.data_keys.select_data_key(note.id, "v1") is None
 
@@ -456,23 +513,65 @@ def test_every_sqlite_connection_is_durable_and_erases_deleted_content(
 
 
 def sqlite_file_bytes(database_path: Path) -> bytes:
-    files = [database_path, database_path.with_name(database_path.name + "-wal")]
+    suffixes = ("", "-wal", "-shm")
+    files = [database_path.with_name(database_path.name + suffix) for suffix in suffixes]
     return b"".join(path.read_bytes() for path in files if path.exists())
 
 
-def test_a_destroyed_data_key_is_erased_from_the_sqlite_files(tmp_path: Path) -> None:
-    database_path = tmp_path / "ledger.sqlite"
+def shredded_note(database_path: Path) -> tuple[Notebook, Note, bytes]:
+    """A note whose wrapped key (a unique marker) is in the files, about to be shredded."""
     notebook = Notebook(env=environment_for_database(str(database_path)))
     note = Note("to be shredded")
     note.revise("v1", b"ciphertext")
     marker = b"UNIQUE-WRAPPED-KEY-MARKER-" + os.urandom(8).hex().encode()
     notebook.save(note, data_keys=[DataKeyRecord(note.id, "v1", "kek-1", marker)])
     assert marker in sqlite_file_bytes(database_path)
+    note.shred("v1")
+    return notebook, note, marker
 
-    notebook.data_keys.destroy_data_key(note.id, "v1")
-    notebook.close()
+
+def test_a_destroyed_data_key_is_erased_from_the_sqlite_files_after_the_commit(
+    tmp_path: Path,
+) -> None:
+    database_path = tmp_path / "ledger.sqlite"
+    notebook, note, marker = shredded_note(database_path)
+    try:
+        notebook.save(note, destroyed_data_keys=[(note.id, "v1")])
+        assert marker not in sqlite_file_bytes(database_path)
+    finally:
+        notebook.close()
+
+
+def test_a_deferred_erasure_waits_for_the_close(tmp_path: Path) -> None:
+    database_path = tmp_path / "ledger.sqlite"
+    notebook, note, marker = shredded_note(database_path)
+    notebook.save(note, destroyed_data_keys=[(note.id, "v1")], defer_erasure=True)
+    assert notebook.data_keys.select_data_key(note.id, "v1") is None
+    note.revise("v2", b"later")
+    notebook.save(note)
+    assert marker in sqlite_file_bytes(database_path), "old frames wait for a checkpoint"
+
+    notebook.close()  # the last connection checkpoints and removes the WAL
 
     assert marker not in sqlite_file_bytes(database_path)
+
+
+def test_a_deferred_erasure_is_made_by_the_first_commit_once_due(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    delay_seconds = 0.05
+    monkeypatch.setattr(storage, "ERASURE_DELAY_SECONDS_MAX", delay_seconds)
+    database_path = tmp_path / "ledger.sqlite"
+    notebook, note, marker = shredded_note(database_path)
+    try:
+        notebook.save(note, destroyed_data_keys=[(note.id, "v1")], defer_erasure=True)
+        assert marker in sqlite_file_bytes(database_path)
+        time.sleep(2 * delay_seconds)
+        note.revise("v2", b"later")
+        notebook.save(note)
+        assert marker not in sqlite_file_bytes(database_path)
+    finally:
+        notebook.close()
 
 
 def test_a_replaced_wrapped_key_is_erased_from_the_sqlite_files(tmp_path: Path) -> None:
@@ -484,7 +583,7 @@ def test_a_replaced_wrapped_key_is_erased_from_the_sqlite_files(tmp_path: Path) 
     notebook.save(note, data_keys=[DataKeyRecord(note.id, "v1", "kek-1", old_marker)])
     assert old_marker in sqlite_file_bytes(database_path)
 
-    notebook.data_keys.replace_data_key(DataKeyRecord(note.id, "v1", "kek-2", b"new wrapping"))
+    notebook.data_keys.replace_data_keys([DataKeyRecord(note.id, "v1", "kek-2", b"new wrapping")])
     notebook.close()
 
     assert old_marker not in sqlite_file_bytes(database_path)

@@ -20,8 +20,10 @@ from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from uuid import UUID
 
 import pytest
+from ledger_helpers import token_in_use_message
 
 from ledger.api import SecretsManagerApi
 from ledger.application import Secrets
@@ -76,10 +78,14 @@ def database(tmp_path: Path) -> Path:
     return copy
 
 
+def open_ledger(database: Path) -> Secrets:
+    clock = GENERATOR.START + timedelta(days=30)
+    return Secrets(str(database), clock=lambda: clock)
+
+
 @pytest.fixture
 def ledger(database: Path) -> Iterator[Secrets]:
-    clock = GENERATOR.START + timedelta(days=30)
-    secrets = Secrets(str(database), clock=lambda: clock)
+    secrets = open_ledger(database)
     try:
         yield secrets
     finally:
@@ -158,6 +164,117 @@ def test_the_v1_snapshot_loads_and_agrees_with_the_events(ledger: Secrets) -> No
     assert from_snapshot.labels == from_events.labels
     assert from_snapshot.destroyed_version_ids == from_events.destroyed_version_ids == []
     assert {record["sealing"] for record in from_snapshot.versions.values()} == {SEALING_V1}
+
+
+def removed_by_retention(ledger: Secrets, secret_id: UUID) -> list[str]:
+    """The versions v1's retention removed (its data keys kept), in log order."""
+    return [
+        event.version_id
+        for event in ledger.events.get(secret_id)
+        if isinstance(event, Secret.VersionRemoved)
+    ]
+
+
+def refused_puts(api: SecretsManagerApi, secret_ids: list[str], arn: str) -> None:
+    """A put and an update reusing each token are refused as in use (T7)."""
+    for version_id in secret_ids:
+        for operation, extra in (("PutSecretValue", {}), ("UpdateSecret", {"Description": "d"})):
+            request = {"SecretId": BULK, "ClientRequestToken": version_id, "SecretString": "x"}
+            with pytest.raises(SecretsManagerError) as refused:
+                api.call(operation, {**request, **extra})
+            assert (refused.value.code, refused.value.message) == (
+                "ResourceExistsException",
+                token_in_use_message(version_id, arn),
+            )
+
+
+def test_a_token_removed_by_v1_retention_stays_in_use(ledger: Secrets) -> None:
+    """The v1 snapshot of app/bulk precedes its five removals: the v1 ``VersionRemoved``
+    events after it name them (``data_key_destroyed`` False: v1 kept the keys)."""
+    secret = ledger.find_secret(BULK)
+    removed = removed_by_retention(ledger, secret.id)
+    assert len(removed) == 5
+    assert secret.destroyed_version_ids == sorted(removed)
+    assert all(ledger.data_keys.select_data_key(secret.id, v) is not None for v in removed)
+    log_before = ledger.recorder.max_notification_id() or 0
+
+    refused_puts(SecretsManagerApi(ledger), removed, secret.arn)
+
+    assert ledger.recorder.max_notification_id() == log_before + 2 * len(removed)  # records
+
+
+def write_v1_snapshot_after_the_removals(database: Path) -> tuple[int, list[str]]:
+    """The snapshot v1 would have written of app/bulk had its interval fallen after the
+    retention removals: the fixture's v1 snapshot state (same keys, v1 version
+    records) brought up to the secret's last event, counting five removals without
+    naming them. Returns its version and the removed ids."""
+    ledger = open_ledger(database)
+    try:
+        secret = ledger.find_secret(BULK)
+        removed = removed_by_retention(ledger, secret.id)
+        version = secret.version
+        versions = secret.versions
+        labels = dict(secret.labels)
+        modified_on = secret.modified_on
+    finally:
+        ledger.close()
+    transcoder = MsgpackTranscoder()
+    connection = sqlite3.connect(database)
+    try:
+        originator_id, topic, state = connection.execute(
+            "SELECT originator_id, topic, state FROM stored_snapshots"
+        ).fetchone()
+        snapshot = transcoder.decode(state)
+        v1_state = snapshot["state"]
+        v1_keys = set(v1_state)
+        v1_state["versions"] = {
+            version_id: {key: item for key, item in record.items() if key != "sealing"}
+            for version_id, record in versions.items()
+        }
+        v1_state["labels"] = labels
+        v1_state["_modified_on"] = modified_on
+        v1_state["removed_version_count"] = len(removed)
+        assert set(v1_state) == v1_keys and "class_version" not in snapshot
+        snapshot["timestamp"] = modified_on
+        with connection:
+            connection.execute(
+                "INSERT INTO stored_snapshots VALUES (?, ?, ?, ?)",
+                (originator_id, version, topic, transcoder.encode(snapshot)),
+            )
+    finally:
+        connection.close()
+    return version, removed
+
+
+def test_a_token_removed_before_a_v1_snapshot_stays_in_use(database: Path) -> None:
+    """The gap: a v1 snapshot counts the removed versions without naming them, so the
+    secret loaded from it does not know their tokens. The data key v1 kept makes the
+    put conflict; the put then finds the key with no live version behind it and
+    answers token in use, not InternalServiceError after its retries."""
+    snapshot_version, removed = write_v1_snapshot_after_the_removals(database)
+    ledger = open_ledger(database)
+    try:
+        secret = ledger.find_secret(BULK)
+        assert secret.version == snapshot_version and secret.destroyed_version_ids == []
+        api = SecretsManagerApi(ledger)
+        log_before = ledger.recorder.max_notification_id() or 0
+
+        refused_puts(api, removed, secret.arn)
+
+        assert ledger.recorder.max_notification_id() == log_before + 2 * len(removed)
+        live = next(iter(secret.versions))
+        value = api.call("GetSecretValue", {"SecretId": BULK, "VersionId": live})
+        replay = {
+            "SecretId": BULK,
+            "ClientRequestToken": live,
+            "SecretString": value["SecretString"],
+        }
+        assert api.call("PutSecretValue", replay)["VersionId"] == live
+        new_token = "00000000-0000-0000-0000-00000000cafe"
+        request = {"SecretId": BULK, "ClientRequestToken": new_token, "SecretString": "new"}
+        assert api.call("PutSecretValue", request)["VersionId"] == new_token
+    finally:
+        ledger.close()
 
 
 def test_a_new_put_on_an_old_secret_is_sealed_in_the_new_format(ledger: Secrets) -> None:

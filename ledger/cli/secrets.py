@@ -17,7 +17,12 @@ update-stage              update-secret-version-stage
 delete                    delete-secret
 restore                   restore-secret
 list                      list-secrets
+destroy-version           (none: secret-ledger's own)
 ========================  ===========================
+
+``destroy-version`` crypto-shreds one version. It is not an AWS operation: it is
+made as ``DestroySecretVersion`` through the same `SecretsManagerApi` (so it is
+validated and audited like the others), which the HTTP endpoint does not serve.
 
 Choices made here (documented for users in each ``--help``):
 
@@ -646,6 +651,35 @@ def restore_command(settings: LedgerSettings, as_json: bool, secret_id: str) -> 
         print_json(response)
     else:
         click.echo(f"Restored {response['Name']}: it is no longer scheduled for deletion")
+
+
+@main.command("destroy-version", short_help="Shred one version's value for good.")
+@click.option("--secret-id", required=True, help="Name, ARN or partial ARN of the secret.")
+@click.option("--version-id", required=True, help="The version to destroy.")
+@ledger_options
+def destroy_version_command(
+    settings: LedgerSettings, as_json: bool, secret_id: str, version_id: str
+) -> None:
+    """Destroy one version's value for good (crypto-shredding; not an AWS operation).
+
+    Appends a VersionDestroyed event and deletes the version's wrapped data key in
+    the same transaction; other labels leave the version first. The version disappears
+    from every answer, its value can never be decrypted again, and its id can never be
+    reused as a ClientRequestToken. History keeps that it existed and who destroyed it.
+    The version holding AWSCURRENT is refused: move AWSCURRENT first (update-stage).
+    Destroying a version that is already gone changes nothing.
+
+    \b
+    Example:
+      secretledger destroy-version --secret-id prod/payments/api-key \\
+          --version-id OLD_VERSION_ID
+    """
+    request = {"SecretId": secret_id, "VersionId": version_id}
+    response = call(settings, as_json, "DestroySecretVersion", request)
+    if as_json:
+        print_json(response)
+    else:
+        click.echo(f"Destroyed version {response['VersionId']} of {response['Name']}")
 
 
 @main.command("list", short_help="List secrets (ListSecrets).")

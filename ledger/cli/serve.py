@@ -64,12 +64,17 @@ from ledger.call_records import BACKLOG_MAX_DEFAULT, CallRecorder
 from ledger.cli.common import (
     LedgerSettings,
     account_id_option,
+    checkpoints_option,
     database_option,
+    default_checkpoints_path,
     keyring_option,
     main,
     open_secrets,
     region_option,
+    signing_key_option,
 )
+from ledger.cli.evidence import CheckpointScheduler, checkpoint_keys
+from ledger.evidence import CheckpointStore
 from ledger.http import Application, Endpoint
 from ledger.rotation import (
     ATTEMPTS_MAX_DEFAULT,
@@ -91,6 +96,8 @@ KEEP_ALIVE_SECONDS = 5
 GRACEFUL_SHUTDOWN_SECONDS = 30
 MEMORY_DATABASE = "memory:"
 POSTGRES_SCHEMES = ("postgresql", "postgres")
+CHECKPOINT_EVERY_EVENTS_DEFAULT = 1_000
+CHECKPOINT_EVERY_SECONDS_DEFAULT = 60.0
 
 
 @main.command("serve")
@@ -130,6 +137,22 @@ POSTGRES_SCHEMES = ("postgresql", "postgres")
     default=True,
     show_default=True,
     help="Keep the label-history and audit projections up to date in this process.",
+)
+@signing_key_option()
+@checkpoints_option()
+@click.option(
+    "--checkpoint-every-events",
+    default=CHECKPOINT_EVERY_EVENTS_DEFAULT,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Sign a checkpoint once this many events were appended since the last one.",
+)
+@click.option(
+    "--checkpoint-every-seconds",
+    default=CHECKPOINT_EVERY_SECONDS_DEFAULT,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Sign a checkpoint this often when anything was appended (and one at shutdown).",
 )
 @click.option(
     "--rotation-function",
@@ -195,6 +218,10 @@ def serve(
     keyring_path: Path | None,
     call_records: str,
     follow_projections: bool,
+    signing_key_path: Path | None,
+    checkpoints_path: Path | None,
+    checkpoint_every_events: int,
+    checkpoint_every_seconds: float,
     rotation_functions: tuple[str, ...],
     step_timeout_seconds: float,
     rotations_max: int,
@@ -208,6 +235,8 @@ def serve(
     By default the projections (label map, label history, audit) follow the log in
     a background thread of the server, so `labels`, `history` and `audit` answer
     from up-to-date rows; `--no-projections` leaves that to `secretledger follow`.
+    Another thread signs a checkpoint every --checkpoint-every-events events or
+    --checkpoint-every-seconds seconds, and one at shutdown (see `checkpoint`).
 
     \b
     Example:
@@ -234,6 +263,18 @@ def serve(
     principals = load_or_create_principals(credentials_path, database, account_id, region, url)
     clock = FileClock(clock_file) if clock_file is not None else utc_now
     secrets = open_secrets(LedgerSettings(database, keyring_path, region, account_id), clock)
+    try:
+        checkpoints = checkpoint_scheduler(
+            secrets.recorder,  # type: ignore[arg-type]
+            database,
+            signing_key_path,
+            checkpoints_path,
+            every_events=checkpoint_every_events,
+            every_seconds=checkpoint_every_seconds,
+        )
+    except BaseException:
+        secrets.close()
+        raise
     projections = (
         start_in_background(database, application=secrets if database == "memory:" else None)
         if follow_projections
@@ -253,8 +294,11 @@ def serve(
         ),
     )
 
+    checkpoints.start()
+
     def close_ledger() -> None:
         runner.stop()
+        checkpoints.stop()
         if projections is not None:
             projections.stop()
         secrets.close()
@@ -278,6 +322,30 @@ def serve(
         uvicorn.Server(server_config(endpoint, host, port)).run()
     finally:
         endpoint.close()  # after a failed start; a clean shutdown has closed it already
+
+
+def checkpoint_scheduler(
+    store: CheckpointStore,
+    database: str,
+    signing_key_path: Path | None,
+    checkpoints_path: Path | None,
+    *,
+    every_events: int,
+    every_seconds: float,
+) -> CheckpointScheduler:
+    """The background checkpoint writer (W5); refuses a log older than the chain (W8)."""
+    if store.event_hash_count() == 0 and store.select_notifications(None, 1):
+        raise click.ClickException(
+            "this ledger's events predate the hash chain: run `secretledger checkpoint "
+            "--adopt-unchained` once before serving it (afterwards it cannot adopt them)"
+        )
+    keys = checkpoint_keys(
+        database, signing_key_path, has_checkpoints=bool(store.select_checkpoints())
+    )
+    path = default_checkpoints_path(database, checkpoints_path)
+    return CheckpointScheduler(
+        store, keys, path, every_events=every_events, every_seconds=every_seconds
+    )
 
 
 class FileClock:
