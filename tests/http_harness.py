@@ -90,6 +90,15 @@ def free_port() -> int:
         return port
 
 
+@dataclass(frozen=True)
+class JavaScriptSdk:
+    """node, and a directory whose node_modules holds @aws-sdk/client-secrets-manager
+    (the ``javascript_sdk`` fixture)."""
+
+    node: str
+    directory: Path
+
+
 @dataclass
 class RunningServer:
     process: subprocess.Popen[bytes]
