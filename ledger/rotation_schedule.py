@@ -29,6 +29,7 @@ RATE_HOURS_MIN: Final = 4
 DAYS_MAX: Final = 1000
 CRON_SEARCH_DAYS_MAX: Final = 366 * 5
 INTERVAL_SAMPLES: Final = 64
+CRON_CHECK_FROM: Final = datetime(2001, 1, 1, tzinfo=UTC)
 RATE_PATTERN: Final = re.compile(r"rate\(\s*([0-9]{1,7})\s+(hour|hours|day|days)\s*\)")
 CRON_PATTERN: Final = re.compile(r"cron\((.*)\)")
 DURATION_PATTERN: Final = re.compile(r"([0-9]+)h")
@@ -156,7 +157,7 @@ class Schedule:
         if self.interval is not None:
             return self.interval.days or None
         starts = []
-        moment = datetime(2001, 1, 1, tzinfo=UTC)
+        moment = CRON_CHECK_FROM
         for _ in range(INTERVAL_SAMPLES):
             moment = self._next_cron_start(moment)
             starts.append(moment)
@@ -182,6 +183,8 @@ def parse_rules(rules: Mapping[str, Any]) -> Schedule:
         schedule = Schedule(rules, timedelta(days=days), (), None, duration)
     else:
         schedule = parse_expression(rules, str(expression).strip(), duration)
+        if schedule.days is not None:
+            schedule.next_window(CRON_CHECK_FROM)  # RS-2: it names at least one date
     check_window(schedule)
     return schedule
 

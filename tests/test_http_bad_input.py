@@ -129,7 +129,6 @@ def test_an_undecodable_body_of_a_real_operation_is_recorded(server: RunningServ
     "target",
     [
         "secretsmanager.Frobnicate",
-        "secretsmanager.RotateSecret",
         "kms.Encrypt",
         "secretsmanager.DestroySecretVersion",  # secret-ledger's own: CLI only
         "secretsmanager.",
