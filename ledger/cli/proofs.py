@@ -1,7 +1,7 @@
 """`secretledger prove` and `secretledger verify-proof`: proofs of the log, checked offline.
 
 ========================================  ===============================================
-prove --secret-id S --version-id V        inclusion proof of the event that created the version
+prove --secret-id S --version-id V        inclusion proof of the version's first event
 prove --position P                        inclusion proof of any stored event
 prove --consistency --from-size A         consistency proof between two checkpoints
 verify-proof FILE --public-key KEYS       check a proof offline (no database)
