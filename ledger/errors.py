@@ -55,6 +55,14 @@ class AccessDeniedException(SecretsManagerError):
     pass
 
 
+class MalformedPolicyDocumentException(SecretsManagerError):
+    pass
+
+
+class PublicPolicyException(SecretsManagerError):
+    pass
+
+
 class DecryptionFailure(SecretsManagerError):
     pass
 

@@ -1,7 +1,8 @@
 """The AWS SDK for JavaScript v3 (@aws-sdk/client-secrets-manager, installed from npm by
 .ci/run) against `serve`: RotateSecret with a local rotation function, the rotation
-members of DescribeSecret and ListSecrets, CancelRotateSecret, and AWS's errors as
-the SDK names them. Skipped locally without node or the package; a failure in CI."""
+members of DescribeSecret and ListSecrets, CancelRotateSecret, tags and resource
+policies, and AWS's errors as the SDK names them. Skipped locally without node or
+the package; a failure in CI."""
 
 from __future__ import annotations
 
@@ -19,6 +20,19 @@ pytestmark = pytest.mark.slow
 
 SCRIPT = Path(__file__).parent / "js" / "rotate.cjs"
 SCRIPT_TIMEOUT_SECONDS = 120
+POLICY = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT_ID}:role/app"},
+                "Action": "secretsmanager:GetSecretValue",
+                "Resource": "*",
+            }
+        ],
+    }
+)
 
 
 @pytest.fixture
@@ -46,6 +60,7 @@ def test_rotation_through_the_javascript_sdk(
         "AWS_ACCESS_KEY_ID": ALICE.access_key_id,
         "AWS_SECRET_ACCESS_KEY": ALICE.secret_access_key,
         "ROTATION_LAMBDA_ARN": FUNCTION_ARN,
+        "POLICY": POLICY,
     }
     completed = subprocess.run(
         [javascript_sdk.node, str(SCRIPT)],
@@ -85,6 +100,18 @@ def test_rotation_through_the_javascript_sdk(
     )
     assert "VersionId" not in seen["cancelled"] or seen["cancelled"]["VersionId"] is None
     assert seen["enabledAfterCancel"] is False and seen["nextAfterCancel"]
+    assert seen["tagsAndPolicy"] == {
+        "tags": [{"Key": "team", "Value": "payments"}],
+        "listedByTag": ["js/rotated"],
+        "systemTag": {
+            "name": "InvalidParameterException",
+            "message": "You can't modify system tags. Tag key: 'aws:x'.",
+            "status": 400,
+        },
+        "policyValid": True,
+        "policyRoundTrip": True,
+        "policyAfterDelete": True,
+    }
     assert seen["missing"] == {
         "name": "ResourceNotFoundException",
         "message": "Secrets Manager can't find the specified secret.",

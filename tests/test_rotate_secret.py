@@ -375,3 +375,19 @@ def test_audit_shows_the_rotation_service_events_and_labels_its_steps(
                 (AWSPENDING, T1, "rotation-staged"),
                 (AWSPENDING, None, "rotation-completed"),
             ]
+
+
+def test_invalid_names_are_validation_errors(manager: Harness, secret_arn: str) -> None:
+    invalid = (
+        "Invalid name. Must be a valid name containing alphanumeric characters, "
+        "or any of the following: -/_+=.@!"
+    )
+    manager.assert_refused(
+        "RotateSecret",
+        {"SecretId": "Inv Name", "ClientRequestToken": T1, "RotationLambdaARN": FUNCTION_ARN},
+        "ValidationException",
+        invalid,
+    )
+    manager.assert_refused(
+        "CancelRotateSecret", {"SecretId": "Inv Name"}, "ValidationException", invalid
+    )

@@ -1,7 +1,8 @@
 // Drives secret-ledger's endpoint with the AWS SDK for JavaScript v3
 // (@aws-sdk/client-secrets-manager), as an application would: endpoint, region and
 // credentials from the environment (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID,
-// AWS_SECRET_ACCESS_KEY). ROTATION_LAMBDA_ARN names a rotation function the server runs.
+// AWS_SECRET_ACCESS_KEY). ROTATION_LAMBDA_ARN names a rotation function the server runs;
+// POLICY is a resource policy to attach. Rotation, then tags and resource policies.
 // Prints one JSON object with what it saw; exits 1 on an unexpected error.
 "use strict";
 
@@ -15,6 +16,12 @@ const {
   ListSecretVersionIdsCommand,
   CancelRotateSecretCommand,
   DeleteSecretCommand,
+  TagResourceCommand,
+  UntagResourceCommand,
+  PutResourcePolicyCommand,
+  GetResourcePolicyCommand,
+  DeleteResourcePolicyCommand,
+  ValidateResourcePolicyCommand,
 } = require("@aws-sdk/client-secrets-manager");
 
 const WAIT_MILLISECONDS = 60000;
@@ -40,6 +47,40 @@ async function waitForRotation(client, name, token) {
     await new Promise((resolve) => setTimeout(resolve, POLL_MILLISECONDS));
   }
   throw new Error(`the rotation to ${token} did not finish`);
+}
+
+async function tagsAndPolicies(client, name) {
+  const policy = process.env.POLICY;
+  await client.send(
+    new TagResourceCommand({
+      SecretId: name,
+      Tags: [
+        { Key: "team", Value: "payments" },
+        { Key: "tier", Value: "1" },
+      ],
+    }),
+  );
+  await client.send(new UntagResourceCommand({ SecretId: name, TagKeys: ["tier"] }));
+  const tagged = await client.send(new DescribeSecretCommand({ SecretId: name }));
+  const byTag = await client.send(
+    new ListSecretsCommand({ Filters: [{ Key: "tag-key", Values: ["team"] }] }),
+  );
+  const systemTag = await errorOf(
+    client.send(new TagResourceCommand({ SecretId: name, Tags: [{ Key: "aws:x", Value: "y" }] })),
+  );
+  const validated = await client.send(new ValidateResourcePolicyCommand({ ResourcePolicy: policy }));
+  await client.send(new PutResourcePolicyCommand({ SecretId: name, ResourcePolicy: policy }));
+  const attached = await client.send(new GetResourcePolicyCommand({ SecretId: name }));
+  await client.send(new DeleteResourcePolicyCommand({ SecretId: name }));
+  const detached = await client.send(new GetResourcePolicyCommand({ SecretId: name }));
+  return {
+    tags: tagged.Tags,
+    listedByTag: byTag.SecretList.map((entry) => entry.Name),
+    systemTag,
+    policyValid: validated.PolicyValidationPassed,
+    policyRoundTrip: attached.ResourcePolicy === policy,
+    policyAfterDelete: detached.ResourcePolicy === undefined,
+  };
 }
 
 async function main() {
@@ -68,6 +109,7 @@ async function main() {
   );
   const cancelled = await client.send(new CancelRotateSecretCommand({ SecretId: name }));
   const afterCancel = await client.send(new DescribeSecretCommand({ SecretId: name }));
+  const tagsAndPolicy = await tagsAndPolicies(client, name);
   const missing = await errorOf(
     client.send(new RotateSecretCommand({ SecretId: "js/missing", RotationLambdaARN: functionArn })),
   );
@@ -93,6 +135,7 @@ async function main() {
       enabledAfterCancel: afterCancel.RotationEnabled,
       nextAfterCancel: afterCancel.NextRotationDate === undefined,
       missing,
+      tagsAndPolicy,
     }),
   );
 }
