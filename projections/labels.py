@@ -11,7 +11,7 @@ Tables (all written by :class:`LabelsProjection`, read by :class:`LabelQueries`)
     names are re-used by new secrets (with new ARNs) after a forced delete or a purge.
 ``projection_versions``, ``projection_version_removals``
     one row per version created (or staged by a rotation without a value, RO-3), and
-    one per version that retention removed.or that
+    one per version that retention removed, or that
     was destroyed (``VersionDestroyed``: on request, or by a forced delete or purge).
     A destroyed version has had its labels taken off first, by explicit
     ``LabelMoved`` events (reason ``detached-by-destroy`` on request, R-6;
