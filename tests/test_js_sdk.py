@@ -1,7 +1,7 @@
 """The AWS SDK for JavaScript v3 (@aws-sdk/client-secrets-manager, installed from npm by
 .ci/run) against `serve`: RotateSecret with a local rotation function, the rotation
 members of DescribeSecret and ListSecrets, CancelRotateSecret, tags and resource
-policies, and AWS's errors as the SDK names them. Skipped locally without node or
+policies, GetRandomPassword, and AWS's errors as the SDK names them. Skipped locally without node or
 the package; a failure in CI."""
 
 from __future__ import annotations
@@ -112,6 +112,8 @@ def test_rotation_through_the_javascript_sdk(
         "policyRoundTrip": True,
         "policyAfterDelete": True,
     }
+    assert (seen["passwordLength"], seen["passwordAlphanumeric"]) == (20, True)
+    assert seen["tooShort"] == "InvalidParameterException", "PasswordLength below 4"
     assert seen["missing"] == {
         "name": "ResourceNotFoundException",
         "message": "Secrets Manager can't find the specified secret.",

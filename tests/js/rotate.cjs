@@ -2,7 +2,8 @@
 // (@aws-sdk/client-secrets-manager), as an application would: endpoint, region and
 // credentials from the environment (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID,
 // AWS_SECRET_ACCESS_KEY). ROTATION_LAMBDA_ARN names a rotation function the server runs;
-// POLICY is a resource policy to attach. Rotation, then tags and resource policies.
+// POLICY is a resource policy to attach. Rotation, tags, resource policies and
+// random passwords.
 // Prints one JSON object with what it saw; exits 1 on an unexpected error.
 "use strict";
 
@@ -22,6 +23,7 @@ const {
   GetResourcePolicyCommand,
   DeleteResourcePolicyCommand,
   ValidateResourcePolicyCommand,
+  GetRandomPasswordCommand,
 } = require("@aws-sdk/client-secrets-manager");
 
 const WAIT_MILLISECONDS = 60000;
@@ -110,6 +112,10 @@ async function main() {
   const cancelled = await client.send(new CancelRotateSecretCommand({ SecretId: name }));
   const afterCancel = await client.send(new DescribeSecretCommand({ SecretId: name }));
   const tagsAndPolicy = await tagsAndPolicies(client, name);
+  const password = await client.send(
+    new GetRandomPasswordCommand({ PasswordLength: 20, ExcludePunctuation: true }),
+  );
+  const tooShort = await errorOf(client.send(new GetRandomPasswordCommand({ PasswordLength: 3 })));
   const missing = await errorOf(
     client.send(new RotateSecretCommand({ SecretId: "js/missing", RotationLambdaARN: functionArn })),
   );
@@ -136,6 +142,9 @@ async function main() {
       nextAfterCancel: afterCancel.NextRotationDate === undefined,
       missing,
       tagsAndPolicy,
+      passwordLength: password.RandomPassword.length,
+      passwordAlphanumeric: /^[A-Za-z0-9]+$/.test(password.RandomPassword),
+      tooShort: tooShort && tooShort.name,
     }),
   );
 }

@@ -13,9 +13,6 @@ Test controls, in the directory ``ROTATION_TEST_STATE_DIR`` names:
   careless function might). Counts go down as they are used.
 * ``target.json``: the "database" whose password setSecret sets and testSecret
   checks (the template leaves both steps to the user).
-
-One difference from the template: the new password comes from Python's ``secrets``
-module instead of GetRandomPassword, which secret-ledger does not serve yet.
 """
 
 from __future__ import annotations
@@ -23,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import secrets
 import sys
 import time
 from pathlib import Path
@@ -68,11 +64,12 @@ def create_secret(service_client: Any, arn: str, token: str) -> None:
     try:
         service_client.get_secret_value(SecretId=arn, VersionId=token, VersionStage=AWSPENDING)
     except service_client.exceptions.ResourceNotFoundException:
-        password = secrets.token_urlsafe(24)
+        exclude_characters = os.environ.get("EXCLUDE_CHARACTERS", "/@\"'\\")
+        password = service_client.get_random_password(ExcludeCharacters=exclude_characters)
         service_client.put_secret_value(
             SecretId=arn,
             ClientRequestToken=token,
-            SecretString=password,
+            SecretString=password["RandomPassword"],
             VersionStages=[AWSPENDING],
         )
 
