@@ -195,7 +195,7 @@ class RotationRunner:
         this runner does not know cannot be invoked."""
         runner = self.runner_kind(lambda_arn)
         if runner is None:
-            raise function_not_invocable()
+            raise function_not_invocable(lambda_arn)
         return runner
 
     def runner_kind(self, lambda_arn: str) -> str | None:

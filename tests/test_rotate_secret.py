@@ -5,6 +5,7 @@ reference (section 10)."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,12 +23,15 @@ from ledger_helpers import (
     token_in_use_message,
 )
 
+from ledger.api import Caller
 from ledger.domain import Secret
-from ledger.errors import ResourceNotFoundException
+from ledger.errors import AccessDeniedException, ResourceNotFoundException
+from ledger.policies import check_identity_policy
 from projections import ReadModel
 from projections.audit import AuditFilter
 
 NAME = "payments/db"
+ACCOUNT = "123456789012"
 FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:rotate-db"
 OTHER_FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:rotate-other"
 NO_FUNCTION_MESSAGE = "No Lambda rotation function ARN is associated with this secret."
@@ -391,3 +395,39 @@ def test_invalid_names_are_validation_errors(manager: Harness, secret_arn: str) 
     manager.assert_refused(
         "CancelRotateSecret", {"SecretId": "Inv Name"}, "ValidationException", invalid
     )
+
+
+def test_identity_policies_see_the_rotation_condition_keys(
+    manager: Harness, secret_arn: str
+) -> None:
+    """AZ-8: RotateSecret's RotationLambdaARN and RotateImmediately are condition keys."""
+    text = json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Action": "secretsmanager:DescribeSecret", "Resource": "*"},
+                {
+                    "Effect": "Allow",
+                    "Action": "secretsmanager:RotateSecret",
+                    "Resource": "*",
+                    "Condition": {
+                        "StringEquals": {"secretsmanager:RotationLambdaARN": FUNCTION_ARN},
+                        "Bool": {"secretsmanager:RotateImmediately": "false"},
+                    },
+                },
+            ],
+        }
+    )
+    policy = check_identity_policy(text).policy
+    assert policy is not None
+    operator = Caller(f"arn:aws:iam::{ACCOUNT}:user/operator", policy=policy)
+    request = {"SecretId": NAME, "ClientRequestToken": T1, "RotationRules": DAILY}
+    for members in (
+        {"RotationLambdaARN": OTHER_FUNCTION_ARN, "RotateImmediately": False},
+        {"RotationLambdaARN": FUNCTION_ARN},
+        {"RotationLambdaARN": FUNCTION_ARN, "RotateImmediately": True},
+    ):
+        with pytest.raises(AccessDeniedException):
+            manager.api.call("RotateSecret", request | members, operator)
+    allowed = request | {"RotationLambdaARN": FUNCTION_ARN, "RotateImmediately": False}
+    assert manager.api.call("RotateSecret", allowed, operator)["VersionId"] == T1
