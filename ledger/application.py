@@ -325,11 +325,29 @@ class Secrets(Application[UUID]):
 
     def _alive(self, secret: Secret | None) -> Secret | None:
         """None for a deleted secret, and for one whose recovery window has passed,
-        which is purged on the way (its name is released)."""
+        which is purged on the way (its name is released).
+
+        Concurrent readers may find the window passed at once: each tries the purge,
+        one appends ``SecretDeleted``, the others conflict and read the secret again
+        (now deleted: None, as AWS answers after a deletion; or restored by a racing
+        RestoreSecret: the secret). So a read never fails for another's purge."""
         if secret is None or secret.is_deleted:
             return None
+        if not self._is_due_for_purge(secret):
+            return secret
+        secret_id = secret.id
+        return self.with_retries(lambda: self._purged_or_alive(secret_id))
+
+    def _is_due_for_purge(self, secret: Secret) -> bool:
         deletion_date = secret.deletion_date
-        if deletion_date is not None and self.now() >= deletion_date:
+        return not secret.is_deleted and deletion_date is not None and self.now() >= deletion_date
+
+    def _purged_or_alive(self, secret_id: UUID) -> Secret | None:
+        """The secret as stored now, purged first if it is due."""
+        secret = self._get_secret(secret_id)
+        if secret is None or secret.is_deleted:
+            return None
+        if self._is_due_for_purge(secret):
             self._purge(secret)
             return None
         return secret
