@@ -22,6 +22,7 @@ from uuid import uuid4
 
 from ledger import __version__
 from ledger.application import Outcome, Secrets, describe, value_from
+from ledger.bounds import bounded, bounded_text
 from ledger.domain import ApiCall, RequestContext, Secret
 from ledger.errors import (
     InternalServiceError,
@@ -105,10 +106,12 @@ def local_caller(account_id: str) -> Caller:
 
 
 def audited_parameters(operation: str, request: Mapping[str, Any]) -> dict[str, Any]:
-    """Allow-listed request members, keys in lowerCamelCase, as CloudTrail logs them."""
+    """Allow-listed request members, keys in lowerCamelCase, as CloudTrail logs them;
+    bounded (rule IL-4 of docs/limits.md) before anything walks them, since a record
+    may be of a request that failed validation."""
     members = AUDITED_MEMBERS.get(operation, ())
     return {
-        lower_camel(member): lower_camel_keys(request[member])
+        lower_camel(member): lower_camel_keys(bounded(request[member]))
         for member in members
         if request.get(member) is not None
     }
@@ -216,7 +219,7 @@ class SecretsManagerApi:
             now=self.secrets.now(),
             resources=resources,
             error_code=error.code if error else None,
-            error_message=error.message if error else None,
+            error_message=bounded_text(error.message) if error else None,
         )
         try:
             self.save_record(call)

@@ -45,6 +45,7 @@ from ledger.domain import (
     AWSCURRENT,
     SERVICE_PRINCIPAL,
     VERSION_COUNT_MAX_DEFAULT,
+    ApiCall,
     RequestContext,
     SealedVersion,
     Secret,
@@ -240,6 +241,20 @@ class Secrets(Application[UUID]):
         self._take_snapshots(processing_event)
         self._notify(recordings)
         return recordings
+
+    def save_call_records(self, calls: Sequence[ApiCall]) -> None:
+        """Save call records in one transaction. Unlike `save`, which collects (and so
+        drains) an aggregate's pending events before it writes, a failed attempt leaves
+        them pending: the group commit (`ledger.call_records`) saves the same records
+        again after a failure, and must not save nothing."""
+        processing_event: ProcessingEvent[UUID] = ProcessingEvent()
+        for call in calls:
+            assert call.pending_events, "a call record is saved once"
+            processing_event.events.extend(call.pending_events)
+        recordings = self._record(processing_event)
+        for call in calls:
+            call.collect_events()
+        self._notify(recordings)
 
     def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
         """Keep a copy of each saved secret and name in the cache, so the next command
