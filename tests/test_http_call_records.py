@@ -207,13 +207,15 @@ def test_a_durable_batch_with_one_unencodable_record_saves_every_other(
     leader = threading.Thread(target=recorder.record, args=(first,))
     leader.start()
     time.sleep(0.05)  # the leader is committing; the others queue behind it
-    with caplog.at_level(logging.ERROR, logger="ledger.call_records"):
-        with ThreadPoolExecutor(THREADS + 1) as pool:
-            futures = [pool.submit(recorder.record, call) for call in [*neighbours, bad]]
-            time.sleep(0.05)
-            ledger.gate.set()
-            leader.join()
-            errors = [future.exception() for future in futures]
+    with (
+        caplog.at_level(logging.ERROR, logger="ledger.call_records"),
+        ThreadPoolExecutor(THREADS + 1) as pool,
+    ):
+        futures = [pool.submit(recorder.record, call) for call in [*neighbours, bad]]
+        time.sleep(0.05)
+        ledger.gate.set()
+        leader.join()
+        errors = [future.exception() for future in futures]
     assert errors[:-1] == [None] * THREADS, "no neighbour fails"
     assert isinstance(errors[-1], RecorderUnavailable), "the bad record's call fails"
     assert max(ledger.batch_sizes) > 1, "the bad record shared a batch"
