@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, NamedTuple, Protocol
@@ -59,16 +60,17 @@ def leaf_bytes(
     encoded_topic = topic.encode("utf-8")
     return b"".join(
         (
-            LEAF_FORMAT,
-            notification_id.to_bytes(8, "big"),
-            originator_id.bytes,
-            originator_version.to_bytes(8, "big"),
+            _LEAF_HEAD.pack(LEAF_FORMAT, notification_id, originator_id.bytes, originator_version),
             len(encoded_topic).to_bytes(4, "big"),
             encoded_topic,
             len(state).to_bytes(4, "big"),
             state,
         )
     )
+
+
+_LEAF_HEAD: Final = struct.Struct(">cQ16sQ")
+"""The fixed start of a leaf: format, u64 notification id, originator id, u64 version."""
 
 
 def leaf_hash(leaf: bytes) -> bytes:
@@ -205,9 +207,13 @@ class CompactRange:
         """Add one leaf; return the perfect subtrees of level >= 1 this completed."""
         if len(leaf_hash) != HASH_SIZE_BYTES:
             raise ValueError(f"a leaf hash is {HASH_SIZE_BYTES} bytes")
+        index = self._size
+        if not index & 1:  # an even size: nothing to merge (every other leaf)
+            self._hashes.append(leaf_hash)
+            self._size = index + 1
+            return []
         completed: list[SubtreeNode] = []
         merged = leaf_hash
-        index = self._size
         level = 0
         while index & 1:
             merged = node_hash(self._hashes.pop(), merged)

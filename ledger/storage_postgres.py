@@ -25,6 +25,7 @@ import psycopg
 from eventsourcing.persistence import (
     IntegrityError,
     InterfaceError,
+    Notification,
     OperationalError,
     PersistenceError,
     ProgrammingError,
@@ -43,6 +44,7 @@ from psycopg.sql import SQL, Identifier
 
 from ledger.merkle import HASH_SIZE_BYTES
 from ledger.storage import (
+    ADOPTION_PAGE_SIZE,
     DATA_KEYS_ARGUMENT,
     DESTROYED_DATA_KEYS_ARGUMENT,
     DataKeyNotFoundError,
@@ -52,6 +54,7 @@ from ledger.storage import (
     EvidenceLogError,
     MerkleNodeKey,
     StoredCheckpoint,
+    adopted_event_hashes,
     chained_event_hashes,
     check_checkpoint,
     check_data_key_page,
@@ -60,6 +63,7 @@ from ledger.storage import (
     checked_merkle_nodes,
     event_hash_from_row,
     merkle_node_key_batches,
+    unchained_log_refused,
     validated_data_key_batch,
     validated_data_keys,
     validated_defer_erasure,
@@ -189,6 +193,7 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
             "RETURNING t.secret_id, t.version_id"
         ).format(table=table)
         self._prepare_evidence_statements(events_table_name)
+        self._prepare_adoption_statements(events_table_name)
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -280,17 +285,6 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
             key_id=row["key_id"],
             wrapped_key=bytes(row["wrapped_key"]),
         )
-
-    @retried_on_connection_errors
-    def replace_data_key(self, record: DataKeyRecord) -> None:
-        assert isinstance(record, DataKeyRecord)
-        with self.datastore.transaction(commit=True) as curs:
-            curs.execute(
-                self.update_data_key_statement,
-                (record.key_id, record.wrapped_key, record.secret_id, record.version_id),
-            )
-            if curs.fetchone() is None:
-                raise DataKeyNotFoundError(record.secret_id, record.version_id)
 
     @retried_on_connection_errors
     def select_data_keys(self, after: tuple[UUID, str] | None, limit: int) -> list[DataKeyRecord]:
@@ -418,6 +412,61 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
             "JOIN unnest(%s::integer[], %s::bigint[]) AS k(level, node_index) "
             "USING (level, node_index)"
         ).format(table=nodes)
+
+    def _prepare_adoption_statements(self, events_table_name: str) -> None:
+        events = Identifier(self.datastore.schema, events_table_name)
+        hashes = Identifier(self.datastore.schema, self.event_hashes_table_name)
+        self.lock_events_statement = SQL("LOCK TABLE {table} IN EXCLUSIVE MODE").format(
+            table=events
+        )
+        self.count_event_hashes_statement = SQL("SELECT COUNT(*) AS count FROM {table}").format(
+            table=hashes
+        )
+        self.select_unchained_events_statement = SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state "
+            "FROM {table} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+        ).format(table=events)
+
+    def adopt_unchained_events(self) -> int:
+        """Not retried: after a lost connection the adoption may have committed."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(self.lock_events_statement)
+            curs.execute(self.count_event_hashes_statement)
+            row = curs.fetchone()
+            assert row is not None
+            if row["count"]:
+                raise unchained_log_refused(int(row["count"]))
+            head: EventHash | None = None
+            while True:
+                after = 0 if head is None else head.notification_id
+                curs.execute(self.select_unchained_events_statement, (after, ADOPTION_PAGE_SIZE))
+                rows = curs.fetchall()
+                if not rows:
+                    break
+                page = adopted_event_hashes(
+                    head,
+                    [
+                        Notification(
+                            id=row["notification_id"],
+                            originator_id=row["originator_id"],
+                            originator_version=row["originator_version"],
+                            topic=row["topic"],
+                            state=bytes(row["state"]),
+                        )
+                        for row in rows
+                    ],
+                )
+                curs.execute(
+                    self.insert_event_hashes_statement,
+                    (
+                        [event_hash.leaf_index for event_hash in page],
+                        [event_hash.notification_id for event_hash in page],
+                        [event_hash.leaf_hash for event_hash in page],
+                        [event_hash.chain_hash for event_hash in page],
+                    ),
+                )
+                head = page[-1]
+        return 0 if head is None else head.leaf_index + 1
 
     def _create_table(self, curs: Cursor[DictRow]) -> None:
         """Refuses a database whose transactions are not READ COMMITTED: there, the

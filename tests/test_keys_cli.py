@@ -16,6 +16,7 @@ from uuid import UUID
 import pytest
 from click.testing import CliRunner, Result
 
+from ledger.api import SecretsManagerApi
 from ledger.application import Secrets
 from ledger.cli import main
 from ledger.crypto import Keyring, version_binding
@@ -191,7 +192,7 @@ def test_rotate_kek_rewraps_every_data_key_and_changes_no_event(ledger: list[str
     with open_ledger(ledger) as secrets:
         old_key_id = secrets.keyring.active_key_id
         count = len(all_data_keys(secrets))
-    assert count == 12
+    assert count == 9, "3 versions of 3 live secrets; the forced deletion destroyed 3 keys"
 
     rotated = json.loads(run_ok("keys", "rotate-kek", "--batch-size", "5", *ledger, "--json"))
 
@@ -242,19 +243,27 @@ def test_a_key_destroyed_during_a_batch_is_skipped_on_the_retry(
         def select_then_destroy(after: tuple[UUID, str] | None, limit: int) -> list[DataKeyRecord]:
             batch = select(after, limit)
             if not destroyed and batch:
-                destroyed.append(batch[1])
-                secrets.data_keys.destroy_data_key(batch[1].secret_id, batch[1].version_id)
+                victim = next(record for record in batch if not is_current(secrets, record))
+                destroyed.append(victim)
+                secret = secrets.stored_secret(victim.secret_id)
+                SecretsManagerApi(secrets).call(
+                    "DestroySecretVersion", {"SecretId": secret.arn, "VersionId": victim.version_id}
+                )
             return batch
 
         monkeypatch.setattr(secrets.data_keys, "select_data_keys", select_then_destroy)
         rewrapped = sum(batch.rewrapped for batch in secrets.rewrap_data_keys(batch_size=5))
         monkeypatch.undo()
         remaining = all_data_keys(secrets)
-        assert rewrapped == len(remaining) == 11
+        assert rewrapped == len(remaining) == 8, "9 keys of live secrets, one destroyed meanwhile"
         assert {record.key_id for record in remaining} == {secrets.keyring.active_key_id}
         assert (destroyed[0].secret_id, destroyed[0].version_id) not in {
             (record.secret_id, record.version_id) for record in remaining
         }
+
+
+def is_current(secrets: Secrets, record: DataKeyRecord) -> bool:
+    return secrets.stored_secret(record.secret_id).labels["AWSCURRENT"] == record.version_id
 
 
 def v1_bindings(database: Path) -> dict[tuple[UUID, str], bytes]:

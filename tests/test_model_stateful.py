@@ -62,6 +62,8 @@ from model import (
 from ledger.api import SecretsManagerApi
 from ledger.application import Secrets
 from ledger.errors import SecretsManagerError
+from ledger.evidence import CheckpointKeys, CheckpointStore, verify_evidence, write_checkpoint
+from ledger.signed_note import Signer
 
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
@@ -74,6 +76,7 @@ EVENTS_PER_STEP_MAX = 100
 # What a purge (the service's own DeleteSecret) appends, by summary or by (kind, reason).
 PURGE_SUMMARIES = (("SecretDeleted", False), ("SecretNameReleased",))
 PURGE_REASONS = (("LabelMoved", "detached-by-deletion"), ("VersionDestroyed", "purged"))
+CHECKPOINT_EVERY_STEPS = 10
 
 # "team/app-secret" ends in '-' plus six letters: its partial ARN looks complete (§10).
 NAMES = ("app/db", "payments/api-key", "team/app-secret")
@@ -208,6 +211,9 @@ class LedgerAgainstModel(RuleBasedStateMachine):
         self.current_holders: dict[str, str] = {}  # ARN -> version holding AWSCURRENT
         self.step_failed = False
         self.step_named_previous = False
+        signer = Signer("model.test/1", bytes(32))
+        self.checkpoint_keys = CheckpointKeys(signer, (signer.verifier,))
+        self.invariant_checks = 0
 
     def database(self) -> str:
         return "memory:"
@@ -215,6 +221,7 @@ class LedgerAgainstModel(RuleBasedStateMachine):
     def teardown(self) -> None:
         try:
             self.check_every_value_reads_back()
+            self.check_the_log_verifies()
         finally:
             self.secrets.close()
             shutil.rmtree(self.directory, ignore_errors=True)
@@ -531,6 +538,31 @@ class LedgerAgainstModel(RuleBasedStateMachine):
         self.step_named_previous = False
 
     # Checks after every step
+
+    @invariant()
+    def checkpoints_sign_the_log(self) -> None:
+        """Every few steps the log is checkpointed (the writer walks what is new)."""
+        self.invariant_checks += 1
+        if self.invariant_checks % CHECKPOINT_EVERY_STEPS == 0:
+            write_checkpoint(
+                self.evidence_store(),
+                self.checkpoint_keys,
+                now=lambda: self.now,
+                checkpoint_path=None,
+            )
+
+    def evidence_store(self) -> CheckpointStore:
+        store: CheckpointStore = self.secrets.recorder  # type: ignore[assignment]
+        return store
+
+    def check_the_log_verifies(self) -> None:
+        """At the end, the whole log verifies against every checkpoint written."""
+        write_checkpoint(
+            self.evidence_store(), self.checkpoint_keys, now=lambda: self.now, checkpoint_path=None
+        )
+        verification = verify_evidence(self.evidence_store(), self.checkpoint_keys.verifiers, None)
+        assert verification.problem is None, verification.problem
+        assert verification.tree_size == self.evidence_store().event_hash_count()
 
     @invariant()
     def ledger_shows_what_the_model_holds(self) -> None:

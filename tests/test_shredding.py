@@ -33,7 +33,7 @@ from ledger.cli import main
 from ledger.crypto import DecryptionError, Envelope
 from ledger.domain import Secret, secret_id_for_arn
 from ledger.errors import token_in_use, version_destroyed, version_not_found
-from ledger.evidence import verify_log
+from ledger.evidence import verify_evidence
 from ledger.storage import DataKeyRecord, EvidenceStore, MsgpackTranscoder
 from projections import AuditFilter
 
@@ -266,7 +266,7 @@ def test_a_destroyed_version_cannot_be_recovered_from_the_store(
         # per stored event, and the chain walks intact (keys are never in a leaf).
         evidence = secrets.recorder
         assert isinstance(evidence, EvidenceStore)
-        verification = verify_log(evidence, [])
+        verification = verify_evidence(evidence, None, None)
         assert verification.intact, verification.problem
         assert verification.tree_size == len(rows_after) == evidence.event_hash_count()
 

@@ -418,7 +418,7 @@ def test_replacing_a_data_key_rewraps_it_under_a_new_key_encryption_key(
     notebook.save(note, data_keys=[data_key])
     rewrapped = data_key_for(note, "v1", key_id="kek-2")
 
-    notebook.data_keys.replace_data_key(rewrapped)
+    notebook.data_keys.replace_data_keys([rewrapped])
 
     assert notebook.data_keys.select_data_key(note.id, "v1") == rewrapped
 
@@ -430,7 +430,7 @@ def test_a_destroyed_data_key_cannot_be_replaced(notebook: Notebook) -> None:
     notebook.save(note, destroyed_data_keys=[(note.id, "v1")])
 
     with pytest.raises(DataKeyNotFoundError):
-        notebook.data_keys.replace_data_key(data_key_for(note, "v1", key_id="kek-2"))
+        notebook.data_keys.replace_data_keys([data_key_for(note, "v1", key_id="kek-2")])
 
     assert notebook.data_keys.select_data_key(note.id, "v1") is None
 
@@ -583,7 +583,7 @@ def test_a_replaced_wrapped_key_is_erased_from_the_sqlite_files(tmp_path: Path) 
     notebook.save(note, data_keys=[DataKeyRecord(note.id, "v1", "kek-1", old_marker)])
     assert old_marker in sqlite_file_bytes(database_path)
 
-    notebook.data_keys.replace_data_key(DataKeyRecord(note.id, "v1", "kek-2", b"new wrapping"))
+    notebook.data_keys.replace_data_keys([DataKeyRecord(note.id, "v1", "kek-2", b"new wrapping")])
     notebook.close()
 
     assert old_marker not in sqlite_file_bytes(database_path)

@@ -1,4 +1,4 @@
-"""Benchmarks: `python3 tools/bench.py {put,http,projections} [options]`.
+"""Benchmarks: `python3 tools/bench.py {put,http,projections,verify} [options]`.
 
 Each prints a table of figures measured side by side in one run, with the
 floor it is compared to and the ratio; medians of repeated rounds, because the
@@ -14,6 +14,7 @@ BENCHMARKS = {
     "put": "bench_put",
     "http": "bench_http",
     "projections": "bench_projections",
+    "verify": "bench_verify",
 }
 
 

@@ -1,6 +1,7 @@
 """The `secretledger` console script: composes the write side and the read side."""
 
 from ledger.cli import (  # noqa: F401  (register commands)
+    evidence,
     forensics,
     keys,
     projections,

@@ -54,12 +54,17 @@ from ledger.call_records import BACKLOG_MAX_DEFAULT, CallRecorder
 from ledger.cli.common import (
     LedgerSettings,
     account_id_option,
+    checkpoints_option,
     database_option,
+    default_checkpoints_path,
     keyring_option,
     main,
     open_secrets,
     region_option,
+    signing_key_option,
 )
+from ledger.cli.evidence import CheckpointScheduler, checkpoint_keys
+from ledger.evidence import CheckpointStore
 from ledger.http import Application, Endpoint
 from projections import start_in_background
 
@@ -70,7 +75,8 @@ KEEP_ALIVE_SECONDS = 5
 GRACEFUL_SHUTDOWN_SECONDS = 30
 MEMORY_DATABASE = "memory:"
 POSTGRES_SCHEMES = ("postgresql", "postgres")
-
+CHECKPOINT_EVERY_EVENTS_DEFAULT = 1_000
+CHECKPOINT_EVERY_SECONDS_DEFAULT = 60.0
 
 @main.command("serve")
 @database_option()
@@ -110,6 +116,22 @@ POSTGRES_SCHEMES = ("postgresql", "postgres")
     show_default=True,
     help="Keep the label-history and audit projections up to date in this process.",
 )
+@signing_key_option()
+@checkpoints_option()
+@click.option(
+    "--checkpoint-every-events",
+    default=CHECKPOINT_EVERY_EVENTS_DEFAULT,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Sign a checkpoint once this many events were appended since the last one.",
+)
+@click.option(
+    "--checkpoint-every-seconds",
+    default=CHECKPOINT_EVERY_SECONDS_DEFAULT,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Sign a checkpoint this often when anything was appended (and one at shutdown).",
+)
 def serve(
     database: str,
     host: str,
@@ -120,12 +142,18 @@ def serve(
     keyring_path: Path | None,
     call_records: str,
     follow_projections: bool,
+    signing_key_path: Path | None,
+    checkpoints_path: Path | None,
+    checkpoint_every_events: int,
+    checkpoint_every_seconds: float,
 ) -> None:
     """Serve the AWS Secrets Manager API (JSON 1.1, SigV4) over the ledger.
 
     By default the projections (label map, label history, audit) follow the log in
     a background thread of the server, so `labels`, `history` and `audit` answer
     from up-to-date rows; `--no-projections` leaves that to `secretledger follow`.
+    Another thread signs a checkpoint every --checkpoint-every-events events or
+    --checkpoint-every-seconds seconds, and one at shutdown (see `checkpoint`).
 
     \b
     Example:
@@ -145,13 +173,27 @@ def serve(
         credentials_path, database, account_id, region, f"http://{host}:{port}"
     )
     secrets = open_secrets(LedgerSettings(database, keyring_path, region, account_id))
+    try:
+        checkpoints = checkpoint_scheduler(
+            secrets.recorder,  # type: ignore[arg-type]
+            database,
+            signing_key_path,
+            checkpoints_path,
+            every_events=checkpoint_every_events,
+            every_seconds=checkpoint_every_seconds,
+        )
+    except BaseException:
+        secrets.close()
+        raise
     projections = (
         start_in_background(database, application=secrets if database == "memory:" else None)
         if follow_projections
         else None
     )
+    checkpoints.start()
 
     def close_ledger() -> None:
+        checkpoints.stop()
         if projections is not None:
             projections.stop()
         secrets.close()
@@ -167,6 +209,30 @@ def serve(
         uvicorn.Server(server_config(endpoint, host, port)).run()
     finally:
         endpoint.close()  # after a failed start; a clean shutdown has closed it already
+
+
+def checkpoint_scheduler(
+    store: CheckpointStore,
+    database: str,
+    signing_key_path: Path | None,
+    checkpoints_path: Path | None,
+    *,
+    every_events: int,
+    every_seconds: float,
+) -> CheckpointScheduler:
+    """The background checkpoint writer (W5); refuses a log older than the chain (W8)."""
+    if store.event_hash_count() == 0 and store.select_notifications(None, 1):
+        raise click.ClickException(
+            "this ledger's events predate the hash chain: run `secretledger checkpoint "
+            "--adopt-unchained` once before serving it (afterwards it cannot adopt them)"
+        )
+    keys = checkpoint_keys(
+        database, signing_key_path, has_checkpoints=bool(store.select_checkpoints())
+    )
+    path = default_checkpoints_path(database, checkpoints_path)
+    return CheckpointScheduler(
+        store, keys, path, every_events=every_events, every_seconds=every_seconds
+    )
 
 
 def server_config(application: Application, host: str, port: int) -> uvicorn.Config:

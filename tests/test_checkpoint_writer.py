@@ -1,0 +1,216 @@
+"""The checkpoint writer (rules W1-W9 of docs/evidence.md) and `serve`'s background writer."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import sqlite3
+import stat
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+from eventsourcing.persistence import IntegrityError
+from http_harness import start_server
+
+from ledger.api import SecretsManagerApi
+from ledger.application import Secrets
+from ledger.checkpoints import parse_checkpoint_line, sign_checkpoint, to_line
+from ledger.cli import main
+from ledger.cli.evidence import checkpoint_keys
+from ledger.evidence import (
+    CHECKPOINT_FILE_MODE,
+    NODES_ALTERED,
+    CheckpointKeys,
+    CheckpointStore,
+    Tampered,
+    read_checkpoint_file,
+    verify_evidence,
+    write_checkpoint,
+)
+from ledger.merkle import root
+from ledger.signed_note import Signer
+from ledger.storage import StoredCheckpoint
+
+SIGNER = Signer("writer.test/1", bytes(range(32)))
+KEYS = CheckpointKeys(SIGNER, (SIGNER.verifier,))
+MOMENT = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
+CHECKPOINT_WAIT_SECONDS = 20
+
+
+def now() -> datetime.datetime:
+    return MOMENT
+
+
+def add_events(secrets: Secrets, count: int) -> None:
+    """About ``count`` events: puts to one secret (created first)."""
+    api = SecretsManagerApi(secrets, record_calls=False)
+    if secrets.recorder.max_notification_id() is None:
+        api.call("CreateSecret", {"Name": "s", "SecretString": "v", "ClientRequestToken": token()})
+    start = secrets.recorder.max_notification_id() or 0
+    while (secrets.recorder.max_notification_id() or 0) < start + count:
+        api.call(
+            "PutSecretValue", {"SecretId": "s", "SecretString": "v", "ClientRequestToken": token()}
+        )
+
+
+def token() -> str:
+    return str(uuid.uuid4())
+
+
+def store_of(secrets: Secrets) -> CheckpointStore:
+    store: CheckpointStore = secrets.recorder  # type: ignore[assignment]
+    return store
+
+
+def test_each_checkpoint_resumes_from_stored_nodes_and_signs_the_true_root() -> None:
+    secrets = Secrets("memory:")
+    store = store_of(secrets)
+    for count in (1, 2, 5, 13, 40):
+        add_events(secrets, count)
+        written = write_checkpoint(store, KEYS, now=now, checkpoint_path=None)
+        assert written.checkpoint is not None
+        leaves = [row.leaf_hash for row in store.select_event_hashes(0, 10_000)]
+        assert written.checkpoint.root == root(leaves)
+        assert written.checkpoint.tree_size == len(leaves)
+    assert write_checkpoint(store, KEYS, now=now, checkpoint_path=None).checkpoint is None
+    assert verify_evidence(store, KEYS.verifiers, None).intact
+
+
+def test_missing_nodes_make_the_writer_walk_from_the_start(tmp_path: Path) -> None:
+    database = str(tmp_path / "ledger.db")
+    secrets = Secrets(database)
+    add_events(secrets, 20)
+    write_checkpoint(store_of(secrets), KEYS, now=now, checkpoint_path=None)
+    with sqlite3.connect(database) as connection:
+        connection.execute("DELETE FROM merkle_nodes")
+    add_events(secrets, 5)
+    written = write_checkpoint(store_of(secrets), KEYS, now=now, checkpoint_path=None)
+    assert written.checkpoint is not None
+    assert verify_evidence(store_of(secrets), KEYS.verifiers, None).intact
+    secrets.close()
+
+
+def test_an_altered_node_makes_the_writer_refuse_to_sign(tmp_path: Path) -> None:
+    database = str(tmp_path / "ledger.db")
+    secrets = Secrets(database)
+    add_events(secrets, 20)
+    write_checkpoint(store_of(secrets), KEYS, now=now, checkpoint_path=None)
+    with sqlite3.connect(database) as connection:
+        connection.execute("UPDATE merkle_nodes SET hash = zeroblob(32)")
+    add_events(secrets, 5)
+    with pytest.raises(Tampered) as refused:
+        write_checkpoint(store_of(secrets), KEYS, now=now, checkpoint_path=None)
+    assert refused.value.problem.kind == NODES_ALTERED
+    assert len(store_of(secrets).select_checkpoints()) == 1
+    secrets.close()
+
+
+class Racing:
+    """A store where another writer stores the same sequence just before this one."""
+
+    def __init__(self, store: CheckpointStore) -> None:
+        self.store = store
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+    def insert_checkpoint(self, sequence: int, tree_size: int, line: str) -> None:
+        other = Signer("writer.test/1", bytes(32))
+        rival = sign_checkpoint(
+            other,
+            tree_size=tree_size,
+            root=parse_checkpoint_line(line).root,
+            position=parse_checkpoint_line(line).position,
+            chain_head=parse_checkpoint_line(line).chain_head,
+            time=MOMENT,
+            previous=None,
+        )
+        self.store.insert_checkpoint(sequence, tree_size, to_line(rival))
+        self.store.insert_checkpoint(sequence, tree_size, line)
+
+
+def test_a_sequence_taken_by_another_writer_writes_nothing(tmp_path: Path) -> None:
+    secrets = Secrets("memory:")
+    add_events(secrets, 3)
+    racing: CheckpointStore = Racing(store_of(secrets))  # type: ignore[assignment]
+    path = tmp_path / "checkpoints"
+    written = write_checkpoint(racing, KEYS, now=now, checkpoint_path=path)
+    assert written.checkpoint is None
+    assert "another writer" in written.reason
+    assert not path.exists()
+    with pytest.raises(IntegrityError):
+        store_of(secrets).insert_checkpoint(0, 1, "x")
+
+
+def test_the_file_is_public_fsynced_and_catches_up_with_the_database(tmp_path: Path) -> None:
+    secrets = Secrets("memory:")
+    path = tmp_path / "ledger.checkpoints"
+    for _ in range(3):
+        add_events(secrets, 2)
+        write_checkpoint(store_of(secrets), KEYS, now=now, checkpoint_path=path)
+    assert stat.S_IMODE(path.stat().st_mode) == CHECKPOINT_FILE_MODE
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:1]) + "\n")  # a crash lost the last two appends
+    add_events(secrets, 2)
+    write_checkpoint(store_of(secrets), KEYS, now=now, checkpoint_path=path)
+    stored: Sequence[StoredCheckpoint] = store_of(secrets).select_checkpoints()
+    assert read_checkpoint_file(path).lines == tuple(row.line for row in stored)
+
+
+def test_a_file_ahead_of_the_database_stops_the_writer(tmp_path: Path) -> None:
+    secrets = Secrets("memory:")
+    path = tmp_path / "ledger.checkpoints"
+    add_events(secrets, 2)
+    write_checkpoint(store_of(secrets), KEYS, now=now, checkpoint_path=path)
+    path.write_text(path.read_text() * 2)
+    add_events(secrets, 2)
+    with pytest.raises(Tampered) as refused:
+        write_checkpoint(store_of(secrets), KEYS, now=now, checkpoint_path=path)
+    assert refused.value.problem.kind == "checkpoint-missing"
+
+
+def test_postgres_needs_a_signing_key_file() -> None:
+    with pytest.raises(click.ClickException, match="--signing-key"):
+        checkpoint_keys("postgresql://localhost/ledger", None, has_checkpoints=False)
+
+
+def test_no_new_signing_key_for_a_ledger_with_checkpoints(tmp_path: Path) -> None:
+    database = str(tmp_path / "ledger.db")
+    with pytest.raises(click.ClickException, match=r"ledger\.db\.signing-key does not exist"):
+        checkpoint_keys(database, None, has_checkpoints=True)
+    keys = checkpoint_keys(database, None, has_checkpoints=False)
+    assert Path(database + ".signing-key").exists()
+    assert keys.signer.verifier in keys.verifiers
+
+
+def test_serve_writes_checkpoints_every_n_events_and_at_shutdown(tmp_path: Path) -> None:
+    server = start_server(
+        tmp_path, options=["--checkpoint-every-events", "5", "--checkpoint-every-seconds", "600"]
+    )
+    path = Path(str(server.database) + ".checkpoints")
+    try:
+        client = server.client()
+        client.create_secret(Name="app/key", SecretString="v0", ClientRequestToken=token())
+        for number in range(1, 4):
+            client.put_secret_value(
+                SecretId="app/key", SecretString=f"v{number}", ClientRequestToken=token()
+            )
+        deadline = time.monotonic() + CHECKPOINT_WAIT_SECONDS
+        while not (path.exists() and path.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert path.exists() and path.read_text(), server.log()
+        client.get_secret_value(SecretId="app/key")
+    finally:
+        server.stop()
+    last = parse_checkpoint_line(path.read_text().splitlines()[-1])
+    with sqlite3.connect(server.database) as connection:
+        (count,) = connection.execute("SELECT count(*) FROM event_hashes").fetchone()
+    assert last.tree_size == count, "the shutdown checkpoint covers every event"
+    result = CliRunner().invoke(main, ["verify", "--db", str(server.database), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["checkpoints"]["file"] >= 2
