@@ -54,7 +54,6 @@ import os
 import random
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -77,6 +76,7 @@ from ledger.application import Secrets  # noqa: E402
 from ledger.auth import Principal, write_credentials_file  # noqa: E402
 from ledger.domain import AWSCURRENT, AWSPENDING, AWSPREVIOUS, Secret  # noqa: E402
 from ledger.errors import SecretsManagerError  # noqa: E402
+from ledger.signing_keys import SigningKeys  # noqa: E402
 from projections import ReadModel  # noqa: E402
 
 REGION = "eu-west-1"
@@ -132,7 +132,7 @@ class ClientConfig:
     ports: tuple[int, ...]
     secret_names: tuple[str, ...]
     hot_count: int
-    deadline: float  # time.time()
+    duration_seconds: float  # from the client's own start, once imported
     requests_max: int
     retry_seconds: float
     use_boto3: bool
@@ -150,6 +150,8 @@ class ClientResult:
     refusals: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     retries: int = 0
+    started: float = 0.0  # time.time()
+    finished: float = 0.0
 
 
 class Answer:
@@ -256,10 +258,13 @@ class Client:
 
     def run(self) -> ClientResult:
         operations = [name for name, weight in MIX for _ in range(weight)]
+        self.result.started = time.time()
+        deadline = self.result.started + self.config.duration_seconds
         for _ in range(self.config.requests_max):
-            if time.time() >= self.config.deadline:
+            if time.time() >= deadline:
                 break
             getattr(self, "_" + self.random.choice(operations))(self._secret())
+        self.result.finished = time.time()
         return self.result
 
     def _secret(self) -> str:
@@ -463,7 +468,12 @@ def wait_until_listening(process: subprocess.Popen[bytes], port: int, log_path: 
 
 
 def secretledger_command(*arguments: str) -> list[str]:
-    return [sys.executable, "-c", "import sys; from ledger.cli import main; sys.exit(main())", *arguments]
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from ledger.cli import main; sys.exit(main())",
+        *arguments,
+    ]
 
 
 # --------------------------------------------------------------------------------------
@@ -491,8 +501,16 @@ class Settings:
 @dataclass
 class Ledger:
     database: str
-    keyring_path: Path
     directory: Path
+
+    @property
+    def keyring_path(self) -> Path:
+        return self.directory / "ledger.keyring"
+
+    @property
+    def signing_key_path(self) -> Path:
+        """The checkpoint signing key every server shares (made before they start)."""
+        return self.directory / "ledger.signing-key"
 
     def open(self) -> Secrets:
         return Secrets(
@@ -505,8 +523,9 @@ def secret_names(count: int) -> list[str]:
 
 
 def create_secrets(ledger: Ledger, names: Sequence[str]) -> None:
-    """The secrets, each with a first version; also creates the keyring, before any
-    server starts (servers starting together must not each create one)."""
+    """The secrets, each with a first version; also creates the keyring and the signing
+    key, before any server starts (servers starting together must not each make one)."""
+    SigningKeys.create(ledger.signing_key_path)
     secrets = ledger.open()
     try:
         api = SecretsManagerApi(secrets, record_calls=False)
@@ -538,11 +557,15 @@ def services_for(settings: Settings, ledger: Ledger, credentials: Path) -> list[
             ACCOUNT_ID,
             "--keyring",
             str(ledger.keyring_path),
+            "--signing-key",
+            str(ledger.signing_key_path),
         ]
         if settings.postgres:
             arguments.append("--no-projections")  # the follower keeps them
         log_path = ledger.directory / f"server-{number}.log"
-        services.append(Service(f"server {number}", secretledger_command(*arguments), port, log_path))
+        services.append(
+            Service(f"server {number}", secretledger_command(*arguments), port, log_path)
+        )
     if settings.postgres:
         command = secretledger_command("follow", "--db", ledger.database)
         services.append(Service("follower", command, None, ledger.directory / "follow.log"))
@@ -562,8 +585,7 @@ def run_load(
     ports = tuple(service.port for service in services if service.port is not None)
     servers = [service for service in services if service.port is not None]
     cpu_at_start = sum(service.cpu_seconds() for service in servers)
-    started = time.time()
-    deadline = started + settings.duration_seconds
+    deadline = time.time() + settings.duration_seconds  # for the kills; clients start later
     context = multiprocessing.get_context("spawn")
     processes = []
     for index in range(settings.clients):
@@ -572,7 +594,7 @@ def run_load(
             ports=ports,
             secret_names=tuple(names),
             hot_count=settings.hot,
-            deadline=deadline,
+            duration_seconds=settings.duration_seconds,
             requests_max=max(1, settings.requests // settings.clients),
             retry_seconds=settings.retry_seconds,
             use_boto3=settings.use_boto3,
@@ -584,19 +606,18 @@ def run_load(
         processes.append((process, config))
     kill_rounds = 0
     while any(process.is_alive() for process, _ in processes):
-        if settings.kill_every_seconds is not None:
-            if time.time() + settings.kill_every_seconds < deadline:
-                time.sleep(settings.kill_every_seconds)
-                for service in services:
-                    service.kill()
-                for service in services:
-                    service.start()
-                kill_rounds += 1
-                continue
+        period_seconds = settings.kill_every_seconds
+        if period_seconds is not None and time.time() + period_seconds < deadline:
+            time.sleep(period_seconds)
+            for service in services:
+                service.kill()
+            for service in services:
+                service.start()
+            kill_rounds += 1
+            continue
         time.sleep(0.05)
         if time.time() > deadline + CLIENT_JOIN_GRACE_SECONDS:
             raise RuntimeError("clients did not stop within the grace period")
-    duration_seconds = time.time() - started
     results = []
     for process, config in processes:
         process.join()
@@ -604,6 +625,8 @@ def run_load(
             raise RuntimeError(f"client {config.index} failed (exit {process.exitcode})")
         results.append(ClientResult(**json.loads(Path(config.result_path).read_text())))
     server_cpu_seconds = sum(service.cpu_seconds() for service in servers) - cpu_at_start
+    started = min(result.started for result in results)
+    duration_seconds = max(result.finished for result in results) - started
     return results, RunFigures(duration_seconds, server_cpu_seconds, kill_rounds)
 
 
@@ -700,7 +723,9 @@ def check_secret(
     return created, removed, request_ids
 
 
-def check_ledger(ledger: Ledger, names: Sequence[str], results: Sequence[ClientResult]) -> dict[str, Any]:
+def check_ledger(
+    ledger: Ledger, names: Sequence[str], results: Sequence[ClientResult]
+) -> dict[str, Any]:
     problems: list[str] = [problem for result in results for problem in result.problems]
     secrets = ledger.open()
     lost = 0
@@ -749,11 +774,17 @@ def wait_for_projections(database: str) -> float | None:
 
 
 def run_verify(ledger: Ledger) -> dict[str, Any]:
-    """`secretledger verify --projections`: the log intact, the projections equal to a
-    rebuild apart. Its signing key is the checkpoint key (none made here)."""
-    command = secretledger_command("verify", "--db", ledger.database, "--projections", "--json")
-    if ledger.database.startswith("postgresql"):
-        command += ["--signing-key", str(ledger.directory / "ledger.signing-key")]
+    """`secretledger verify --projections`: the log intact (hash chain, Merkle roots,
+    the servers' checkpoints), the projections equal to a rebuild apart."""
+    command = secretledger_command(
+        "verify",
+        "--db",
+        ledger.database,
+        "--signing-key",
+        str(ledger.signing_key_path),
+        "--projections",
+        "--json",
+    )
     try:
         completed = subprocess.run(
             command,
@@ -768,7 +799,11 @@ def run_verify(ledger: Ledger) -> dict[str, Any]:
     output = (completed.stdout + completed.stderr).strip()
     if "No such command" in output:
         return {"exit_code": completed.returncode, "passed": None, "output": "not available"}
-    return {"exit_code": completed.returncode, "passed": completed.returncode == 0, "output": output[-2000:]}
+    return {
+        "exit_code": completed.returncode,
+        "passed": completed.returncode == 0,
+        "output": output[-2000:],
+    }
 
 
 # --------------------------------------------------------------------------------------
@@ -850,11 +885,14 @@ def print_summary(report: dict[str, Any]) -> None:
     )
     print(
         f"  {report['requests_answered']} requests answered: "
-        f"{report['throughput_per_second']}/s, p50 {report['p50_ms']} ms, p99 {report['p99_ms']} ms, "
-        f"server CPU {report['server_cpu_ms_per_request']} ms/request"
+        f"{report['throughput_per_second']}/s, p50 {report['p50_ms']} ms, "
+        f"p99 {report['p99_ms']} ms, server CPU {report['server_cpu_ms_per_request']} ms/request"
     )
     for kind, figures in report["latency_ms"].items():
-        print(f"    {kind:9} {figures['count']:7}  p50 {figures['p50']:8} ms  p99 {figures['p99']:8} ms")
+        print(
+            f"    {kind:9} {figures['count']:7}  "
+            f"p50 {figures['p50']:8} ms  p99 {figures['p99']:8} ms"
+        )
     print(
         f"  acknowledged: {report['acknowledged_puts']} puts, "
         f"{report['acknowledged_stage_moves']} stage moves; refusals {report['refusals']}; "
@@ -888,7 +926,9 @@ def postgres_database() -> Iterator[str]:
         try:
             yield server_url.rsplit("/", 1)[0] + "/" + name
         finally:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 @contextlib.contextmanager
@@ -909,7 +949,7 @@ def run(settings: Settings) -> dict[str, Any]:
             if settings.postgres
             else str(directory / "ledger.db")
         )
-        ledger = Ledger(database, directory / "ledger.keyring", directory)
+        ledger = Ledger(database, directory)
         credentials = directory / "credentials.toml"
         if not credentials.exists():
             write_credentials_file(credentials, [PRINCIPAL])
