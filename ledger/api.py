@@ -46,6 +46,8 @@ READ_ONLY_OPERATIONS = frozenset(
         "DescribeSecret",
         "ListSecretVersionIds",
         "ListSecrets",
+        "GetResourcePolicy",
+        "ValidateResourcePolicy",
     }
 )
 
@@ -76,6 +78,13 @@ AUDITED_MEMBERS: dict[str, tuple[str, ...]] = {
         "SortOrder",
         "SortBy",
     ),
+    # Tags and policies are metadata, logged in clear as CloudTrail logs them.
+    "TagResource": ("SecretId", "Tags"),
+    "UntagResource": ("SecretId", "TagKeys"),
+    "PutResourcePolicy": ("SecretId", "ResourcePolicy", "BlockPublicPolicy"),
+    "GetResourcePolicy": ("SecretId",),
+    "DeleteResourcePolicy": ("SecretId",),
+    "ValidateResourcePolicy": ("SecretId", "ResourcePolicy"),
 }
 
 UNSUPPORTED_CREATE_MEMBERS = ("AddReplicaRegions", "ForceOverwriteReplicaSecret", "Type")
@@ -419,6 +428,43 @@ class SecretsManagerApi:
         response["Errors"] = errors
         return Outcome(response, changed=False, resources=resources)
 
+    def _tag_resource(self, request: Mapping[str, Any], context: RequestContext) -> Outcome:
+        return self.secrets.tag_resource(
+            secret_id=request["SecretId"],
+            request=context,
+            tags=[dict(tag) for tag in request["Tags"]],
+        )
+
+    def _untag_resource(self, request: Mapping[str, Any], context: RequestContext) -> Outcome:
+        return self.secrets.untag_resource(
+            secret_id=request["SecretId"], request=context, tag_keys=list(request["TagKeys"])
+        )
+
+    def _put_resource_policy(self, request: Mapping[str, Any], context: RequestContext) -> Outcome:
+        return self.secrets.put_resource_policy(
+            secret_id=request["SecretId"],
+            request=context,
+            resource_policy=request["ResourcePolicy"],
+            block_public_policy=bool(request.get("BlockPublicPolicy")),
+        )
+
+    def _get_resource_policy(self, request: Mapping[str, Any], context: RequestContext) -> Outcome:
+        return self.secrets.get_resource_policy(secret_id=request["SecretId"], request=context)
+
+    def _delete_resource_policy(
+        self, request: Mapping[str, Any], context: RequestContext
+    ) -> Outcome:
+        return self.secrets.delete_resource_policy(secret_id=request["SecretId"], request=context)
+
+    def _validate_resource_policy(
+        self, request: Mapping[str, Any], context: RequestContext
+    ) -> Outcome:
+        return self.secrets.validate_resource_policy(
+            resource_policy=request["ResourcePolicy"],
+            request=context,
+            secret_id=request.get("SecretId"),
+        )
+
 
 HANDLERS: dict[str, Handler] = {
     "CreateSecret": SecretsManagerApi._create_secret,
@@ -432,6 +478,12 @@ HANDLERS: dict[str, Handler] = {
     "DescribeSecret": SecretsManagerApi._describe_secret,
     "ListSecretVersionIds": SecretsManagerApi._list_secret_version_ids,
     "ListSecrets": SecretsManagerApi._list_secrets,
+    "TagResource": SecretsManagerApi._tag_resource,
+    "UntagResource": SecretsManagerApi._untag_resource,
+    "PutResourcePolicy": SecretsManagerApi._put_resource_policy,
+    "GetResourcePolicy": SecretsManagerApi._get_resource_policy,
+    "DeleteResourcePolicy": SecretsManagerApi._delete_resource_policy,
+    "ValidateResourcePolicy": SecretsManagerApi._validate_resource_policy,
     "DestroySecretVersion": SecretsManagerApi._destroy_secret_version,
 }
 

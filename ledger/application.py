@@ -69,6 +69,7 @@ from ledger.errors import (
     version_destroyed,
     version_not_found,
 )
+from ledger.policies import check_policy, validation_errors
 from ledger.storage import (
     DEFER_ERASURE_ARGUMENT,
     DESTROYED_DATA_KEYS_ARGUMENT,
@@ -92,6 +93,7 @@ RECOVERY_WINDOW_DAYS_DEFAULT = 30
 RECOVERY_WINDOW_DAYS_MIN = 7
 RECOVERY_WINDOW_DAYS_MAX = 30
 NAME_CHARACTERS = frozenset(string.ascii_letters + string.digits + "/_+=.@-")
+SECRET_ID_NAME_CHARACTERS = NAME_CHARACTERS | {"!"}
 INVALID_NAME_MESSAGE = (
     "Invalid name. Must be a valid name containing alphanumeric characters, "
     "or any of the following: -/_+=.@!"
@@ -151,6 +153,13 @@ class Outcome:
     response: dict[str, Any]
     changed: bool
     resources: list[dict[str, str | None]] = field(default_factory=list)
+
+
+def require_valid_secret_id(secret_id: str) -> None:
+    """NV-2: a SecretId that is not an ARN is a name, of the characters AWS's message
+    lists (NV-1 plus ``!``, which names made by other AWS services hold)."""
+    if not secret_id.startswith("arn:") and not set(secret_id) <= SECRET_ID_NAME_CHARACTERS:
+        raise ValidationException(INVALID_NAME_MESSAGE)
 
 
 def new_arn_suffix() -> str:
@@ -781,6 +790,97 @@ class Secrets(Application[UUID]):
 
         return self.with_retries(command)
 
+    # Tags and the resource policy (docs/policies.md)
+
+    def tag_resource(
+        self, *, secret_id: str, request: RequestContext, tags: list[dict[str, str]]
+    ) -> Outcome:
+        require_valid_secret_id(secret_id)
+
+        def command() -> Outcome:
+            secret = self.find_secret(secret_id)
+            secret.tag(tags, request=request, now=self.now())
+            return self._saved_if_changed(secret, {})
+
+        return self.with_retries(command)
+
+    def untag_resource(
+        self, *, secret_id: str, request: RequestContext, tag_keys: list[str]
+    ) -> Outcome:
+        require_valid_secret_id(secret_id)
+
+        def command() -> Outcome:
+            secret = self.find_secret(secret_id)
+            secret.untag(tag_keys, request=request, now=self.now())
+            return self._saved_if_changed(secret, {})
+
+        return self.with_retries(command)
+
+    def put_resource_policy(
+        self,
+        *,
+        secret_id: str,
+        request: RequestContext,
+        resource_policy: str,
+        block_public_policy: bool = False,
+    ) -> Outcome:
+        require_valid_secret_id(secret_id)
+
+        def command() -> Outcome:
+            secret = self.find_secret(secret_id)
+            secret.put_resource_policy(
+                resource_policy,
+                block_public_policy=block_public_policy,
+                request=request,
+                now=self.now(),
+            )
+            return self._saved_if_changed(secret, {"ARN": secret.arn, "Name": secret.name})
+
+        return self.with_retries(command)
+
+    def delete_resource_policy(self, *, secret_id: str, request: RequestContext) -> Outcome:
+        require_valid_secret_id(secret_id)
+
+        def command() -> Outcome:
+            secret = self.find_secret(secret_id)
+            secret.delete_resource_policy(request=request, now=self.now())
+            return self._saved_if_changed(secret, {"ARN": secret.arn, "Name": secret.name})
+
+        return self.with_retries(command)
+
+    def get_resource_policy(self, *, secret_id: str, request: RequestContext) -> Outcome:
+        """RP-12: allowed on a secret scheduled for deletion; ``ResourcePolicy`` only
+        when one is attached, as the text it was put with."""
+        require_valid_secret_id(secret_id)
+        secret = self.find_secret(secret_id)
+        response: dict[str, Any] = {"ARN": secret.arn, "Name": secret.name}
+        if secret.resource_policy is not None:
+            response["ResourcePolicy"] = secret.resource_policy
+        return Outcome(response, changed=False, resources=[{"secret_arn": secret.arn}])
+
+    def validate_resource_policy(
+        self, *, resource_policy: str, request: RequestContext, secret_id: str | None = None
+    ) -> Outcome:
+        """RP-9: every finding of the grammar, else of broad access; ``SecretId``, when
+        given, must name a secret (one scheduled for deletion too)."""
+        resources: list[dict[str, str | None]] = []
+        if secret_id is not None:
+            require_valid_secret_id(secret_id)
+            resources.append({"secret_arn": self.find_secret(secret_id).arn})
+        findings = check_policy(resource_policy).findings
+        response = {
+            "PolicyValidationPassed": not findings,
+            "ValidationErrors": validation_errors(findings),
+        }
+        return Outcome(response, changed=False, resources=resources)
+
+    def _saved_if_changed(self, secret: Secret, response: dict[str, Any]) -> Outcome:
+        """Save the secret's new events, if the command triggered any."""
+        changed = bool(secret.pending_events)
+        if changed:
+            self.save(secret)
+        return Outcome(response, changed=changed, resources=[{"secret_arn": secret.arn}])
+
     def destroy_version(
         self, *, secret_id: str, version_id: str, request: RequestContext
     ) -> Outcome:
@@ -1008,8 +1108,8 @@ def describe(secret: Secret) -> dict[str, Any]:
     response["LastChangedDate"] = secret.modified_on
     if secret.deletion_date is not None:
         response["DeletedDate"] = secret.deletion_date
-    if secret.tags:
-        response["Tags"] = secret.tags
+    if secret.ever_tagged:  # TG-7: absent if never tagged, [] once all are removed
+        response["Tags"] = [dict(tag) for tag in secret.tags]
     stages = secret.version_ids_to_stages()
     if stages:
         response["VersionIdsToStages"] = stages

@@ -38,7 +38,17 @@ from ledger.errors import (
     token_in_use,
     version_not_found,
 )
+from ledger.policies import require_attachable
 from ledger.sealing import SEALING_V1, SEALINGS
+from ledger.tags import (
+    Tag,
+    changed_tags,
+    checked_tag_keys,
+    checked_tags,
+    require_tag_count,
+    tags_after,
+    tags_without,
+)
 
 AWSCURRENT = "AWSCURRENT"
 AWSPREVIOUS = "AWSPREVIOUS"
@@ -316,7 +326,7 @@ class Secret(Aggregate):
         kms_key_id: str | None
         tags: list[dict[str, str]]
 
-    class_version = 2
+    class_version = 3
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -331,6 +341,13 @@ class Secret(Aggregate):
         }
         state.pop("removed_version_count", None)
         state["destroyed_version_ids"] = []
+
+    @staticmethod
+    def upcast_v2_v3(state: dict[str, Any]) -> None:
+        """A v2 snapshot's state: v2 removed no tag and attached no resource policy, so
+        the secret was ever tagged exactly when it has tags (TG-7)."""
+        state["ever_tagged"] = bool(state["tags"])
+        state["resource_policy"] = None
 
     class VersionCreated(Event):
         """``sealing``: the format of ``ciphertext`` and ``fingerprint`` (S-1)."""
@@ -458,6 +475,47 @@ class Secret(Aggregate):
         def apply(self, aggregate: Secret) -> None:
             aggregate.is_deleted = True
 
+    # Tags and the resource policy (docs/policies.md TG-5 to TG-7, RP-12)
+
+    class Tagged(Event):
+        """TG-5: ``tags`` were attached, or given a new value: only those pairs of the
+        request that changed something, in request order."""
+
+        TOPIC = "secretledger/SecretTagged"
+        tags: list[Tag]
+
+        def apply(self, aggregate: Secret) -> None:
+            aggregate.tags = tags_after(aggregate.tags, self.tags)
+            aggregate.ever_tagged = True
+
+    class Untagged(Event):
+        """TG-5: the tags with ``tag_keys`` were taken off (keys the secret had)."""
+
+        TOPIC = "secretledger/SecretUntagged"
+        tag_keys: list[str]
+
+        def apply(self, aggregate: Secret) -> None:
+            aggregate.tags = tags_without(aggregate.tags, self.tag_keys)
+
+    class ResourcePolicyPut(Event):
+        """RP-12: ``resource_policy`` (its text as sent) is the secret's policy now;
+        ``block_public_policy``: whether the call asked to refuse a public one (RP-8)."""
+
+        TOPIC = "secretledger/SecretResourcePolicyPut"
+        resource_policy: str
+        block_public_policy: bool
+
+        def apply(self, aggregate: Secret) -> None:
+            aggregate.resource_policy = self.resource_policy
+
+    class ResourcePolicyDeleted(Event):
+        """RP-12: the secret has no resource policy any more."""
+
+        TOPIC = "secretledger/SecretResourcePolicyDeleted"
+
+        def apply(self, aggregate: Secret) -> None:
+            aggregate.resource_policy = None
+
     def __init__(
         self,
         name: str,
@@ -477,6 +535,8 @@ class Secret(Aggregate):
         self.deletion_date: datetime | None = None
         self.is_deleted = False
         self.destroyed_version_ids: list[str] = []
+        self.ever_tagged = bool(tags)
+        self.resource_policy: str | None = None
 
     @classmethod
     def create(
@@ -490,6 +550,9 @@ class Secret(Aggregate):
         request: RequestContext,
         now: datetime,
     ) -> Secret:
+        """``tags`` as the request gave them: checked here (TG-1 to TG-4)."""
+        checked = checked_tags(tags)
+        require_tag_count(len(checked))
         return cls._create(
             cls.Created,
             id=secret_id_for_arn(arn),
@@ -498,7 +561,7 @@ class Secret(Aggregate):
             arn=arn,
             description=description,
             kms_key_id=kms_key_id,
-            tags=tags,
+            tags=checked,
             request=request.to_event(),
         )
 
@@ -724,6 +787,62 @@ class Secret(Aggregate):
             labels_detached=True,
         )
         self.assert_invariants()
+
+    def tag(self, tags: list[Tag], *, request: RequestContext, now: datetime) -> None:
+        """TagResource (TG-1 to TG-6): no event when nothing would change."""
+        self._refuse_if_scheduled()
+        changed = changed_tags(self.tags, checked_tags(tags))
+        if not changed:
+            return
+        self.trigger_event(
+            self.Tagged, timestamp=self._event_time(now), request=request.to_event(), tags=changed
+        )
+
+    def untag(self, tag_keys: list[str], *, request: RequestContext, now: datetime) -> None:
+        """UntagResource (TG-2, TG-5): keys the secret does not have are ignored; no
+        event when none is left."""
+        self._refuse_if_scheduled()
+        held = {tag.get("Key") for tag in self.tags}
+        removed = [key for key in checked_tag_keys(tag_keys) if key in held]
+        if not removed:
+            return
+        self.trigger_event(
+            self.Untagged,
+            timestamp=self._event_time(now),
+            request=request.to_event(),
+            tag_keys=removed,
+        )
+
+    def put_resource_policy(
+        self,
+        resource_policy: str,
+        *,
+        block_public_policy: bool,
+        request: RequestContext,
+        now: datetime,
+    ) -> None:
+        """PutResourcePolicy (RP-7, RP-8, RP-12): no event when the same text is
+        already attached."""
+        self._refuse_if_scheduled()
+        require_attachable(resource_policy, block_public_policy=block_public_policy)
+        if resource_policy == self.resource_policy:
+            return
+        self.trigger_event(
+            self.ResourcePolicyPut,
+            timestamp=self._event_time(now),
+            request=request.to_event(),
+            resource_policy=resource_policy,
+            block_public_policy=block_public_policy,
+        )
+
+    def delete_resource_policy(self, *, request: RequestContext, now: datetime) -> None:
+        """DeleteResourcePolicy (RP-12): without a policy, no event."""
+        self._refuse_if_scheduled()
+        if self.resource_policy is None:
+            return
+        self.trigger_event(
+            self.ResourcePolicyDeleted, timestamp=self._event_time(now), request=request.to_event()
+        )
 
     # Invariants and helpers
 

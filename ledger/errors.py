@@ -51,6 +51,14 @@ class InvalidNextTokenException(SecretsManagerError):
     pass
 
 
+class MalformedPolicyDocumentException(SecretsManagerError):
+    pass
+
+
+class PublicPolicyException(SecretsManagerError):
+    pass
+
+
 class DecryptionFailure(SecretsManagerError):
     pass
 

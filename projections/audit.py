@@ -101,6 +101,8 @@ SEQUENCES_PER_POSITION: Final = 1 << 16
 RECORDED_REQUEST_STATE: Final = "recorded_request_id"
 QUERY_PAGE_SIZE: Final = 1_000
 TRANSCODER: Final = MsgpackTranscoder()
+# Mutations whose answer is an empty body: their records have no responseElements.
+EMPTY_ANSWER_OPERATIONS: Final = frozenset({"TagResource", "UntagResource"})
 # Why a secret was deleted, as a SecretDeleted row of projection_audit_events says (F-2).
 
 
@@ -518,6 +520,10 @@ class AuditProjection(Projection):
         Secret.DeletionScheduled: _on_deletion_scheduled,
         Secret.Restored: _on_restored,
         Secret.Deleted: _on_deleted,
+        Secret.Tagged: _on_mutation,
+        Secret.Untagged: _on_mutation,
+        Secret.ResourcePolicyPut: _on_mutation,
+        Secret.ResourcePolicyDeleted: _on_mutation,
         ApiCall.Recorded: _on_api_call,
     }
 
@@ -657,7 +663,8 @@ def render(row: RecordRow) -> dict[str, Any]:
     elif row.secret_arn is not None:
         resources = [{"secret_arn": row.secret_arn, "version_id": details.version_id}]
     response: dict[str, Any] | None = None
-    if row.error_code is None and not details.read_only and resources:
+    answered = row.event_name not in EMPTY_ANSWER_OPERATIONS
+    if row.error_code is None and not details.read_only and resources and answered:
         response = {"arn": resources[0]["secret_arn"]}
         if details.deletion_date is not None:
             response["name"] = row.secret_name

@@ -351,6 +351,10 @@ class LabelsProjection(Projection):
         Secret.DeletionScheduled: _on_other,
         Secret.Restored: _on_other,
         Secret.Deleted: _on_deleted,
+        Secret.Tagged: _on_other,
+        Secret.Untagged: _on_other,
+        Secret.ResourcePolicyPut: _on_other,
+        Secret.ResourcePolicyDeleted: _on_other,
         SecretName.Claimed: _on_name_claimed,
         SecretName.Released: _on_name_released,
     }
