@@ -22,7 +22,7 @@ from uuid import uuid4
 
 from ledger import __version__
 from ledger.application import Outcome, Secrets, describe, value_from
-from ledger.bounds import bounded, bounded_text
+from ledger.bounds import bounded
 from ledger.domain import ApiCall, RequestContext, Secret
 from ledger.errors import (
     InternalServiceError,
@@ -228,7 +228,7 @@ class SecretsManagerApi:
             now=self.secrets.now(),
             resources=resources,
             error_code=error.code if error else None,
-            error_message=bounded_text(error.message) if error else None,
+            error_message=error.message if error else None,
         )
         try:
             self.save_record(call)
