@@ -14,24 +14,28 @@ import binascii
 import getpass
 import json
 import logging
+import re
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
 from ledger import __version__
-from ledger.application import Outcome, Secrets, describe, value_from
+from ledger.application import Outcome, Secrets, describe, require_valid_secret_id, value_from
 from ledger.bounds import bounded
 from ledger.domain import ApiCall, RequestContext, Secret
 from ledger.errors import (
     InternalServiceError,
     InvalidNextTokenException,
     InvalidParameterException,
+    InvalidRequestException,
     SecretsManagerError,
     UnknownOperationException,
     ValidationException,
 )
+from ledger.passwords import PasswordRules, random_password
 from ledger.validation import LOCAL_OPERATION_MEMBERS, validate_request
 
 logger = logging.getLogger(__name__)
@@ -48,8 +52,16 @@ READ_ONLY_OPERATIONS = frozenset(
         "ListSecrets",
         "GetResourcePolicy",
         "ValidateResourcePolicy",
+        "GetRandomPassword",
     }
 )
+
+# OOS-1: operations of the service model that secret-ledger does not serve, and why.
+UNSUPPORTED_OPERATIONS: dict[str, str] = {
+    "ReplicateSecretToRegions": "it keeps every secret in one region, with no replicas",
+    "RemoveRegionsFromReplication": "it keeps every secret in one region, with no replicas",
+    "StopReplicationToReplica": "it keeps every secret in one region, with no replicas",
+}
 
 # Request members that may appear in audit records (cloudtrail-records.md §2): an
 # allow-list, so a value can never slip in.
@@ -85,6 +97,17 @@ AUDITED_MEMBERS: dict[str, tuple[str, ...]] = {
     "GetResourcePolicy": ("SecretId",),
     "DeleteResourcePolicy": ("SecretId",),
     "ValidateResourcePolicy": ("SecretId", "ResourcePolicy"),
+    "GetRandomPassword": (
+        "PasswordLength",
+        "ExcludeCharacters",
+        "ExcludeNumbers",
+        "ExcludePunctuation",
+        "ExcludeUppercase",
+        "ExcludeLowercase",
+        "IncludeSpace",
+        "RequireEachIncludedType",
+    ),
+    **dict.fromkeys(UNSUPPORTED_OPERATIONS, ("SecretId",)),
 }
 
 UNSUPPORTED_CREATE_MEMBERS = ("AddReplicaRegions", "ForceOverwriteReplicaSecret", "Type")
@@ -185,13 +208,18 @@ class SecretsManagerApi:
     def call(
         self, operation: str, request: Mapping[str, Any], caller: Caller | None = None
     ) -> dict[str, Any]:
-        """Run one operation; raises a `SecretsManagerError` subclass on any failure."""
-        handler = HANDLERS.get(operation)
-        if handler is None:
-            raise unsupported_operation(operation)
+        """Run one operation; raises a `SecretsManagerError` subclass on any failure.
+
+        Every call is recorded, an unknown operation too (OOS-2): its record names
+        the operation and holds no request member."""
         if not isinstance(request, Mapping):
             raise ValidationException("The request body must be a JSON object.")
         context = self.context_for(operation, request, caller)
+        handler = HANDLERS.get(operation)
+        if handler is None:
+            unknown = unsupported_operation(operation)
+            self._record(context, operation, [], unknown)
+            raise unknown
         try:
             validate_request(operation, request)
             outcome = handler(self, request, context)
@@ -210,7 +238,8 @@ class SecretsManagerApi:
     def record_denial(
         self, operation: str, request: Mapping[str, Any], caller: Caller, error: SecretsManagerError
     ) -> None:
-        """A call refused before it reached an operation (authentication), recorded."""
+        """A call refused before it reached an operation (authentication, a body that
+        does not decode, a request naming no operation), recorded."""
         self._record(self.context_for(operation, request, caller), operation, [], error)
 
     def _record(
@@ -331,6 +360,9 @@ class SecretsManagerApi:
             entry: dict[str, Any] = {"VersionId": version["version_id"]}
             if labels:
                 entry["VersionStages"] = labels
+            accessed_date = secret.accessed_dates.get(version["version_id"])
+            if accessed_date is not None:  # LA-4: only on versions read
+                entry["LastAccessedDate"] = accessed_date
             entry["CreatedDate"] = version["created_date"]
             entry["KmsKeyIds"] = [secret.kms_key_id or "DefaultEncryptionKey"]
             entries.append(entry)
@@ -465,6 +497,18 @@ class SecretsManagerApi:
             secret_id=request.get("SecretId"),
         )
 
+    def _get_random_password(self, request: Mapping[str, Any], context: RequestContext) -> Outcome:
+        password = random_password(PasswordRules.from_request(request))
+        return Outcome({"RandomPassword": password}, changed=False)
+
+    def _unsupported(self, request: Mapping[str, Any], context: RequestContext) -> Outcome:
+        """OOS-1: a well-formed call to an operation secret-ledger does not serve."""
+        require_valid_secret_id(request["SecretId"])
+        operation = context.operation
+        raise InvalidRequestException(
+            f"secret-ledger does not support {operation}: {UNSUPPORTED_OPERATIONS[operation]}."
+        )
+
 
 HANDLERS: dict[str, Handler] = {
     "CreateSecret": SecretsManagerApi._create_secret,
@@ -484,7 +528,9 @@ HANDLERS: dict[str, Handler] = {
     "GetResourcePolicy": SecretsManagerApi._get_resource_policy,
     "DeleteResourcePolicy": SecretsManagerApi._delete_resource_policy,
     "ValidateResourcePolicy": SecretsManagerApi._validate_resource_policy,
+    "GetRandomPassword": SecretsManagerApi._get_random_password,
     "DestroySecretVersion": SecretsManagerApi._destroy_secret_version,
+    **dict.fromkeys(UNSUPPORTED_OPERATIONS, SecretsManagerApi._unsupported),
 }
 
 # Operations that are secret-ledger's own (`ledger.validation.LOCAL_OPERATION_MEMBERS`):
@@ -549,47 +595,80 @@ def parse_filters(filters: Iterable[Mapping[str, Any]]) -> list[tuple[str, list[
 
 
 def matches(secret: Secret, key: str, values: list[str]) -> bool:
-    """A filter matches when any positive value matches and no negated value does.
-
-    Prefix matching, case-sensitive except for description and all (AWS's rules)."""
-    positives = [value for value in values if not value.startswith("!")]
-    negatives = [value[1:] for value in values if value.startswith("!")]
-    candidates = filter_candidates(secret, key)
-    folded = key in ("description", "all")
-
-    def hit(value: str) -> bool:
-        if folded:
-            return any(c.lower().startswith(value.lower()) for c in candidates)
-        return any(c.startswith(value) for c in candidates)
-
-    if any(hit(value) for value in negatives):
-        return False
-    return not positives or any(hit(value) for value in positives)
+    """LF-1: a filter matches when any of its values matches (a filter without values
+    constrains nothing); LF-2: a value starting with ``!`` matches when the rest
+    does not."""
+    if not values:
+        return True
+    return any(
+        not value_matches(secret, key, value[1:])
+        if value.startswith("!")
+        else value_matches(secret, key, value)
+        for value in values
+    )
 
 
-def filter_candidates(secret: Secret, key: str) -> list[str]:
+def value_matches(secret: Secret, key: str, value: str) -> bool:
+    """LF-3 to LF-6: how one (not negated) value matches one secret."""
     tag_keys = [tag.get("Key", "") for tag in secret.tags]
     tag_values = [tag.get("Value", "") for tag in secret.tags]
     if key == "name":
-        return [secret.name]
-    if key == "description":
-        return [secret.description or ""]
+        return secret.name.startswith(value)
     if key == "tag-key":
-        return tag_keys
+        return any(tag_key.startswith(value) for tag_key in tag_keys)
     if key == "tag-value":
-        return tag_values
+        return any(tag_value.startswith(value) for tag_value in tag_values)
+    if key == "description":
+        return words_prefix(value.lower().split(), (secret.description or "").lower().split())
     if key == "all":
-        words = [secret.name, secret.description or "", *tag_keys, *tag_values]
-        return [part for word in words for part in [word, *word.split()]]
-    return []  # primary-region, owning-service: secret-ledger has no replicas or owners
+        attributes = [secret.name, secret.description or "", *tag_keys, *tag_values]
+        searched = [word for attribute in attributes for word in searched_words(attribute)]
+        return words_prefix(search_pieces(value), searched)
+    return False  # primary-region, owning-service: secret-ledger has no replicas or owners
+
+
+def words_prefix(filter_words: list[str], words: list[str]) -> bool:
+    """Every filter word begins some word; a value without words matches nothing."""
+    return bool(filter_words) and all(
+        any(word.startswith(filter_word) for word in words) for filter_word in filter_words
+    )
+
+
+SEARCH_WORD_SEPARATORS = re.compile(r"[/_+=.@-]+")
+CASE_CHANGE = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def search_pieces(text: str) -> list[str]:
+    """LF-6: the words of ``text`` for ``all``, lowercased: split at whitespace, at
+    ``/ _ + = . @ -`` and at case changes (``AppBeta``: App, Beta; ``COMPANYthings``:
+    COMPAN, Ythings); punctuation alone is no word."""
+    return [
+        piece.lower()
+        for word in text.split()
+        for part in SEARCH_WORD_SEPARATORS.split(word)
+        for piece in CASE_CHANGE.split(part)
+        if piece
+    ]
+
+
+def searched_words(text: str) -> list[str]:
+    """LF-6: what ``all`` searches in an attribute: its pieces and its whole words."""
+    return [*search_pieces(text), *text.lower().split()]
+
+
+NEVER_ACCESSED = datetime.min.replace(tzinfo=UTC)
 
 
 def sort_secrets(secrets: list[Secret], sort_by: str | None, sort_order: str | None) -> None:
-    """OPEN: default order is by CreatedDate, newest first ("desc")."""
+    """OPEN: default order is by CreatedDate, newest first ("desc"). LA-5: by
+    LastAccessedDate, secrets never read count as the oldest; ties by name."""
     keys: dict[str, Callable[[Secret], Any]] = {
         "created-date": lambda secret: (secret.created_on, secret.name),
         "last-changed-date": lambda secret: (secret.modified_on, secret.name),
-        "last-accessed-date": lambda secret: (secret.created_on, secret.name),
+        "last-accessed-date": lambda secret: (
+            secret.last_accessed_date or NEVER_ACCESSED,
+            secret.name,
+        ),
         "name": lambda secret: secret.name,
     }
     secrets.sort(key=keys[sort_by or "created-date"], reverse=(sort_order or "desc") == "desc")

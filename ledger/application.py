@@ -339,9 +339,11 @@ class Secrets(Application[UUID]):
         return secret_arn(region=self.region, account_id=self.account_id, name=name, suffix=suffix)
 
     def find_secret(self, secret_id: str) -> Secret:
-        """The live secret for a name, full ARN or partial ARN, or ResourceNotFoundException.
+        """The live secret for a name, full ARN or partial ARN, or ResourceNotFoundException
+        (ValidationException for a name AWS would refuse, NV-2).
 
         A secret whose recovery window has passed is purged here (OPEN 15: lazily)."""
+        require_valid_secret_id(secret_id)
         secret = self._alive(self._lookup(secret_id))
         if secret is None:
             raise secret_not_found()
@@ -918,6 +920,7 @@ class Secrets(Application[UUID]):
             raise marked_for_deletion()
         version = select_version(secret, version_id, version_stage)
         plaintext = self.decrypt(secret, version)
+        self._note_access(secret, version["version_id"], request)
         response: dict[str, Any] = {
             "ARN": secret.arn,
             "Name": secret.name,
@@ -935,6 +938,25 @@ class Secrets(Application[UUID]):
             {"secret_arn": secret.arn, "version_id": version["version_id"]}
         ]
         return Outcome(response, changed=False, resources=resources)
+
+    def _note_access(self, secret: Secret, version_id: str, request: RequestContext) -> None:
+        """LA-2: the first read of a version on a UTC day appends ``Secret.Accessed``
+        (re-run on a write conflict, with the secret as stored); later reads that day
+        write nothing."""
+        if not secret.access_changes(version_id, self.now()):
+            return
+
+        in_hand = [secret]  # the first attempt's; a retry gets the stored secret
+
+        def command() -> None:
+            current = in_hand.pop() if in_hand else self._get_secret(secret.id)
+            if current is None or current.is_deleted or version_id not in current.versions:
+                return
+            current.note_access(version_id, request=request, now=self.now())
+            if current.pending_events:
+                self.save(current)
+
+        self.with_retries(command)
 
     def decrypt(self, secret: Secret, version: VersionRecord) -> bytes:
         """The plaintext of one of the secret's versions, in memory; DecryptionFailure
@@ -1101,11 +1123,13 @@ def select_version(
 def describe(secret: Secret) -> dict[str, Any]:
     """DescribeSecret's answer: only members that have a value."""
     response: dict[str, Any] = {"ARN": secret.arn, "Name": secret.name}
-    if secret.description is not None:
+    if secret.description:  # NV-4: an empty description is no description
         response["Description"] = secret.description
     if secret.kms_key_id is not None:
         response["KmsKeyId"] = secret.kms_key_id
     response["LastChangedDate"] = secret.modified_on
+    if secret.last_accessed_date is not None:
+        response["LastAccessedDate"] = secret.last_accessed_date
     if secret.deletion_date is not None:
         response["DeletedDate"] = secret.deletion_date
     if secret.ever_tagged:  # TG-7: absent if never tagged, [] once all are removed

@@ -23,7 +23,7 @@ import hmac
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypedDict
 
 from eventsourcing.domain import Aggregate
@@ -95,6 +95,12 @@ LABEL_MOVE_REASONS: Final = frozenset(
 )
 PUT_OPERATIONS: Final = frozenset({"CreateSecret", "PutSecretValue", "UpdateSecret"})
 """The operations that create a version: their label moves follow P1-P8."""
+
+
+def start_of_utc_day(moment: datetime) -> datetime:
+    """LA-1: the date AWS reports for a read: midnight UTC of the day it happened."""
+    assert moment.tzinfo is not None, "an aware moment"
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def secret_id_for_arn(arn: str) -> uuid.UUID:
@@ -326,7 +332,7 @@ class Secret(Aggregate):
         kms_key_id: str | None
         tags: list[dict[str, str]]
 
-    class_version = 3
+    class_version = 4
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -348,6 +354,12 @@ class Secret(Aggregate):
         the secret was ever tagged exactly when it has tags (TG-7)."""
         state["ever_tagged"] = bool(state["tags"])
         state["resource_policy"] = None
+
+    @staticmethod
+    def upcast_v3_v4(state: dict[str, Any]) -> None:
+        """A v3 snapshot's state: v3 had no ``Accessed`` events (LA-2)."""
+        state["accessed_dates"] = {}
+        state["last_accessed_date"] = None
 
     class VersionCreated(Event):
         """``sealing``: the format of ``ciphertext`` and ``fingerprint`` (S-1)."""
@@ -416,6 +428,7 @@ class Secret(Aggregate):
 
         def apply(self, aggregate: Secret) -> None:
             del aggregate.versions[self.version_id]
+            aggregate.accessed_dates.pop(self.version_id, None)
             aggregate.remember_gone_version(self.version_id)
 
     class VersionDestroyed(Event):
@@ -430,7 +443,30 @@ class Secret(Aggregate):
         def apply(self, aggregate: Secret) -> None:
             assert self.reason in DESTROY_REASONS, f"unknown destroy reason {self.reason!r}"
             del aggregate.versions[self.version_id]
+            aggregate.accessed_dates.pop(self.version_id, None)
             aggregate.remember_gone_version(self.version_id)
+
+    class Accessed(Event):
+        """LA-2: version ``version_id``'s value was read on ``accessed_date`` (midnight
+        UTC), for the first time that day. LA-3: an access is not a change, so the
+        secret's ``modified_on`` (its LastChangedDate) stays that of its last change."""
+
+        TOPIC = "secretledger/SecretAccessed"
+        version_id: str
+        accessed_date: datetime
+
+        def apply(self, aggregate: Secret) -> None:
+            aggregate.accessed_dates[self.version_id] = self.accessed_date
+            latest = aggregate.last_accessed_date
+            if latest is None or latest < self.accessed_date:
+                aggregate.last_accessed_date = self.accessed_date
+
+        def mutate(self, aggregate: Any) -> Any:
+            modified_on = aggregate.modified_on
+            mutated = super().mutate(aggregate)
+            assert mutated is not None, "an access happens to an existing secret"
+            mutated.modified_on = modified_on
+            return mutated
 
     class MetadataUpdated(Event):
         TOPIC = "secretledger/SecretMetadataUpdated"
@@ -537,6 +573,8 @@ class Secret(Aggregate):
         self.destroyed_version_ids: list[str] = []
         self.ever_tagged = bool(tags)
         self.resource_policy: str | None = None
+        self.accessed_dates: dict[str, datetime] = {}
+        self.last_accessed_date: datetime | None = None
 
     @classmethod
     def create(
@@ -575,6 +613,7 @@ class Secret(Aggregate):
         duplicate.versions = dict(self.versions)
         duplicate.labels = dict(self.labels)
         duplicate.tags = [dict(tag) for tag in self.tags]
+        duplicate.accessed_dates = dict(self.accessed_dates)
         duplicate._pending_events = list(self._pending_events)
         return duplicate
 
@@ -622,7 +661,25 @@ class Secret(Aggregate):
             raise token_in_use(version_id, self.arn)
         return existing
 
+    def access_changes(self, version_id: str, now: datetime) -> bool:
+        """LA-2: whether a read of ``version_id`` at ``now`` is its first that UTC day."""
+        accessed_date = self.accessed_dates.get(version_id)
+        return accessed_date is None or accessed_date < start_of_utc_day(now)
+
     # Commands
+
+    def note_access(self, version_id: str, *, request: RequestContext, now: datetime) -> None:
+        """LA-2: at most one ``Accessed`` per version per UTC day."""
+        assert version_id in self.versions, "a read version exists"
+        if not self.access_changes(version_id, now):
+            return
+        self.trigger_event(
+            self.Accessed,
+            timestamp=self._event_time(now),
+            request=request.to_event(),
+            version_id=version_id,
+            accessed_date=start_of_utc_day(now),
+        )
 
     def add_version(
         self,

@@ -33,10 +33,13 @@ status and ``application/x-amz-json-1.1``, never a traceback:
 Audit: refused authentication is recorded with `SecretsManagerApi.record_denial`
 (empty principal ARN, the access key id the client claimed, the operation its
 target named, no request parameters: unauthenticated input is not trusted into
-the ledger); an authenticated call whose body cannot be decoded is recorded the
-same way when its operation exists. Requests naming no supported operation,
-calls turned away by the queue bound and bodies over the size cap are not
-recorded (cloudtrail-records.md §2.2). Everything else is recorded by
+the ledger); an authenticated call whose body cannot be decoded, or that names
+no operation (another method or path, no or a malformed target), is recorded the
+same way, and `SecretsManagerApi` records an authenticated call to an operation
+it does not know (OOS-2). Calls turned away by the queue bound and bodies over
+the size cap are not recorded (cloudtrail-records.md §2.2): they were never
+authenticated, and an unauthenticated sender must not grow the log beyond the
+one record of each refused signature. Everything else is recorded by
 `SecretsManagerApi` itself, through the server's `CallRecorder` when one is given
 (group commit; see `ledger.call_records`), which is flushed before each call that
 may change a secret, so that the log keeps the order of the answers.
@@ -401,15 +404,21 @@ class Endpoint:
             return error_response(error, request_id)
 
     def _call(self, request: ReceivedRequest, target: str | None, caller: Caller) -> dict[str, Any]:
-        """An authenticated request, decoded and passed to the API."""
-        if request.method != "POST" or request.path != "/":
-            raise UnknownOperationException(
-                "secret-ledger answers POST / with X-Amz-Target: secretsmanager.<Operation>."
-            )
-        operation = operation_of(target)
-        if operation not in AWS_OPERATIONS:
-            raise unsupported_operation(operation)  # secret-ledger's own ones included
-        members = self._decoded(request, operation, caller)
+        """An authenticated request, decoded and passed to the API (which records it).
+        One that names no operation of AWS's, or whose body does not decode, is
+        recorded here (OOS-2)."""
+        try:
+            if request.method != "POST" or request.path != "/":
+                raise UnknownOperationException(
+                    "secret-ledger answers POST / with X-Amz-Target: secretsmanager.<Operation>."
+                )
+            operation = operation_of(target)
+            if operation not in AWS_OPERATIONS:
+                raise unsupported_operation(operation)  # secret-ledger's own ones included
+            members = decode_body(request.body)
+        except (UnknownOperationException, SerializationException) as error:
+            self.api.record_denial(operation_named(target), {}, caller, error)
+            raise
         if operation in READ_ONLY_OPERATIONS:
             return self.api.call(operation, members, caller)
         with self.write_lock:
@@ -424,14 +433,6 @@ class Endpoint:
             self.recorder.flush()
         except RecorderUnavailable:
             raise InternalServiceError(RECORDS_UNAVAILABLE_MESSAGE) from None
-
-    def _decoded(self, request: ReceivedRequest, operation: str, caller: Caller) -> dict[str, Any]:
-        try:
-            return decode_body(request.body)
-        except SerializationException as error:
-            if operation in AWS_OPERATIONS:
-                self.api.record_denial(operation, {}, caller, error)
-            raise
 
 
 def operation_named(target: str | None) -> str:

@@ -208,7 +208,8 @@ class AuditProjection(Projection):
         pending = _Pending(recorded_request_id=self._recorded_request_id)
         self.dispatch(cursor, pending, entries)
         for position, event in entries:
-            if isinstance(event, Secret.Event):
+            # F-1: an access (LA-2 of docs/api.md) is shown by the read's own call row.
+            if isinstance(event, Secret.Event) and not isinstance(event, Secret.Accessed):
                 self._event_row(cursor, pending, position, event)
         self._write(cursor, pending)
         self._recorded_request_id = pending.recorded_request_id

@@ -106,6 +106,7 @@ class ModelVersion:
     version_id: str
     value: ModelValue
     created_date: datetime
+    last_accessed_date: datetime | None = None  # LA-1: midnight UTC of the last read
 
 
 @dataclass
@@ -118,6 +119,7 @@ class ModelSecret:
     versions: dict[str, ModelVersion] = field(default_factory=dict)  # creation order
     stages: dict[str, set[str]] = field(default_factory=dict)  # version id -> its labels
     deletion_date: datetime | None = None
+    last_accessed_date: datetime | None = None
     destroyed: set[str] = field(default_factory=set)  # versions destroyed on request
 
     def holder_of(self, label: str) -> str | None:
@@ -631,6 +633,10 @@ class SecretsModel:
                 )
             chosen = holder
         version = secret.versions[chosen]
+        read_on = self.clock().replace(hour=0, minute=0, second=0, microsecond=0)
+        if version.last_accessed_date != read_on:  # LA-2: the day's first read of it
+            self.events.append(("SecretAccessed",))
+            version.last_accessed_date = secret.last_accessed_date = read_on
         response: dict[str, Any] = {"ARN": secret.arn, "Name": secret.name, "VersionId": chosen}
         if version.value.kind == "string":
             response["SecretString"] = version.value.data.decode("utf-8")
@@ -652,8 +658,10 @@ class SecretsModel:
             "LastChangedDate": secret.last_changed_date,
             "CreatedDate": secret.created_date,
         }
-        if secret.description is not None:
+        if secret.description:  # NV-4: an empty description is no description
             response["Description"] = secret.description
+        if secret.last_accessed_date is not None:
+            response["LastAccessedDate"] = secret.last_accessed_date
         if secret.deletion_date is not None:
             response["DeletedDate"] = secret.deletion_date
         stages = secret.version_ids_to_stages()
@@ -675,6 +683,8 @@ class SecretsModel:
             entry: dict[str, Any] = {"VersionId": version.version_id}
             if labels:
                 entry["VersionStages"] = labels
+            if version.last_accessed_date is not None:
+                entry["LastAccessedDate"] = version.last_accessed_date
             entry["CreatedDate"] = version.created_date
             entries.append(entry)
         return entries

@@ -4,7 +4,9 @@ Distinctive random values ("canaries") go in through every path that carries a
 value: CreateSecret, PutSecretValue (text, binary, with a RotationToken),
 UpdateSecret, and calls that fail while carrying one (a reused token with another
 value, an oversized value, both values at once, a secret scheduled for deletion,
-an unknown secret, a malformed token or label list, a name that exists). Then
+an unknown secret, a malformed token or label list, a name that exists). The
+passwords GetRandomPassword generates are secret values too: each is added to the
+canaries once answered, and must appear in no other place. Then
 every place a value could leak is scanned: the SQLite files (database, -wal and
 -shm, while open and after closing), every stored event's bytes and decoded
 attributes, the snapshots table, every answer and exception (with its chained
@@ -12,7 +14,8 @@ causes), the log at DEBUG, and the output of the ``secretledger`` commands.
 
 Each canary is searched for as UTF-8, UTF-16 (both byte orders), UTF-32, base64
 (standard and URL-safe) and hex. GetSecretValue, and ``secretledger get``, must
-return the values: that is the control showing the scan would see a leak.
+return the values (and GetRandomPassword its passwords): that is the control
+showing the scan would see a leak.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class Canaries:
 
     texts: list[str] = field(default_factory=list)
     binaries: list[bytes] = field(default_factory=list)
+    passwords: list[str] = field(default_factory=list)
 
     def text(self, purpose: str) -> str:
         value = f"CANARY-{purpose}-{random_source.token_hex(12)}"
@@ -63,6 +67,11 @@ class Canaries:
         value = b"\x00\xffCANARY" + os.urandom(20)
         self.binaries.append(value)
         return value
+
+    def password(self, password: str) -> None:
+        """A generated password: scanned for like any text canary."""
+        self.passwords.append(password)
+        self.texts.append(password)
 
     def raw_forms(self) -> list[bytes]:
         forms = []
@@ -285,6 +294,12 @@ def refuse_values(
     caller.ok("RestoreSecret", {"SecretId": BINARY_SECRET_NAME})
 
 
+def generate_passwords(caller: CanaryCaller, canaries: Canaries) -> None:
+    """GetRandomPassword's answers, with every character type and with the space."""
+    for members in ({}, {"PasswordLength": 64, "IncludeSpace": True, "ExcludeCharacters": "x"}):
+        canaries.password(caller.ok("GetRandomPassword", members)["RandomPassword"])
+
+
 def read_everything_back(caller: CanaryCaller, arns: list[str]) -> None:
     """Every read there is: the values come back from GetSecretValue only."""
     for arn in arns:
@@ -308,6 +323,7 @@ def canary_run(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> Iterator[Can
     try:
         caller = CanaryCaller(SecretsManagerApi(secrets), run)
         arns = put_values_through_every_path(caller, run.canaries)
+        generate_passwords(caller, run.canaries)
         read_everything_back(caller, arns)
         for arn in arns:
             secrets.take_snapshot(secret_id_for_arn(arn))
@@ -338,9 +354,20 @@ def test_get_secret_value_returns_every_canary(canary_run: CanaryRun) -> None:
     assert hits_in_object(returned, canary_run.canaries)
 
 
+def test_get_random_password_returned_every_password(canary_run: CanaryRun) -> None:
+    """The control for passwords: they are in the answers the scan excludes."""
+    returned = [
+        answer["RandomPassword"]
+        for operation, answer in canary_run.answers
+        if operation == "GetRandomPassword"
+    ]
+    assert returned == canary_run.canaries.passwords and len(returned) == 2
+    assert hits_in_object(returned, canary_run.canaries)
+
+
 def test_no_answer_but_get_secret_value_holds_a_value(canary_run: CanaryRun) -> None:
     for operation, answer in canary_run.answers:
-        if operation != "GetSecretValue":
+        if operation not in ("GetSecretValue", "GetRandomPassword"):
             assert hits_in_object(answer, canary_run.canaries) == [], operation
 
 

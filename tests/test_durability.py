@@ -64,16 +64,18 @@ def value_for(token: str) -> dict[str, Any]:
 def ledger_state(api: SecretsManagerApi, secret_ids: Sequence[str]) -> Any:
     """Everything a client can see of some secrets, as JSON-compatible data."""
     state = {}
+    listing = {"IncludeDeprecated": True}
     for secret_id in secret_ids:
-        description = api.call("DescribeSecret", {"SecretId": secret_id})
-        versions = api.call(
-            "ListSecretVersionIds", {"SecretId": secret_id, "IncludeDeprecated": True}
-        )["Versions"]
         values = {}
-        if "DeletedDate" not in description:
-            for version in versions:
+        if "DeletedDate" not in api.call("DescribeSecret", {"SecretId": secret_id}):
+            for version in api.call("ListSecretVersionIds", {"SecretId": secret_id, **listing})[
+                "Versions"
+            ]:
                 request = {"SecretId": secret_id, "VersionId": version["VersionId"]}
                 values[version["VersionId"]] = api.call("GetSecretValue", request)
+        # Described and listed after the reads, which set LastAccessedDate (LA-2).
+        description = api.call("DescribeSecret", {"SecretId": secret_id})
+        versions = api.call("ListSecretVersionIds", {"SecretId": secret_id, **listing})["Versions"]
         state[secret_id] = {"describe": description, "versions": versions, "values": values}
     return json.loads(json.dumps(to_jsonable(state), sort_keys=True))
 

@@ -19,7 +19,7 @@ from ledger_helpers import (
     token,
 )
 
-from ledger.domain import ApiCall
+from ledger.domain import ApiCall, Secret
 
 NAME = "team/app/db"
 VALUE_MESSAGE_PREFIX = "Secrets Manager can't find the specified secret value for"
@@ -182,16 +182,25 @@ def test_a_secret_scheduled_for_deletion_cannot_be_read(manager: Harness, rotate
 def test_a_read_changes_no_secret_and_records_the_version_served(
     manager: Harness, rotated: str
 ) -> None:
+    """The first read of a version on a day notes its access date (LA-2); a second
+    read that day appends its record only."""
     stream_before = manager.stream_length(rotated)
     labels_before = manager.labels(NAME)
     log_before = manager.log_length()
     get(manager, VersionStage=AWSPREVIOUS)
-    [record] = manager.events_since(log_before)
+    [accessed, record] = manager.events_since(log_before)
+    assert isinstance(accessed, Secret.Accessed)
+    assert accessed.version_id == token(2)
     assert isinstance(record, ApiCall.Recorded)
     assert record.read_only
     assert record.error_code is None
     assert record.resources == [{"secret_arn": rotated, "version_id": token(2)}]
-    assert manager.stream_length(rotated) == stream_before
+    assert manager.stream_length(rotated) == stream_before + 1
+    log_before = manager.log_length()
+    get(manager, VersionStage=AWSPREVIOUS)
+    [record] = manager.events_since(log_before)
+    assert isinstance(record, ApiCall.Recorded)
+    assert manager.stream_length(rotated) == stream_before + 1
     assert manager.labels(NAME) == labels_before
 
 

@@ -126,29 +126,52 @@ def test_an_undecodable_body_of_a_real_operation_is_recorded(server: RunningServ
 
 
 @pytest.mark.parametrize(
-    "target",
+    ("target", "operation"),
     [
-        "secretsmanager.Frobnicate",
-        "secretsmanager.RotateSecret",
-        "kms.Encrypt",
-        "secretsmanager.DestroySecretVersion",  # secret-ledger's own: CLI only
-        "secretsmanager.",
-        "secretsmanager.Get Secret Value",
-        "GetSecretValue",
+        ("secretsmanager.Frobnicate", "Frobnicate"),
+        ("secretsmanager.RotateSecret", "RotateSecret"),
+        ("kms.Encrypt", ""),
+        ("secretsmanager.DestroySecretVersion", "DestroySecretVersion"),  # CLI only
+        ("secretsmanager.", ""),
+        ("secretsmanager.Get Secret Value", ""),
+        ("GetSecretValue", ""),
     ],
 )
-def test_an_unknown_target_is_an_unknown_operation(server: RunningServer, target: str) -> None:
+def test_an_unknown_target_is_an_unknown_operation_and_recorded(
+    server: RunningServer, target: str, operation: str
+) -> None:
+    """OOS-2: an authenticated caller's call is recorded whatever it names; the record
+    holds the operation (when the target names one) and no request member."""
     headers = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": target}
-    response = server.post(b"{}", headers)
+    response = server.post(b'{"SecretId": "x"}', headers)
     assert aws_error_of(response) == (400, "UnknownOperationException")
-    assert calls_with_request_id(server, response.headers["x-amzn-RequestId"]) == []
+    [call] = calls_with_request_id(server, response.headers["x-amzn-RequestId"])
+    assert (call.error_code, call.error_message) == (
+        "UnknownOperationException",
+        response.json()["Message"],
+    )
+    assert call.request["principal_arn"] == ALICE.arn
+    assert call.request["operation"] == operation
+    assert call.request["parameters"] == {}
     still_serving(server)
+
+
+def test_an_unsigned_unknown_operation_leaves_only_the_refusal_record(
+    server: RunningServer,
+) -> None:
+    response = server.post(b"{}", target_headers("Frobnicate"), principal=None)
+    assert aws_error_of(response) == (400, "MissingAuthenticationTokenException")
+    [call] = calls_with_request_id(server, response.headers["x-amzn-RequestId"])
+    assert call.error_code == "MissingAuthenticationTokenException"
+    assert call.request["principal_arn"] == ""
 
 
 def test_a_request_without_a_target_is_an_unknown_operation(server: RunningServer) -> None:
     response = server.post(b"{}", {"Content-Type": "application/x-amz-json-1.1"})
     assert aws_error_of(response) == (400, "UnknownOperationException")
     assert "X-Amz-Target" in response.json()["Message"]
+    [call] = calls_with_request_id(server, response.headers["x-amzn-RequestId"])
+    assert (call.error_code, call.request["operation"]) == ("UnknownOperationException", "")
 
 
 def test_other_methods_and_paths_are_unknown_operations(server: RunningServer) -> None:
@@ -156,6 +179,11 @@ def test_other_methods_and_paths_are_unknown_operations(server: RunningServer) -
     assert aws_error_of(unsigned) == (400, "MissingAuthenticationTokenException")
     elsewhere = server.post(b"{}", target_headers("ListSecrets"), path="/some/path")
     assert aws_error_of(elsewhere) == (400, "UnknownOperationException")
+    [call] = calls_with_request_id(server, elsewhere.headers["x-amzn-RequestId"])
+    assert (call.error_code, call.request["operation"]) == (
+        "UnknownOperationException",
+        "ListSecrets",
+    )
     still_serving(server)
 
 

@@ -245,3 +245,35 @@ def test_the_aws_cli_reports_an_expired_session_token(server: RunningServer) -> 
     assert f"(ExpiredTokenException) when calling the ListSecrets operation: {EXPIRED}" in (
         result.stderr
     )
+
+
+def test_the_aws_cli_gets_random_passwords(server: RunningServer) -> None:
+    """PW-1 to PW-6 as the AWS CLI sends them; the server log never holds a password."""
+    default = aws_json(server, "get-random-password")["RandomPassword"]
+    assert len(default) == 32
+    shaped = aws_json(
+        server,
+        "get-random-password",
+        "--password-length",
+        "64",
+        "--exclude-punctuation",
+        "--exclude-characters",
+        "abcdef",
+        "--include-space",
+        "--no-require-each-included-type",
+    )["RandomPassword"]
+    assert len(shaped) == 64
+    assert not set(shaped) & set("abcdef!#$%&")
+    too_long = aws(server, "get-random-password", "--password-length", "4097")
+    assert too_long.returncode == 255 and "ValidationException" in too_long.stderr
+    nothing_left = aws(
+        server,
+        "get-random-password",
+        "--exclude-numbers",
+        "--exclude-punctuation",
+        "--exclude-uppercase",
+        "--exclude-lowercase",
+    )
+    assert nothing_left.returncode == 255 and "InvalidParameterException" in nothing_left.stderr
+    log = server.log()
+    assert default not in log and shaped not in log

@@ -128,7 +128,8 @@ def secret_read(client: Any, arn: str) -> dict[str, Any] | None:
     assert (policy["ARN"], policy["Name"]) == (arn, described["Name"])
     return {
         "name": described["Name"],
-        "description": described.get("Description"),
+        # The provider sets a missing Description (NV-4: an empty one is omitted) as "".
+        "description": described.get("Description", ""),
         "policy": json.loads(policy["ResourcePolicy"]) if "ResourcePolicy" in policy else "",
         "tags": {tag["Key"]: tag["Value"] for tag in described.get("Tags", [])},
     }

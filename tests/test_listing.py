@@ -166,9 +166,7 @@ def test_a_tampered_next_token_is_refused(manager: Harness, five_versions: str) 
             )
 
 
-def test_a_next_token_from_another_listing_is_refused(
-    manager: Harness, five_versions: str
-) -> None:
+def test_a_next_token_from_another_listing_is_refused(manager: Harness, five_versions: str) -> None:
     other_token = token_for_other_listing(manager)
     manager.assert_refused(
         "ListSecretVersionIds",
@@ -271,9 +269,10 @@ def test_each_entry_carries_the_labelled_versions(
     entries = {entry["Name"]: entry for entry in manager.call("ListSecrets")["SecretList"]}
     prod_db = entries["prod/db"]
     assert prod_db["SecretVersionsToStages"] == {token(1): [AWSCURRENT], token(10): [AWSPENDING]}
-    assert prod_db["SecretVersionsToStages"] == manager.quietly(
-        "DescribeSecret", SecretId="prod/db"
-    )["VersionIdsToStages"]
+    assert (
+        prod_db["SecretVersionsToStages"]
+        == manager.quietly("DescribeSecret", SecretId="prod/db")["VersionIdsToStages"]
+    )
     assert prod_db["Description"] == "Orders database"
     assert prod_db["Tags"] == [{"Key": "Team", "Value": "Core"}]
     assert "VersionIdsToStages" not in prod_db
@@ -316,26 +315,43 @@ FILTER_CASES: list[tuple[str, list[dict[str, Any]], list[str]]] = [
     ("name is case-sensitive", [{"Key": "name", "Values": ["staging"]}], []),
     ("name, exact case", [{"Key": "name", "Values": ["Staging"]}], ["Staging/db"]),
     ("name is a prefix, not a substring", [{"Key": "name", "Values": ["db"]}], []),
-    ("name values are alternatives", [{"Key": "name", "Values": ["prod/a", "Stag"]}],
-     ["Staging/db", "prod/api"]),
+    (
+        "name values are alternatives",
+        [{"Key": "name", "Values": ["prod/a", "Stag"]}],
+        ["Staging/db", "prod/api"],
+    ),
     ("name negated", [{"Key": "name", "Values": ["!prod/"]}], ["Staging/db"]),
     (
-        "name negated and positive",
+        "values are alternatives, negated ones too (LF-1)",
         [{"Key": "name", "Values": ["prod/", "!prod/api"]}],
+        ["Staging/db", "prod/api", "prod/db"],
+    ),
+    (
+        "two filters of one key are combined with and",
+        [{"Key": "name", "Values": ["prod/"]}, {"Key": "name", "Values": ["!prod/api"]}],
         ["prod/db"],
     ),
-    ("description is case-insensitive", [{"Key": "description", "Values": ["orders"]}],
-     ["prod/db"]),
+    (
+        "description is case-insensitive",
+        [{"Key": "description", "Values": ["orders"]}],
+        ["prod/db"],
+    ),
     ("description, upper case", [{"Key": "description", "Values": ["PUBLIC"]}], ["prod/api"]),
-    ("description negated", [{"Key": "description", "Values": ["!orders"]}],
-     ["Staging/db", "prod/api"]),
+    (
+        "description negated",
+        [{"Key": "description", "Values": ["!orders"]}],
+        ["Staging/db", "prod/api"],
+    ),
     ("tag-key is case-sensitive", [{"Key": "tag-key", "Values": ["team"]}], ["prod/api"]),
     ("tag-key prefix", [{"Key": "tag-key", "Values": ["Te", "te"]}], ["prod/api", "prod/db"]),
     ("tag-value", [{"Key": "tag-value", "Values": ["stag"]}], ["Staging/db"]),
     ("tag-value is case-sensitive", [{"Key": "tag-value", "Values": ["core"]}], []),
     ("all, any attribute, any case", [{"Key": "all", "Values": ["DATABASE"]}], ["prod/db"]),
-    ("all matches names and tags", [{"Key": "all", "Values": ["edge", "staging"]}],
-     ["Staging/db", "prod/api"]),
+    (
+        "all matches names and tags",
+        [{"Key": "all", "Values": ["edge", "staging"]}],
+        ["Staging/db", "prod/api"],
+    ),
     (
         "filters are combined with and",
         [{"Key": "name", "Values": ["prod/"]}, {"Key": "tag-key", "Values": ["Team"]}],

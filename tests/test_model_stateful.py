@@ -84,7 +84,7 @@ TOKENS = tuple(f"00000000-0000-4000-8000-{index:012d}" for index in range(8))
 INVALID_TOKEN = "too-short-for-a-token"
 LABELS = (AWSCURRENT, AWSPREVIOUS, AWSPENDING, "blue", "green")
 BULK_LABELS = tuple(f"bulk-{index:02d}" for index in range(24))
-DESCRIPTIONS = ("first description", "second description")
+DESCRIPTIONS = ("first description", "second description", "")
 # (SecretString, SecretBinary): "alpha" as text and as bytes are different values (T6).
 VALID_VALUES: tuple[tuple[str | None, bytes | None], ...] = (
     ("alpha", None),
