@@ -110,7 +110,7 @@ def test_a_stale_reader_meets_a_purge_already_made(persistent_backend: str, tmp_
     try:
         schedule_expired_secrets(winner)
         stale = loser.stored_secret(next(iter(expired_secret_ids(loser))))
-        assert loser._is_due_for_purge(stale)
+        assert loser._is_past_recovery_window(stale)
         assert outcome_of_read(SecretsManagerApi(winner), stale.name) == "ResourceNotFoundException"
         assert loser._alive(stale) is None  # it conflicted, read again: deleted
         deletions = [
