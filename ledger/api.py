@@ -46,6 +46,7 @@ from ledger.authorization import (
     denial_message,
     stored_resource_policy,
 )
+from ledger.bounds import bounded
 from ledger.domain import ApiCall, RequestContext, Secret
 from ledger.errors import (
     AccessDeniedException,
@@ -184,10 +185,12 @@ def account_principal_arn(account_id: str) -> str:
 
 
 def audited_parameters(operation: str, request: Mapping[str, Any]) -> dict[str, Any]:
-    """Allow-listed request members, keys in lowerCamelCase, as CloudTrail logs them."""
+    """Allow-listed request members, keys in lowerCamelCase, as CloudTrail logs them;
+    bounded (rule IL-4 of docs/limits.md) before anything walks them, since a record
+    may be of a request that failed validation."""
     members = AUDITED_MEMBERS.get(operation, ())
     return {
-        lower_camel(member): lower_camel_keys(request[member])
+        lower_camel(member): lower_camel_keys(bounded(request[member]))
         for member in members
         if request.get(member) is not None
     }

@@ -48,6 +48,7 @@ from ledger.domain import (
     RUNNER_EXTERNAL,
     SERVICE_PRINCIPAL,
     VERSION_COUNT_MAX_DEFAULT,
+    ApiCall,
     RequestContext,
     SealedVersion,
     Secret,
@@ -300,6 +301,20 @@ class Secrets(Application[UUID]):
         process changed may be stale until this process writes it: hence the promise."""
         self.repository.fastforward = False
 
+    def save_call_records(self, calls: Sequence[ApiCall]) -> None:
+        """Save call records in one transaction. Unlike `save`, which collects (and so
+        drains) an aggregate's pending events before it writes, a failed attempt leaves
+        them pending: the group commit (`ledger.call_records`) saves the same records
+        again after a failure, and must not save nothing."""
+        processing_event: ProcessingEvent[UUID] = ProcessingEvent()
+        for call in calls:
+            assert call.pending_events, "a call record is saved once"
+            processing_event.events.extend(call.pending_events)
+        recordings = self._record(processing_event)
+        for call in calls:
+            call.collect_events()
+        self._notify(recordings)
+
     def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
         """Keep a copy of each saved secret and name in the cache, so the next command
         does not fold the events it has just written again. (Call records are never
@@ -410,7 +425,22 @@ class Secrets(Application[UUID]):
 
     def _alive(self, secret: Secret | None) -> Secret | None:
         """None for a deleted secret, and for one whose recovery window has passed,
-        which is purged on the way (its name is released)."""
+        which is purged on the way (its name is released).
+
+        Concurrent readers may find the window passed at once: each tries the purge,
+        one appends ``SecretDeleted``, the others conflict and read the secret again
+        (now deleted: None, as AWS answers after a deletion; or restored by a racing
+        RestoreSecret: the secret). So a read never fails for another's purge."""
+        if secret is None or secret.is_deleted:
+            return None
+        if not self._is_past_recovery_window(secret):
+            return secret
+        secret_id = secret.id
+        return self.with_retries(lambda: self._purged_or_alive(secret_id))
+
+    def _purged_or_alive(self, secret_id: UUID) -> Secret | None:
+        """The secret as stored now, purged first if its window has passed."""
+        secret = self._get_secret(secret_id)
         if secret is None or secret.is_deleted:
             return None
         if self._is_past_recovery_window(secret):

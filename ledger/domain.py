@@ -928,22 +928,7 @@ class Secret(Aggregate):
             )
         timestamp = self._event_time(now)
         context = request.to_event()
-        self.trigger_event(
-            self.VersionCreated,
-            timestamp=timestamp,
-            request=context,
-            version_id=sealed.version_id,
-            kind=sealed.kind,
-            ciphertext=sealed.ciphertext,
-            nonce=sealed.nonce,
-            fingerprint=sealed.fingerprint,
-            sealing=sealed.sealing,
-        )
-        reasons = {
-            label: reason_of_put_move(label, to_version_id, sealed.version_id, stages)
-            for label, _, to_version_id in moves_between(self.labels, after)
-        }
-        self._move_labels(after, reasons, timestamp, context)
+        self._seal_value(self.VersionCreated, sealed, stages, after, timestamp, context)
         for version_id in removals:
             self.trigger_event(
                 self.VersionRemoved,
@@ -975,8 +960,23 @@ class Secret(Aggregate):
         check_label_quota(after, self.arn)
         timestamp = self._event_time(now)
         context = request.to_event()
+        self._seal_value(self.VersionFilled, sealed, stages, after, timestamp, context)
+        self._complete_external_rotation(request, timestamp)
+        self.assert_invariants()
+
+    def _seal_value(
+        self,
+        event_class: type[Secret.VersionCreated] | type[Secret.VersionFilled],
+        sealed: SealedVersion,
+        stages: list[str] | None,
+        after: Mapping[str, str],
+        timestamp: datetime,
+        context: dict[str, Any],
+    ) -> None:
+        """A put's events: the sealed value (a new version, or a staged one filled), then
+        one ``LabelMoved`` per label the put attaches, moves or detaches (P1-P9)."""
         self.trigger_event(
-            self.VersionFilled,
+            event_class,
             timestamp=timestamp,
             request=context,
             version_id=sealed.version_id,
@@ -991,8 +991,6 @@ class Secret(Aggregate):
             for label, _, to_version_id in moves_between(self.labels, after)
         }
         self._move_labels(after, reasons, timestamp, context)
-        self._complete_external_rotation(request, timestamp)
-        self.assert_invariants()
 
     def update_stage(
         self,

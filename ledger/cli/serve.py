@@ -334,9 +334,7 @@ def serve(
             projections.stop()
         secrets.close()
 
-    recorder = CallRecorder(
-        lambda calls: secrets.save(*calls), asynchronous=call_records == "async"
-    )
+    recorder = CallRecorder(secrets.save_call_records, asynchronous=call_records == "async")
     endpoint = Endpoint(
         SecretsManagerApi(
             secrets,
