@@ -270,7 +270,7 @@ class ReportQueries:
                 (secret_key, cut),
             ).fetchall()
         ]
-        calls = list(self._calls(cursor, secret_key, arn, cut))
+        calls = list(self._calls(cursor, secret_key, arn, name, cut))
         for row in merged(events, calls):
             if isinstance(row, EventRow):
                 on_event(state, row)
@@ -282,14 +282,17 @@ class ReportQueries:
         access_findings(state)
         return secret_entry(state, name), state.findings
 
-    def _calls(self, cursor: ViewCursor, secret_key: int, arn: str, cut: int) -> Iterator[CallRow]:
-        """The secret's call records (not service events), with the version served."""
+    def _calls(
+        self, cursor: ViewCursor, secret_key: int, arn: str, name: str, cut: int
+    ) -> Iterator[CallRow]:
+        """The secret's call records (not service events), with the version served; a
+        failed call that resolved no secret counts when it named this one (RP-4)."""
         rows = cursor.execute(
             f"SELECT {RECORD_COLUMNS}, r.details FROM projection_audit_records r "
-            "WHERE r.event_time <= ? AND (r.secret_key = ? OR r.record_key IN "
-            "(SELECT x.record_key FROM projection_audit_resources x WHERE x.secret_key = ?)) "
-            "ORDER BY r.record_key",
-            (cut, secret_key, secret_key),
+            "WHERE r.event_time <= ? AND (r.secret_key = ? OR r.secret_reference IN (?, ?) "
+            "OR r.record_key IN (SELECT x.record_key FROM projection_audit_resources x "
+            "WHERE x.secret_key = ?)) ORDER BY r.record_key",
+            (cut, secret_key, name, arn, secret_key),
         ).fetchall()
         for record_key, event_time, event_name, principal_arn, error_code, blob in rows:
             position, sequence = divmod(record_key, SEQUENCES_PER_POSITION)

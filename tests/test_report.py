@@ -1,0 +1,368 @@
+"""`secretledger report` (docs/report.md, RP-1 to RP-14): a history written through the
+API with a stepping clock, read back as JSON, Markdown and HTML, every finding and
+figure asserted; the report as of an instant on a later ledger; the HTML page in
+headless Chromium (no network request, no console error, a chart and a table drawn).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from conftest import is_running_in_ci
+
+from ledger.api import Caller, SecretsManagerApi
+from ledger.application import Secrets
+from ledger.cli import main
+from ledger.domain import AWSCURRENT, AWSPENDING
+from ledger.errors import SecretsManagerError, UnrecognizedClientException
+
+START = datetime(2025, 1, 1, 9, 0, tzinfo=UTC)
+ACCOUNT = "123456789012"
+CANARY = "canary-report-4d1c"
+ALICE = Caller(principal_arn=f"arn:aws:iam::{ACCOUNT}:user/alice", access_key_id="AKIAALICE")
+ROTATOR = Caller(principal_arn=f"arn:aws:iam::{ACCOUNT}:role/rotator", access_key_id="AKIAROT")
+MALLORY = Caller(principal_arn="", access_key_id="AKIAMALLORY")
+NEWCOMER = Caller(principal_arn=f"arn:aws:iam::{ACCOUNT}:user/newcomer", access_key_id="AKIANEW")
+SINCE = "2025-03-01T00:00:00Z"
+CUT = "2025-04-01T00:00:00Z"
+
+
+def token(number: int) -> str:
+    return f"00000000-0000-0000-0000-{number:012d}"
+
+
+class Story:
+    def __init__(self, database: str, keyring: Path) -> None:
+        self.now = START
+        self.secrets = Secrets(database, keyring_path=keyring, clock=lambda: self.now)
+        self.api = SecretsManagerApi(self.secrets)
+        self.tokens = 0
+
+    def at(self, moment: datetime) -> None:
+        assert moment >= self.now
+        self.now = moment
+
+    def call(self, caller: Caller, request_id: str, operation: str, **members: Any) -> Any:
+        return self.api.call(operation, members, dataclasses.replace(caller, request_id=request_id))
+
+    def put(self, caller: Caller, request_id: str, secret: str, value: str, **members: Any) -> str:
+        self.tokens += 1
+        self.call(
+            caller,
+            request_id,
+            "PutSecretValue",
+            SecretId=secret,
+            ClientRequestToken=token(self.tokens),
+            SecretString=value,
+            **members,
+        )
+        return token(self.tokens)
+
+
+def write_history(database: str, keyring: Path, snapshot: Path) -> None:
+    """The story below; ``snapshot``: a copy of the ledger as it stood at CUT."""
+    s = Story(database, keyring)
+    for number, name in enumerate(("db", "stale", "burst", "shared"), start=100):
+        s.call(
+            ALICE,
+            f"c-{name}",
+            "CreateSecret",
+            Name=name,
+            ClientRequestToken=token(number),
+            SecretString=f"{CANARY}-{name}" if name != "shared" else f"{CANARY}-db",
+        )
+    # db: a completed rotation (Feb), then in March: a completed rotation, an abandoned
+    # one, a failed stage move, a rollback, reads of old versions and a new reader.
+    s.at(START + timedelta(days=40))
+    pending = s.put(ROTATOR, "r1-pending", "db", f"{CANARY}-r1", VersionStages=[AWSPENDING])
+    s.call(
+        ROTATOR,
+        "r1-finish",
+        "UpdateSecretVersionStage",
+        SecretId="db",
+        VersionStage=AWSCURRENT,
+        MoveToVersionId=pending,
+        RemoveFromVersionId=token(100),
+    )
+    march = datetime(2025, 3, 2, 9, 0, tzinfo=UTC)
+    s.at(march)
+    s.call(ALICE, "read-1", "GetSecretValue", SecretId="db")
+    pending2 = s.put(ROTATOR, "r2-pending", "db", f"{CANARY}-r2", VersionStages=[AWSPENDING])
+    s.call(
+        ROTATOR,
+        "r2-finish",
+        "UpdateSecretVersionStage",
+        SecretId="db",
+        VersionStage=AWSCURRENT,
+        MoveToVersionId=pending2,
+        RemoveFromVersionId=pending,
+    )
+    s.at(march + timedelta(days=1))
+    manual = s.put(ALICE, "r3-dropped", "db", f"{CANARY}-manual")
+    s.at(march + timedelta(days=2))
+    pending3 = s.put(ROTATOR, "r3-pending", "db", f"{CANARY}-r3", VersionStages=[AWSPENDING])
+    s.at(march + timedelta(days=3))
+    try:
+        s.call(
+            ROTATOR,
+            "r4-fails",
+            "UpdateSecretVersionStage",
+            SecretId="db",
+            VersionStage=AWSCURRENT,
+            MoveToVersionId=pending3,
+            RemoveFromVersionId=token(1),
+        )
+    except SecretsManagerError:
+        pass
+    s.at(march + timedelta(days=4))
+    s.call(
+        ALICE,
+        "rollback",
+        "UpdateSecretVersionStage",
+        SecretId="db",
+        VersionStage=AWSCURRENT,
+        MoveToVersionId=pending2,
+        RemoveFromVersionId=manual,
+    )
+    s.at(march + timedelta(days=5))
+    s.call(NEWCOMER, "read-old", "GetSecretValue", SecretId="db", VersionId=pending)
+    # burst: three puts five minutes apart
+    for minute in (0, 5, 10):
+        s.at(march + timedelta(days=6, minutes=minute))
+        s.put(ALICE, f"burst-{minute}", "burst", f"{CANARY}-b{minute}")
+    # denials: a refused signature on db
+    s.at(march + timedelta(days=7))
+    s.api.record_denial(
+        "GetSecretValue",
+        {"SecretId": "db"},
+        dataclasses.replace(MALLORY, request_id="denied-1"),
+        UnrecognizedClientException("The security token included in the request is invalid."),
+    )
+    with sqlite3.connect(database) as source, sqlite3.connect(snapshot) as target:
+        source.backup(target)
+    # after the cut: more of everything
+    s.at(datetime(2025, 5, 1, tzinfo=UTC))
+    s.put(ALICE, "late-put", "stale", f"{CANARY}-late")
+    s.call(NEWCOMER, "late-read", "GetSecretValue", SecretId="stale")
+    s.secrets.close()
+
+
+def run_report(database: str, *arguments: str) -> str:
+    result = CliRunner().invoke(main, ["report", "--db", database, *arguments])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@dataclass(frozen=True)
+class Written:
+    database: str
+    keyring: Path
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Written]:
+    directory = tmp_path_factory.mktemp("report")
+    database = str(directory / "ledger.db")
+    keyring = directory / "ledger.db.keyring"
+    write_history(database, keyring, directory / "at-cut.db")
+    yield Written(database, keyring)
+
+
+def report_json(written: Written, *arguments: str) -> dict[str, Any]:
+    text = run_report(written.database, "--max-age", "60d", "--since", SINCE, *arguments)
+    assert CANARY not in text, "no value in a report"
+    document: dict[str, Any] = json.loads(text)
+    return document
+
+
+EXPECTED_FINDINGS = [
+    ("value-reuse", "high", "db", None, ["c-db", "c-shared"]),
+    ("value-reuse", "high", "shared", None, ["c-db", "c-shared"]),
+    ("stale-value", "high", "stale", None, ["c-stale"]),
+    ("stale-value", "high", "shared", None, ["c-shared"]),
+    ("rotation-failed", "high", "db", ROTATOR.principal_arn, ["r4-fails"]),
+    ("rotation-abandoned", "medium", "db", ALICE.principal_arn, ["r3-dropped"]),
+    ("rolled-back", "medium", "db", ALICE.principal_arn, ["rollback"]),
+    ("access-denied", "medium", "db", "", ["denied-1"]),
+    ("read-non-current", "low", "db", NEWCOMER.principal_arn, ["read-old"]),
+    ("write-burst", "low", "burst", ALICE.principal_arn, ["burst-0", "burst-5", "burst-10"]),
+    ("first-time-reader", "info", "db", ALICE.principal_arn, ["read-1"]),
+    ("first-time-reader", "info", "db", NEWCOMER.principal_arn, ["read-old"]),
+]
+
+
+def finding_tuple(finding: dict[str, Any]) -> tuple[Any, ...]:
+    secret = finding["SecretARN"]
+    name = secret.rpartition(":")[2].rsplit("-", 1)[0] if secret.startswith("arn:") else secret
+    request_ids = [item["RequestId"] for item in finding["Evidence"]]
+    return (finding["Kind"], finding["Severity"], name, finding["Principal"], request_ids)
+
+
+def test_every_finding_with_its_evidence(written: Written) -> None:
+    document = report_json(written, "--as-of", CUT, "--keyring", str(written.keyring))
+    assert [finding_tuple(item) for item in document["Findings"]] == [
+        (kind, severity, name, principal, ids)
+        for kind, severity, name, principal, ids in EXPECTED_FINDINGS
+    ]
+    positions = [item["Position"] for f in document["Findings"] for item in f["Evidence"]]
+    assert all(isinstance(position, int) and position > 0 for position in positions)
+
+
+def test_figures_per_secret_and_in_total(written: Written) -> None:
+    document = report_json(written, "--as-of", CUT)
+    by_name = {entry["Name"]: entry for entry in document["Secrets"]}
+    db = by_name["db"]
+    assert db["Rotations"] == {"Completed": 1, "Failed": 1, "Abandoned": 1, "RolledBack": 1}
+    assert db["LastRotation"]["RequestId"] == "r2-finish"
+    assert db["LastRotation"]["Time"] == "2025-03-02T09:00:00.000000Z"
+    assert db["Current"]["VersionId"] == token(2)
+    assert db["Current"]["AgeSeconds"] == 2_559_600
+    assert db["Churn"] == {
+        "Puts": 3,
+        "WriteBursts": 0,
+        "Versions": 5,
+        "VersionCap": 100,
+        "VersionsBelowCap": 95,
+        "RemovedByRetention": 0,
+        "Destroyed": 0,
+    }
+    assert db["DeprecatedVersions"] == 2
+    assert db["Access"]["Reads"] == [
+        {"Principal": ALICE.principal_arn, "VersionId": token(1), "Count": 1},
+        {"Principal": NEWCOMER.principal_arn, "VersionId": token(1), "Count": 1},
+    ]
+    assert db["Access"]["FirstTimeReaders"] == [ALICE.principal_arn, NEWCOMER.principal_arn]
+    assert by_name["burst"]["Churn"]["WriteBursts"] == 1
+    assert by_name["stale"]["Current"]["AgeSeconds"] == 7_743_600
+    assert document["DeniedByPrincipal"] == {"": 1}
+    totals = document["Totals"]
+    assert (totals["Secrets"], totals["Puts"], totals["NonCurrentReads"]) == (4, 6, 1)
+    assert document["Integrity"] == {
+        "Intact": True,
+        "Problem": None,
+        "Keys": "no checkpoint to check",
+        "LatestCheckpoint": None,
+    }
+
+
+def test_as_of_on_a_later_ledger_equals_the_report_at_that_instant(written: Written) -> None:
+    """RP-1: the ledger went on after CUT; its copy taken at CUT gives the same bytes."""
+    at_cut = str(Path(written.database).with_name("at-cut.db"))
+    arguments = ("--since", SINCE, "--max-age", "60d", "--as-of", CUT)
+    assert run_report(written.database, *arguments) == run_report(at_cut, *arguments)
+    later = run_report(written.database, "--since", SINCE, "--as-of", "2025-06-01T00:00:00Z")
+    assert "late-read" in later and "late-read" not in run_report(at_cut, *arguments)
+
+
+def test_markdown_holds_the_findings_and_figures(written: Written) -> None:
+    text = run_report(
+        written.database, "--max-age", "60d", "--since", SINCE, "--as-of", CUT, "--format", "md"
+    )
+    assert CANARY not in text
+    assert "| rotation-failed | high |" in text
+    assert "#37 (r4-fails)" in text
+    assert "| db | 29d 15h | 29d 15h | 1/1/1/1 | 3 | 0 | 5 (100) | 0/0 | 2 | - | 1 |" in text
+    assert "| (unauthenticated) | 1 |" in text
+
+
+def test_usage_errors(written: Written) -> None:
+    result = CliRunner().invoke(main, ["report", "--db", written.database, "--max-age", "9x"])
+    assert result.exit_code == 2
+    result = CliRunner().invoke(
+        main, ["report", "--db", written.database, "--since", CUT, "--as-of", SINCE]
+    )
+    assert result.exit_code == 2
+
+
+# HTML in headless Chromium ---------------------------------------------------------
+
+
+def chromium_binary() -> str:
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if binary is None:
+        reason = "chromium is not installed (apt-get install -y chromium)"
+        if is_running_in_ci():
+            pytest.fail(f"{reason} (CI is set, so the browser test must run, not skip)")
+        pytest.skip(reason)
+    return binary
+
+
+def chromium(binary: str, profile: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """Headless, every host resolving nowhere and every request through a closed proxy."""
+    return subprocess.run(
+        [
+            binary,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            f"--user-data-dir={profile}",
+            "--proxy-server=http://127.0.0.1:9",
+            "--host-resolver-rules=MAP * ~NOTFOUND",
+            "--enable-logging=stderr",
+            "--v=1",
+            "--virtual-time-budget=5000",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-domain-reliability",
+            "--no-default-browser-check",
+            "--window-size=1200,1600",
+            *arguments,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "HOME": str(profile)},
+    )
+
+
+@pytest.mark.slow
+def test_the_html_page_renders_offline_in_chromium(written: Written, tmp_path: Path) -> None:
+    binary = chromium_binary()
+    page = tmp_path / "report.html"
+    run_report(
+        written.database,
+        "--max-age",
+        "60d",
+        "--since",
+        SINCE,
+        "--as-of",
+        CUT,
+        "--format",
+        "html",
+        "--out",
+        str(page),
+    )
+    text = page.read_text()
+    assert CANARY not in text
+    assert not re.search(r"(src|href)=\"(https?:)?//", text), "nothing fetched from elsewhere"
+    assert text.count('class="chart"') == 4, "one timeline per secret"
+    dom = chromium(binary, tmp_path / "profile-dom", "--dump-dom", page.as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert '<table id="findings">' in dom.stdout
+    assert dom.stdout.count("<tr>") == 1 + len(EXPECTED_FINDINGS) - 2 + 1 + 4 + 0, "rows"
+    screenshot = tmp_path / "shot.png"
+    shot = chromium(binary, tmp_path / "profile-shot", f"--screenshot={screenshot}", page.as_uri())
+    assert shot.returncode == 0, shot.stderr[-2000:]
+    png = screenshot.read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 20_000, "a screenshot that is not blank"
+    for log in (dom.stderr, shot.stderr):
+        assert "CONSOLE" not in log and "Uncaught" not in log, "no console message"
+        assert not re.search(r"ERR_PROXY_CONNECTION_FAILED|ERR_NAME_NOT_RESOLVED", log), (
+            "no network request"
+        )
