@@ -6,6 +6,7 @@ headless Chromium (no network request, no console error, a chart and a table dra
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -115,7 +116,7 @@ def write_history(database: str, keyring: Path, snapshot: Path) -> None:
     s.at(march + timedelta(days=2))
     pending3 = s.put(ROTATOR, "r3-pending", "db", f"{CANARY}-r3", VersionStages=[AWSPENDING])
     s.at(march + timedelta(days=3))
-    try:
+    with contextlib.suppress(SecretsManagerError):
         s.call(
             ROTATOR,
             "r4-fails",
@@ -125,8 +126,6 @@ def write_history(database: str, keyring: Path, snapshot: Path) -> None:
             MoveToVersionId=pending3,
             RemoveFromVersionId=token(1),
         )
-    except SecretsManagerError:
-        pass
     s.at(march + timedelta(days=4))
     s.call(
         ALICE,
