@@ -1,4 +1,4 @@
-"""The compliance report (rules RP-1 to RP-14 of docs/report.md): rotation hygiene,
+"""The compliance report (rules CR-1 to CR-14 of docs/report.md): rotation hygiene,
 churn and access per secret, and findings, computed from the audit projection's rows.
 
 The report is a pure function of its :class:`ReportPeriod`: the cut (``as_of``: every
@@ -32,12 +32,12 @@ from projections.base import format_instant, from_microseconds, to_microseconds
 from projections.store import ViewCursor, ViewStore
 
 REPORT_FORMAT_VERSION: Final = 1
-WRITE_BURST_GAP_SECONDS: Final = 600  # RP-6: AWS's guidance, at most one put per 10 minutes
-NEAR_VERSION_CAP_MARGIN: Final = 10  # RP-7
-MAX_AGE_SECONDS_DEFAULT: Final = 90 * 86_400  # RP-2
+WRITE_BURST_GAP_SECONDS: Final = 600  # CR-6: AWS's guidance, at most one put per 10 minutes
+NEAR_VERSION_CAP_MARGIN: Final = 10  # CR-7
+MAX_AGE_SECONDS_DEFAULT: Final = 90 * 86_400  # CR-2
 AWS_LABELS: Final = frozenset({AWSCURRENT, AWSPREVIOUS, AWSPENDING})
 READ_OPERATIONS: Final = frozenset({"GetSecretValue", "BatchGetSecretValue"})
-# RP-10: calls refused for who made them (authentication, or IAM's AccessDeniedException).
+# CR-10: calls refused for who made them (authentication, or IAM's AccessDeniedException).
 DENIAL_ERROR_CODES: Final = frozenset(
     {
         "AccessDeniedException",
@@ -48,7 +48,7 @@ DENIAL_ERROR_CODES: Final = frozenset(
         "UnrecognizedClientException",
     }
 )
-# RP-4: a rotation that failed, as the rotation service records it.
+# CR-4: a rotation that failed, as the rotation service records it.
 ROTATION_FAILED_EVENTS: Final = frozenset({"RotationFailed"})
 SEVERITIES: Final = {
     "integrity": "critical",
@@ -65,6 +65,8 @@ SEVERITIES: Final = {
     "first-time-reader": "info",
 }
 FINDING_KINDS: Final = tuple(SEVERITIES)
+# CR-10: denials are grouped by principal, and secret ARN or the caller's reference.
+DenialKey = tuple[str, str | None, str | None]
 EVENT_COLUMNS: Final = (
     "position, event_time, event_name, version_id, label, from_version_id, to_version_id, "
     "reason, principal_arn, request_id, operation"
@@ -74,7 +76,7 @@ RECORD_COLUMNS: Final = "r.record_key, r.event_time, r.event_name, r.principal_a
 
 @dataclass(frozen=True)
 class ReportPeriod:
-    """The cut and the period of a report (RP-1); ``until`` None: up to the cut."""
+    """The cut and the period of a report (CR-1); ``until`` None: up to the cut."""
 
     as_of: datetime
     since: datetime | None = None
@@ -118,16 +120,21 @@ class Evidence:
 
 @dataclass(frozen=True)
 class Finding:
-    """One thing an auditor should look at (RP-12)."""
+    """One thing an auditor should look at (CR-12)."""
 
     kind: str
     secret_arn: str | None
     summary: str
     evidence: tuple[Evidence, ...]
     principal: str | None = None
+    secret_reference: str | None = None
 
     def __post_init__(self) -> None:
         assert self.kind in SEVERITIES, f"unknown finding kind {self.kind}"
+        assert self.secret_arn is None or self.secret_arn.startswith("arn:"), "an ARN"
+        assert self.secret_arn is None or self.secret_reference is None, (
+            "a reference only for a call that resolved no secret (CR-14)"
+        )
 
     @property
     def severity(self) -> str:
@@ -138,6 +145,7 @@ class Finding:
             "Kind": self.kind,
             "Severity": self.severity,
             "SecretARN": self.secret_arn,
+            "SecretReference": self.secret_reference,
             "Principal": self.principal,
             "Summary": self.summary,
             "Evidence": [evidence.to_json() for evidence in self.evidence],
@@ -236,7 +244,7 @@ class ReportQueries:
         }
 
     def version_evidence(self, arn: str, version_id: str) -> Evidence:
-        """Where a version was created (RP-11 cites it): one index seek."""
+        """Where a version was created (CR-11 cites it): one index seek."""
         with self.store.read() as cursor:
             row = cursor.execute(
                 "SELECT e.position, e.request_id FROM projection_audit_events e "
@@ -286,7 +294,7 @@ class ReportQueries:
         self, cursor: ViewCursor, secret_key: int, arn: str, name: str, cut: int
     ) -> Iterator[CallRow]:
         """The secret's call records (not service events), with the version served; a
-        failed call that resolved no secret counts when it named this one (RP-4)."""
+        failed call that resolved no secret counts when it named this one (CR-4)."""
         rows = cursor.execute(
             f"SELECT {RECORD_COLUMNS}, r.details FROM projection_audit_records r "
             "WHERE r.event_time <= ? AND (r.secret_key = ? OR r.secret_reference IN (?, ?) "
@@ -311,7 +319,7 @@ class ReportQueries:
             )
 
     def _denials(self, cursor: ViewCursor, period: ReportPeriod) -> list[Finding]:
-        """RP-10: refused calls in the period, one finding per principal and secret."""
+        """CR-10: refused calls in the period, one finding per principal and secret."""
         marks = ", ".join("?" for _ in DENIAL_ERROR_CODES)
         rows = cursor.execute(
             f"SELECT {RECORD_COLUMNS}, s.arn, r.secret_reference, r.details "
@@ -320,26 +328,25 @@ class ReportQueries:
             f"WHERE r.error_code IN ({marks}) AND r.event_time <= ? ORDER BY r.record_key",
             (*sorted(DENIAL_ERROR_CODES), to_microseconds(period.end)),
         ).fetchall()
-        groups: dict[tuple[str, str | None], list[Evidence]] = {}
-        codes: dict[tuple[str, str | None], set[str]] = {}
+        groups: dict[DenialKey, list[Evidence]] = {}
+        codes: dict[DenialKey, set[str]] = {}
         for record_key, event_time, _, principal, error_code, secret_arn, reference, blob in rows:
             if not period.holds(event_time):
                 continue
             details = Details(*TRANSCODER.decode(bytes(blob)))
-            key = (principal, secret_arn or reference)
+            # CR-14: a call refused before it resolved a secret names it as the caller did.
+            key = (principal, secret_arn, reference if secret_arn is None else None)
             evidence = Evidence(record_key // SEQUENCES_PER_POSITION, details.request_id)
             groups.setdefault(key, []).append(evidence)
             codes.setdefault(key, set()).add(error_code)
-        return [
-            Finding(
-                "access-denied",
-                secret,
-                f"{len(evidence)} denied calls ({', '.join(sorted(codes[(principal, secret)]))})",
-                tuple(evidence),
-                principal,
+        findings = []
+        for key, cited in groups.items():
+            principal, secret_arn, reference = key
+            summary = f"{len(cited)} denied calls ({', '.join(sorted(codes[key]))})"
+            findings.append(
+                Finding("access-denied", secret_arn, summary, tuple(cited), principal, reference)
             )
-            for (principal, secret), evidence in groups.items()
-        ]
+        return findings
 
 
 def served_version(details: Details, arn: str) -> str | None:
@@ -384,7 +391,7 @@ def on_event(state: _SecretState, row: EventRow) -> None:
 
 
 def on_label_moved(state: _SecretState, row: EventRow, in_period: bool) -> None:
-    """RP-3 to RP-5: completed rotations, rollbacks and abandoned rotations."""
+    """CR-3 to CR-5: completed rotations, rollbacks and abandoned rotations."""
     assert row.label is not None, "a label move names its label"
     previous = state.labels.get(row.label)
     if previous is not None:
@@ -425,7 +432,7 @@ def older(state: _SecretState, version_id: str, than_version_id: str) -> bool:
 
 
 def on_call(state: _SecretState, row: CallRow) -> None:
-    """RP-4 (failed stage moves), RP-8 and RP-9 (reads)."""
+    """CR-4 (failed stage moves), CR-8 and CR-9 (reads)."""
     in_period = state.period.holds(row.event_time)
     if row.error_code is not None:
         failed_move = (
@@ -470,7 +477,7 @@ def close_timeline(state: _SecretState, cut: int) -> None:
 
 
 def write_bursts(state: _SecretState) -> None:
-    """RP-6: runs of puts less than WRITE_BURST_GAP_SECONDS apart."""
+    """CR-6: runs of puts less than WRITE_BURST_GAP_SECONDS apart."""
     gap = WRITE_BURST_GAP_SECONDS * 1_000_000
     run: list[EventRow] = []
     for put in [*state.puts, None]:
@@ -485,7 +492,7 @@ def write_bursts(state: _SecretState) -> None:
 
 
 def stale_or_near_cap(state: _SecretState) -> None:
-    """RP-2 and RP-7, for a secret not deleted at the cut."""
+    """CR-2 and CR-7, for a secret not deleted at the cut."""
     if state.deleted_time is not None:
         return
     current = state.versions.get(state.labels.get(AWSCURRENT, ""))
@@ -514,7 +521,7 @@ def stale_or_near_cap(state: _SecretState) -> None:
 
 
 def access_findings(state: _SecretState) -> None:
-    """RP-9: first-time readers, only when the period has a start."""
+    """CR-9: first-time readers, only when the period has a start."""
     if state.period.since is None:
         return
     for principal, row in state.first_readers.items():
@@ -535,7 +542,7 @@ def duration_text(seconds: int) -> str:
 
 
 def parse_duration(text: str) -> int:
-    """RP-2: ``90d``, ``12h``, ``15m``, ``30s`` as seconds (positive, whole units)."""
+    """CR-2: ``90d``, ``12h``, ``15m``, ``30s`` as seconds (positive, whole units)."""
     units = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
     number, unit = text[:-1], text[-1:]
     if unit not in units or not number.isdigit() or int(number) <= 0:
@@ -603,9 +610,10 @@ def secret_entry(state: _SecretState, name: str) -> dict[str, Any]:
 
 
 def finding_order(item: dict[str, Any]) -> tuple[int, int, str, str]:
-    """RP-12: by kind (FINDING_KINDS order), first position, ARN, summary."""
+    """CR-12: by kind (FINDING_KINDS order), first position, secret, summary."""
     first = item["Evidence"][0]["Position"] if item["Evidence"] else -1
-    return (FINDING_KINDS.index(item["Kind"]), first, item["SecretARN"] or "", item["Summary"])
+    secret = item["SecretARN"] or item["SecretReference"] or ""
+    return (FINDING_KINDS.index(item["Kind"]), first, secret, item["Summary"])
 
 
 def denied_by_principal(denials: Sequence[Finding]) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""`secretledger report` (docs/report.md, RP-1 to RP-14): a history written through the
+"""`secretledger report` (docs/report.md, CR-1 to CR-14): a history written through the
 API with a stepping clock, read back as JSON, Markdown and HTML, every finding and
 figure asserted; the report as of an instant on a later ledger; the HTML page in
 headless Chromium (no network request, no console error, a chart and a table drawn).
@@ -195,7 +195,7 @@ EXPECTED_FINDINGS = [
     ("rotation-failed", "high", "db", ROTATOR.principal_arn, ["r4-fails"]),
     ("rotation-abandoned", "medium", "db", ALICE.principal_arn, ["r3-dropped"]),
     ("rolled-back", "medium", "db", ALICE.principal_arn, ["rollback"]),
-    ("access-denied", "medium", "db", "", ["denied-1"]),
+    ("access-denied", "medium", "~db", "", ["denied-1"]),
     ("read-non-current", "low", "db", NEWCOMER.principal_arn, ["read-old"]),
     ("write-burst", "low", "burst", ALICE.principal_arn, ["burst-0", "burst-5", "burst-10"]),
     ("first-time-reader", "info", "db", ALICE.principal_arn, ["read-1"]),
@@ -204,8 +204,11 @@ EXPECTED_FINDINGS = [
 
 
 def finding_tuple(finding: dict[str, Any]) -> tuple[Any, ...]:
-    secret = finding["SecretARN"]
-    name = secret.rpartition(":")[2].rsplit("-", 1)[0] if secret.startswith("arn:") else secret
+    """(kind, severity, secret, principal, request ids); the secret is its name, from
+    the ARN, or the caller's words for a call that resolved none (``~`` before them)."""
+    arn, reference = finding["SecretARN"], finding["SecretReference"]
+    assert (arn is None) or (reference is None), "one or the other"
+    name = f"~{reference}" if arn is None else arn.rpartition(":")[2].rsplit("-", 1)[0]
     request_ids = [item["RequestId"] for item in finding["Evidence"]]
     return (finding["Kind"], finding["Severity"], name, finding["Principal"], request_ids)
 
@@ -258,7 +261,7 @@ def test_figures_per_secret_and_in_total(written: Written) -> None:
 
 
 def test_as_of_on_a_later_ledger_equals_the_report_at_that_instant(written: Written) -> None:
-    """RP-1: the ledger went on after CUT; its copy taken at CUT gives the same bytes."""
+    """CR-1: the ledger went on after CUT; its copy taken at CUT gives the same bytes."""
     at_cut = str(Path(written.database).with_name("at-cut.db"))
     arguments = ("--since", SINCE, "--max-age", "60d", "--as-of", CUT)
     assert run_report(written.database, *arguments) == run_report(at_cut, *arguments)

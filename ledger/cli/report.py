@@ -1,9 +1,9 @@
-"""`secretledger report`: the compliance report (docs/report.md, RP-1 to RP-14) as JSON,
+"""`secretledger report`: the compliance report (docs/report.md, CR-1 to CR-14) as JSON,
 Markdown or one self-contained HTML page.
 
 The read side computes the report (:mod:`projections.report`); this face composes in
-what needs keys: value reuse (RP-11, with ``--keyring``) and the ledger's integrity
-(RP-13: ``verify`` and the latest signed checkpoint at or before the cut). matplotlib
+what needs keys: value reuse (CR-11, with ``--keyring``) and the ledger's integrity
+(CR-13: ``verify`` and the latest signed checkpoint at or before the cut). matplotlib
 is imported only for ``--format html``.
 """
 
@@ -157,7 +157,7 @@ def report(
         out.write_text(text, encoding="utf-8")
 
 
-# Composed in: integrity (RP-13) and value reuse (RP-11) -----------------------------
+# Composed in: integrity (CR-13) and value reuse (CR-11) -----------------------------
 
 
 def integrity(
@@ -185,7 +185,7 @@ def latest_checkpoint(store: CheckpointStore, as_of: datetime.datetime) -> dict[
         try:
             checkpoint = parse_checkpoint_line(stored.line)
         except CheckpointError:
-            continue  # verify reports it (RP-13)
+            continue  # verify reports it (CR-13)
         if checkpoint.time <= as_of:
             latest = {
                 "Sequence": stored.sequence,
@@ -221,7 +221,7 @@ def integrity_findings(verification: Verification) -> list[Finding]:
 
 
 def value_reuse(settings: LedgerSettings) -> ValueReuse:
-    """RP-11: compared in memory with the keyring; names and version ids only."""
+    """CR-11: compared in memory with the keyring; names and version ids only."""
     secrets = open_secrets(settings)
     try:
         return find_value_reuse(secrets, list(secrets.secret_ids()))
@@ -282,7 +282,7 @@ def finding_cells(finding: dict[str, Any]) -> list[str]:
     return [
         finding["Kind"],
         finding["Severity"],
-        finding["SecretARN"] or "-",
+        finding["SecretARN"] or finding["SecretReference"] or "-",
         finding["Principal"] or "-",
         finding["Summary"],
         evidence_text(finding),
