@@ -48,8 +48,6 @@ DENIAL_ERROR_CODES: Final = frozenset(
         "UnrecognizedClientException",
     }
 )
-# CR-4: a rotation that failed, as the rotation service records it.
-ROTATION_FAILED_EVENTS: Final = frozenset({"RotationFailed"})
 SEVERITIES: Final = {
     "integrity": "critical",
     "value-reuse": "high",
@@ -243,16 +241,19 @@ class ReportQueries:
             "Findings": sorted((finding.to_json() for finding in findings), key=finding_order),
         }
 
-    def version_evidence(self, arn: str, version_id: str) -> Evidence:
-        """Where a version was created (CR-11 cites it): one index seek."""
+    def version_evidence(self, arn: str, version_id: str, as_of: datetime) -> Evidence | None:
+        """Where a version was created (CR-11 cites it), None when that was after the
+        cut: one index seek."""
         with self.store.read() as cursor:
             row = cursor.execute(
-                "SELECT e.position, e.request_id FROM projection_audit_events e "
+                "SELECT e.position, e.request_id, e.event_time FROM projection_audit_events e "
                 "JOIN projection_audit_secrets s ON s.secret_key = e.secret_key "
                 "WHERE s.arn = ? AND e.event_name = 'VersionCreated' AND e.version_id = ?",
                 (arn, version_id),
             ).fetchone()
         assert row is not None, "a live version's creation is in the log"
+        if int(row[2]) > to_microseconds(as_of):
+            return None
         return Evidence(int(row[0]), str(row[1]))
 
     def _secrets(self, cursor: ViewCursor, cut: int) -> list[tuple[int, str, str]]:
@@ -385,9 +386,6 @@ def on_event(state: _SecretState, row: EventRow) -> None:
         on_label_moved(state, row, in_period)
     elif row.event_name == "SecretDeleted":
         state.deleted_time = row.event_time
-    elif row.event_name in ROTATION_FAILED_EVENTS and in_period:
-        state.counts["RotationsFailed"] += 1
-        state.find("rotation-failed", "the rotation failed", row)
 
 
 def on_label_moved(state: _SecretState, row: EventRow, in_period: bool) -> None:

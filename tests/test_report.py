@@ -155,6 +155,7 @@ def write_history(database: str, keyring: Path, snapshot: Path) -> None:
     # after the cut: more of everything
     s.at(datetime(2025, 5, 1, tzinfo=UTC))
     s.put(ALICE, "late-put", "stale", f"{CANARY}-late")
+    s.put(ALICE, "late-reuse", "burst", f"{CANARY}-late")
     s.call(NEWCOMER, "late-read", "GetSecretValue", SecretId="stale")
     s.secrets.close()
 
@@ -221,6 +222,22 @@ def test_every_finding_with_its_evidence(written: Written) -> None:
     ]
     positions = [item["Position"] for f in document["Findings"] for item in f["Evidence"]]
     assert all(isinstance(position, int) and position > 0 for position in positions)
+    assert [len(shared["Versions"]) for shared in document["ValueReuse"]["SharedValues"]] == [2]
+
+
+def test_value_reuse_counts_versions_created_by_the_cut(written: Written) -> None:
+    """CR-11: a value shared only after the cut is not in the report as of the cut
+    (above), and is in a later one."""
+    document = report_json(
+        written, "--as-of", "2025-06-01T00:00:00Z", "--keyring", str(written.keyring)
+    )
+    reuse = [finding_tuple(item) for item in document["Findings"] if item["Kind"] == "value-reuse"]
+    assert reuse == [
+        ("value-reuse", "high", "db", None, ["c-db", "c-shared"]),
+        ("value-reuse", "high", "shared", None, ["c-db", "c-shared"]),
+        ("value-reuse", "high", "burst", None, ["late-reuse", "late-put"]),
+        ("value-reuse", "high", "stale", None, ["late-reuse", "late-put"]),
+    ]
 
 
 def test_figures_per_secret_and_in_total(written: Written) -> None:

@@ -44,7 +44,7 @@ from ledger.cli.evidence import (
 )
 from ledger.cli.projections import caught_up, time_option
 from ledger.evidence import CheckpointStore, Verification
-from ledger.value_reuse import ValueReuse, find_value_reuse
+from ledger.value_reuse import SharedValue, ValueReuse, find_value_reuse
 from projections.base import format_instant
 from projections.report import (
     MAX_AGE_SECONDS_DEFAULT,
@@ -142,13 +142,16 @@ def report(
     with caught_up(database) as model:
         queries = ReportQueries(model.store)
         document = queries.report(period)
-        findings = [] if reuse is None else reuse_findings(queries, reuse)
+        shared, findings = ([], []) if reuse is None else reuse_at_cut(queries, reuse, period)
     document["Integrity"], integrity_problems = integrity(
         database, period.as_of, checkpoints_path, public_key_path, signing_key_path
     )
     findings += integrity_problems
     if reuse is not None:
-        document["ValueReuse"] = reuse.to_json()
+        document["ValueReuse"] = {
+            **reuse.to_json(),
+            "SharedValues": [value.to_json() for value in shared],
+        }
     add_findings(document, findings)
     text = render(document, output_format)
     if out is None:
@@ -229,18 +232,28 @@ def value_reuse(settings: LedgerSettings) -> ValueReuse:
         secrets.close()
 
 
-def reuse_findings(queries: ReportQueries, outcome: ValueReuse) -> list[Finding]:
-    """One finding per secret of each shared value, citing each version's creation."""
-    findings = []
+def reuse_at_cut(
+    queries: ReportQueries, outcome: ValueReuse, period: ReportPeriod
+) -> tuple[list[SharedValue], list[Finding]]:
+    """CR-11: the shared values among versions created at or before the cut, and one
+    finding per secret of each, citing each version's creation."""
+    kept, findings = [], []
     for shared in outcome.shared:
-        evidence = tuple(
-            queries.version_evidence(version.arn, version.version_id) for version in shared.versions
-        )
-        scope = "across secrets" if shared.across_secrets else "within one secret"
-        names = ", ".join(f"{version.name}:{version.version_id}" for version in shared.versions)
-        for arn in sorted({version.arn for version in shared.versions}):
+        cited = [
+            (version, queries.version_evidence(version.arn, version.version_id, period.as_of))
+            for version in shared.versions
+        ]
+        held = [(version, evidence) for version, evidence in cited if evidence is not None]
+        if len(held) < 2:
+            continue
+        value = SharedValue(tuple(version for version, _ in held))
+        evidence = tuple(evidence for _, evidence in held)
+        scope = "across secrets" if value.across_secrets else "within one secret"
+        names = ", ".join(f"{version.name}:{version.version_id}" for version in value.versions)
+        kept.append(value)
+        for arn in sorted({version.arn for version in value.versions}):
             findings.append(Finding("value-reuse", arn, f"one value {scope}: {names}", evidence))
-    return findings
+    return kept, findings
 
 
 # Rendering ---------------------------------------------------------------------------
