@@ -14,7 +14,7 @@ and the ledger's integrity are composed in by the CLI (``ledger/cli/report.py``)
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -220,23 +220,27 @@ class ReportQueries:
     def __init__(self, store: ViewStore) -> None:
         self.store = store
 
-    def report(self, period: ReportPeriod) -> dict[str, Any]:
-        """The report as JSON (docs/report.md), without value reuse and integrity."""
+    def report(
+        self, period: ReportPeriod, on_secret: Callable[[dict[str, Any]], None]
+    ) -> dict[str, Any]:
+        """The report as JSON (docs/report.md) without its secrets, value reuse and
+        integrity. Each secret's entry goes to ``on_secret`` as it is made, in creation
+        order, and is not kept: memory holds one secret's history and the findings."""
         cut = to_microseconds(period.as_of)
-        secrets: list[dict[str, Any]] = []
+        totals = Totals()
         findings: list[Finding] = []
         with self.store.read() as cursor:
             for secret_key, arn, name in self._secrets(cursor, cut):
                 entry, found = self._secret(cursor, secret_key, arn, name, period)
-                secrets.append(entry)
+                totals.add(entry)
+                on_secret(entry)
                 findings += found
             denials = self._denials(cursor, period)
         findings += denials
         return {
             "ReportFormatVersion": REPORT_FORMAT_VERSION,
             "Period": period.to_json(),
-            "Totals": totals(secrets, findings),
-            "Secrets": secrets,
+            "Totals": totals.to_json(findings),
             "DeniedByPrincipal": denied_by_principal(denials),
             "Findings": sorted((finding.to_json() for finding in findings), key=finding_order),
         }
@@ -621,26 +625,41 @@ def denied_by_principal(denials: Sequence[Finding]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def totals(secrets: Sequence[dict[str, Any]], findings: Sequence[Finding]) -> dict[str, Any]:
-    def summed(section: str, key: str) -> int:
-        return sum(int(entry[section][key]) for entry in secrets)
+# Totals' figures summed from each secret's entry: (total, section, figure).
+SUMMED_FIGURES: Final = (
+    ("RotationsCompleted", "Rotations", "Completed"),
+    ("RotationsFailed", "Rotations", "Failed"),
+    ("RotationsAbandoned", "Rotations", "Abandoned"),
+    ("RolledBack", "Rotations", "RolledBack"),
+    ("Puts", "Churn", "Puts"),
+    ("WriteBursts", "Churn", "WriteBursts"),
+    ("RemovedByRetention", "Churn", "RemovedByRetention"),
+    ("Destroyed", "Churn", "Destroyed"),
+    ("NonCurrentReads", "Access", "NonCurrentReads"),
+)
 
-    kinds = Counter(finding.kind for finding in findings)
-    return {
-        "Secrets": len(secrets),
-        "DeletedSecrets": sum(1 for entry in secrets if entry["Deleted"]),
-        "RotationsCompleted": summed("Rotations", "Completed"),
-        "RotationsFailed": summed("Rotations", "Failed"),
-        "RotationsAbandoned": summed("Rotations", "Abandoned"),
-        "RolledBack": summed("Rotations", "RolledBack"),
-        "Puts": summed("Churn", "Puts"),
-        "WriteBursts": summed("Churn", "WriteBursts"),
-        "RemovedByRetention": summed("Churn", "RemovedByRetention"),
-        "Destroyed": summed("Churn", "Destroyed"),
-        "DeprecatedVersions": sum(int(entry["DeprecatedVersions"]) for entry in secrets),
-        "NonCurrentReads": summed("Access", "NonCurrentReads"),
-        "FindingsByKind": {kind: kinds[kind] for kind in FINDING_KINDS if kinds[kind]},
-    }
+
+@dataclass
+class Totals:
+    """The report's totals, summed as secrets' entries are made."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def add(self, entry: dict[str, Any]) -> None:
+        self.counts["Secrets"] += 1
+        self.counts["DeletedSecrets"] += int(entry["Deleted"])
+        self.counts["DeprecatedVersions"] += int(entry["DeprecatedVersions"])
+        for total, section, figure in SUMMED_FIGURES:
+            self.counts[total] += int(entry[section][figure])
+
+    def to_json(self, findings: Sequence[Finding]) -> dict[str, Any]:
+        kinds = Counter(finding.kind for finding in findings)
+        names = ("Secrets", "DeletedSecrets", *(total for total, _, _ in SUMMED_FIGURES))
+        return {
+            **{name: self.counts[name] for name in names},
+            "DeprecatedVersions": self.counts["DeprecatedVersions"],
+            "FindingsByKind": {kind: kinds[kind] for kind in FINDING_KINDS if kinds[kind]},
+        }
 
 
 def add_findings(report: dict[str, Any], findings: Sequence[Finding]) -> None:

@@ -14,9 +14,13 @@ import datetime
 import html
 import io
 import json
-from collections.abc import Sequence
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final
+from typing import IO, Any, Final
 
 import click
 
@@ -134,33 +138,110 @@ def report(
         )
     except ValueError as error:
         raise click.UsageError(str(error)) from None
-    reuse = (
-        None
-        if keyring_path is None
-        else value_reuse(LedgerSettings(database, keyring_path, region, account_id))
-    )
-    with caught_up(database) as model:
-        queries = ReportQueries(model.store)
-        document = queries.report(period)
-        shared, findings = ([], []) if reuse is None else reuse_at_cut(queries, reuse, period)
-    document["Integrity"], integrity_problems = integrity(
-        database, period.as_of, checkpoints_path, public_key_path, signing_key_path
-    )
-    findings += integrity_problems
-    if reuse is not None:
-        document["ValueReuse"] = {
-            **reuse.to_json(),
-            "SharedValues": [value.to_json() for value in shared],
-        }
-    add_findings(document, findings)
-    text = render(document, output_format)
-    if out is None:
-        click.echo(text, nl=False)
-    else:
-        out.write_text(text, encoding="utf-8")
+    # CR-13: verify walks the whole log; it runs in its own process meanwhile.
+    with (
+        integrity_process(
+            database, period.as_of, checkpoints_path, public_key_path, signing_key_path
+        ) as checking,
+        tempfile.TemporaryFile("w+", encoding="utf-8") as spool,
+    ):
+        reuse = (
+            None
+            if keyring_path is None
+            else value_reuse(LedgerSettings(database, keyring_path, region, account_id))
+        )
+        with caught_up(database) as model:
+            queries = ReportQueries(model.store)
+            document = queries.report(period, lambda entry: spool_entry(spool, entry))
+            shared, findings = ([], []) if reuse is None else reuse_at_cut(queries, reuse, period)
+        document["Integrity"] = finish_integrity(checking)
+        findings += integrity_findings(document["Integrity"])
+        if reuse is not None:
+            document["ValueReuse"] = {
+                **reuse.to_json(),
+                "SharedValues": [value.to_json() for value in shared],
+            }
+        add_findings(document, findings)
+        with click.open_file("-" if out is None else str(out), "w", encoding="utf-8") as stream:
+            render(document, lambda: spooled_entries(spool), output_format, stream)
+
+
+def spool_entry(spool: IO[str], entry: dict[str, Any]) -> None:
+    """A secret's entry kept on disk (a report holds no value) until it is rendered."""
+    spool.write(json.dumps(entry, ensure_ascii=False) + "\n")
+
+
+def spooled_entries(spool: IO[str]) -> Iterator[dict[str, Any]]:
+    spool.flush()
+    spool.seek(0)
+    for line in spool:
+        entry: dict[str, Any] = json.loads(line)
+        yield entry
 
 
 # Composed in: integrity (CR-13) and value reuse (CR-11) -----------------------------
+
+
+INTEGRITY_PROGRAM: Final = (
+    "import sys; from ledger.cli.report import integrity_main; "
+    "sys.exit(integrity_main(sys.argv[1:]))"
+)
+
+
+@contextmanager
+def integrity_process(
+    database: str,
+    as_of: datetime.datetime,
+    checkpoints_path: Path | None,
+    public_key_path: Path | None,
+    signing_key_path: Path | None,
+) -> Iterator[subprocess.Popen[str]]:
+    """``integrity`` in a fresh interpreter (not a fork: this process will hold
+    connections), beside the report's queries; its progress and errors on stderr.
+    Ended if the report fails first."""
+    paths = (checkpoints_path, public_key_path, signing_key_path)
+    arguments = [database, format_instant(as_of)]
+    arguments += ["" if path is None else str(path) for path in paths]
+    checking = subprocess.Popen(
+        [sys.executable, "-c", INTEGRITY_PROGRAM, *arguments], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        yield checking
+    finally:
+        if checking.poll() is None:
+            checking.kill()
+        checking.wait()
+        assert checking.stdout is not None
+        checking.stdout.close()
+
+
+def finish_integrity(checking: subprocess.Popen[str]) -> dict[str, Any]:
+    output, _ = checking.communicate()
+    if checking.returncode != 0:
+        raise click.ClickException("the ledger's integrity could not be checked (above)")
+    document: dict[str, Any] = json.loads(output)
+    return document
+
+
+def integrity_main(arguments: Sequence[str]) -> int:
+    """The integrity process: the Integrity section as one JSON line on stdout."""
+    database, as_of, *paths = arguments
+    checkpoints_path, public_key_path, signing_key_path = (
+        Path(path) if path else None for path in paths
+    )
+    try:
+        document = integrity(
+            database,
+            datetime.datetime.fromisoformat(as_of),
+            checkpoints_path,
+            public_key_path,
+            signing_key_path,
+        )
+    except click.ClickException as error:
+        error.show()
+        return 1
+    print(json.dumps(document))
+    return 0
 
 
 def integrity(
@@ -169,7 +250,7 @@ def integrity(
     checkpoints_path: Path | None,
     public_key_path: Path | None,
     signing_key_path: Path | None,
-) -> tuple[dict[str, Any], list[Finding]]:
+) -> dict[str, Any]:
     path = default_checkpoints_path(database, checkpoints_path)
     checkpoint_file = open_checkpoint_file(path, required=checkpoints_path is not None)
     with opened_log(database) as store:
@@ -178,7 +259,7 @@ def integrity(
         )
         verification = run_verification(store, keys, checkpoint_file)
         latest = latest_checkpoint(store, as_of)
-    return integrity_json(verification, keys, latest), integrity_findings(verification)
+    return integrity_json(verification, keys, latest)
 
 
 def latest_checkpoint(store: CheckpointStore, as_of: datetime.datetime) -> dict[str, Any] | None:
@@ -212,14 +293,13 @@ def integrity_json(
     }
 
 
-def integrity_findings(verification: Verification) -> list[Finding]:
-    problem = verification.problem
+def integrity_findings(integrity_document: dict[str, Any]) -> list[Finding]:
+    problem = integrity_document["Problem"]
     if problem is None:
         return []
-    document = problem.to_json()
-    position = document.get("position")
+    position = problem.get("position")
     evidence = (Evidence(int(position), ""),) if isinstance(position, int) else ()
-    summary = f"verify: {document.get('problem', 'not intact')}"
+    summary = f"verify: {problem.get('problem', 'not intact')}"
     return [Finding("integrity", None, summary, evidence)]
 
 
@@ -259,13 +339,30 @@ def reuse_at_cut(
 # Rendering ---------------------------------------------------------------------------
 
 
-def render(document: dict[str, Any], output_format: str) -> str:
+Entries = Callable[[], Iterator[dict[str, Any]]]
+
+
+def render(document: dict[str, Any], entries: Entries, output_format: str, out: IO[str]) -> None:
+    """``entries()``: the secrets' entries, from the start, each time it is called."""
     if output_format == "json":
-        return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
-    if output_format == "md":
-        return markdown(document)
-    assert output_format == "html", output_format
-    return html_page(document)
+        write_json(document, entries(), out)
+    elif output_format == "md":
+        write_markdown(document, entries(), out)
+    else:
+        assert output_format == "html", output_format
+        write_html(document, entries, out)
+
+
+def write_json(document: dict[str, Any], entries: Iterator[dict[str, Any]], out: IO[str]) -> None:
+    """The document indented, its ``Secrets`` last, one secret per line."""
+    head = json.dumps(document, indent=2, ensure_ascii=False)
+    assert head.endswith("\n}"), "an object"
+    out.write(head[: -len("\n}")] + ',\n  "Secrets": [')
+    separator = "\n    "
+    for entry in entries:
+        out.write(separator + json.dumps(entry, ensure_ascii=False))
+        separator = ",\n    "
+    out.write("\n  ]\n}\n" if separator != "\n    " else "]\n}\n")
 
 
 FINDING_HEADER: Final = ("Kind", "Severity", "Secret", "Principal", "Summary", "Evidence")
@@ -328,11 +425,12 @@ def secret_cells(entry: dict[str, Any]) -> list[str]:
     ]
 
 
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+def markdown_row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
-    return [line(header), line(["---"] * len(header)), *(line(row) for row in rows)]
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    return [markdown_row(header), markdown_row(["---"] * len(header)), *map(markdown_row, rows)]
 
 
 def header_lines(document: dict[str, Any]) -> list[tuple[str, str]]:
@@ -359,58 +457,66 @@ def header_lines(document: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
-def markdown(document: dict[str, Any]) -> str:
+def write_markdown(
+    document: dict[str, Any], entries: Iterator[dict[str, Any]], out: IO[str]
+) -> None:
     lines = ["# Secret ledger compliance report", ""]
     lines += [f"- **{name}**: {value}" for name, value in header_lines(document)]
     lines += ["", "## Findings", ""]
     lines += markdown_table(FINDING_HEADER, [finding_cells(item) for item in document["Findings"]])
     lines += ["", "## Secrets", ""]
-    lines += markdown_table(SECRET_HEADER, [secret_cells(entry) for entry in document["Secrets"]])
+    lines += markdown_table(SECRET_HEADER, [])
+    out.write("\n".join(lines) + "\n")
+    for entry in entries:
+        out.write(markdown_row(secret_cells(entry)) + "\n")
     denied = document["DeniedByPrincipal"]
-    lines += ["", "## Denied calls by principal", ""]
+    lines = ["", "## Denied calls by principal", ""]
     lines += markdown_table(
         ("Principal", "Denied calls"),
         [(principal or "(unauthenticated)", str(count)) for principal, count in denied.items()],
     )
-    return "\n".join(lines) + "\n"
+    out.write("\n".join(lines) + "\n")
 
 
-def html_table(header: Sequence[str], rows: Sequence[Sequence[str]], css_id: str) -> str:
+def html_row(cells: Sequence[str]) -> str:
+    return "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells) + "</tr>"
+
+
+def html_table_start(header: Sequence[str], css_id: str) -> str:
     head = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows
+    return f'<table id="{css_id}"><thead><tr>{head}</tr></thead><tbody>'
+
+
+def write_html(document: dict[str, Any], entries: Entries, out: IO[str]) -> None:
+    out.write(
+        "".join(
+            [
+                "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>",
+                "<title>Secret ledger compliance report</title>",
+                f"<style>{HTML_STYLE}</style></head><body>",
+                "<h1>Secret ledger compliance report</h1><ul>",
+                *(
+                    f"<li><b>{html.escape(name)}</b>: {html.escape(value)}</li>"
+                    for name, value in header_lines(document)
+                ),
+                "</ul><h2>Findings</h2>",
+                html_table_start(FINDING_HEADER, "findings"),
+                *(html_row(finding_cells(item)) for item in document["Findings"]),
+                "</tbody></table><h2>Secrets</h2>",
+                html_table_start(SECRET_HEADER, "secrets"),
+            ]
+        )
     )
-    return f'<table id="{css_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
-def html_page(document: dict[str, Any]) -> str:
-    parts = [
-        "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>",
-        "<title>Secret ledger compliance report</title>",
-        f"<style>{HTML_STYLE}</style></head><body>",
-        "<h1>Secret ledger compliance report</h1><ul>",
-        *(
-            f"<li><b>{html.escape(name)}</b>: {html.escape(value)}</li>"
-            for name, value in header_lines(document)
-        ),
-        "</ul><h2>Findings</h2>",
-        html_table(
-            FINDING_HEADER, [finding_cells(item) for item in document["Findings"]], "findings"
-        ),
-        "<h2>Secrets</h2>",
-        html_table(
-            SECRET_HEADER, [secret_cells(entry) for entry in document["Secrets"]], "secrets"
-        ),
-        "<h2>Label timelines</h2>",
-    ]
-    for entry in document["Secrets"]:
+    for entry in entries():
+        out.write(html_row(secret_cells(entry)))
+    out.write("</tbody></table><h2>Label timelines</h2>")
+    for entry in entries():
         if entry["LabelTimeline"]:
-            parts.append(
+            out.write(
                 f'<figure class="timeline"><figcaption>{html.escape(entry["ARN"])}'
                 f"</figcaption>{timeline_chart(entry['LabelTimeline'])}</figure>"
             )
-    parts.append("</body></html>\n")
-    return "".join(parts)
+    out.write("</body></html>\n")
 
 
 def timeline_chart(bars: Sequence[dict[str, Any]]) -> str:
