@@ -17,13 +17,13 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any, Final
 
 from ledger.domain import (
     AWSCURRENT,
     AWSPENDING,
     AWSPREVIOUS,
-    PENDING_DROPPED,
     REMOVED_BY_RETENTION,
     VERSION_COUNT_MAX_DEFAULT,
 )
@@ -34,6 +34,7 @@ from projections.store import ViewCursor, ViewStore
 REPORT_FORMAT_VERSION: Final = 1
 WRITE_BURST_GAP_SECONDS: Final = 600  # CR-6: AWS's guidance, at most one put per 10 minutes
 NEAR_VERSION_CAP_MARGIN: Final = 10  # CR-7
+PENDING_LEFT_BEHIND_SECONDS: Final = 86_400  # CR-5: the longest rotation window
 MAX_AGE_SECONDS_DEFAULT: Final = 90 * 86_400  # CR-2
 AWS_LABELS: Final = frozenset({AWSCURRENT, AWSPREVIOUS, AWSPENDING})
 READ_OPERATIONS: Final = frozenset({"GetSecretValue", "BatchGetSecretValue"})
@@ -92,9 +93,15 @@ class ReportPeriod:
     def end(self) -> datetime:
         return self.as_of if self.until is None else min(self.until, self.as_of)
 
+    @cached_property
+    def _bounds(self) -> tuple[int, int]:
+        """The period in microseconds (asked once per row)."""
+        start = -1 if self.since is None else to_microseconds(self.since)
+        return start, to_microseconds(self.end)
+
     def holds(self, event_time: int) -> bool:
-        start = None if self.since is None else to_microseconds(self.since)
-        return (start is None or event_time >= start) and event_time <= to_microseconds(self.end)
+        start, end = self._bounds
+        return start <= event_time <= end
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -203,6 +210,8 @@ class _SecretState:
     puts: list[EventRow] = field(default_factory=list)
     last_rotation: EventRow | None = None
     deleted_time: int | None = None
+    ever_current: set[str] = field(default_factory=set)
+    pending_staged: EventRow | None = None
     readers_before: set[str] = field(default_factory=set)
     reads: Counter[tuple[str, str]] = field(default_factory=Counter)
     first_readers: dict[str, CallRow] = field(default_factory=dict)
@@ -290,6 +299,7 @@ class ReportQueries:
             else:
                 on_call(state, row)
         close_timeline(state, cut)
+        pending_left_behind(state, cut)
         write_bursts(state)
         stale_or_near_cap(state)
         access_findings(state)
@@ -412,15 +422,39 @@ def on_label_moved(state: _SecretState, row: EventRow, in_period: bool) -> None:
                 f"AWSCURRENT moved back from {previous} to {row.to_version_id}",
                 row,
             )
-    if row.reason == PENDING_DROPPED and in_period:
-        state.counts["RotationsAbandoned"] += 1
-        state.find("rotation-abandoned", f"AWSPENDING dropped from {previous}", row)
+    if row.label == AWSCURRENT and row.to_version_id is not None:
+        state.ever_current.add(row.to_version_id)
+    if row.label == AWSPENDING and previous is not None and previous not in state.ever_current:
+        # CR-5: AWSPENDING taken off a version that never became AWSCURRENT.
+        staged = state.pending_staged
+        assert staged is not None, "a version holding AWSPENDING was staged"
+        if state.period.holds(staged.event_time):
+            state.counts["RotationsAbandoned"] += 1
+            state.find("rotation-abandoned", f"AWSPENDING dropped from {previous}", staged, row)
     if row.to_version_id is None:
         state.labels.pop(row.label, None)
         state.label_since.pop(row.label, None)
     else:
         state.labels[row.label] = row.to_version_id
         state.label_since[row.label] = row.event_time
+    if row.label == AWSPENDING:
+        state.pending_staged = None if row.to_version_id is None else row
+
+
+def pending_left_behind(state: _SecretState, cut: int) -> None:
+    """CR-5: AWSPENDING still on a version that never became AWSCURRENT, staged in
+    the period and longer than a rotation window before the cut."""
+    staged = state.pending_staged
+    if staged is None or staged.to_version_id in state.ever_current:
+        return
+    waited_seconds = (cut - staged.event_time) // 1_000_000
+    if state.period.holds(staged.event_time) and waited_seconds > PENDING_LEFT_BEHIND_SECONDS:
+        state.counts["RotationsAbandoned"] += 1
+        state.find(
+            "rotation-abandoned",
+            f"AWSPENDING left on {staged.to_version_id} for {duration_text(waited_seconds)}",
+            staged,
+        )
 
 
 def older(state: _SecretState, version_id: str, than_version_id: str) -> bool:

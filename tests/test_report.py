@@ -156,6 +156,7 @@ def write_history(database: str, keyring: Path, snapshot: Path) -> None:
     s.at(datetime(2025, 5, 1, tzinfo=UTC))
     s.put(ALICE, "late-put", "stale", f"{CANARY}-late")
     s.put(ALICE, "late-reuse", "burst", f"{CANARY}-late")
+    s.put(ROTATOR, "late-restage", "db", f"{CANARY}-r5", VersionStages=[AWSPENDING])
     s.call(NEWCOMER, "late-read", "GetSecretValue", SecretId="stale")
     s.secrets.close()
 
@@ -194,7 +195,7 @@ EXPECTED_FINDINGS = [
     ("stale-value", "high", "stale", None, ["c-stale"]),
     ("stale-value", "high", "shared", None, ["c-shared"]),
     ("rotation-failed", "high", "db", ROTATOR.principal_arn, ["r4-fails"]),
-    ("rotation-abandoned", "medium", "db", ALICE.principal_arn, ["r3-dropped"]),
+    ("rotation-abandoned", "medium", "db", ROTATOR.principal_arn, ["r3-pending"]),
     ("rolled-back", "medium", "db", ALICE.principal_arn, ["rollback"]),
     ("access-denied", "medium", "~db", "", ["denied-1"]),
     ("read-non-current", "low", "db", NEWCOMER.principal_arn, ["read-old"]),
@@ -223,6 +224,33 @@ def test_every_finding_with_its_evidence(written: Written) -> None:
     positions = [item["Position"] for f in document["Findings"] for item in f["Evidence"]]
     assert all(isinstance(position, int) and position > 0 for position in positions)
     assert [len(shared["Versions"]) for shared in document["ValueReuse"]["SharedValues"]] == [2]
+
+
+def test_a_rotation_abandoned_by_restaging_and_one_left_behind(written: Written) -> None:
+    """CR-5: AWSPENDING moved off a version that never became AWSCURRENT (r3-pending,
+    by late-restage), and the new one still pending a month later."""
+    document = report_json(written, "--as-of", "2025-06-01T00:00:00Z")
+    abandoned = [
+        (finding_tuple(item), item["Summary"])
+        for item in document["Findings"]
+        if item["Kind"] == "rotation-abandoned"
+    ]
+    assert abandoned == [
+        (
+            (
+                "rotation-abandoned",
+                "medium",
+                "db",
+                ROTATOR.principal_arn,
+                ["r3-pending", "late-restage"],
+            ),
+            f"AWSPENDING dropped from {token(4)}",
+        ),
+        (
+            ("rotation-abandoned", "medium", "db", ROTATOR.principal_arn, ["late-restage"]),
+            f"AWSPENDING left on {token(10)} for 31d",
+        ),
+    ]
 
 
 def test_value_reuse_counts_versions_created_by_the_cut(written: Written) -> None:

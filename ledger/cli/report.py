@@ -17,7 +17,7 @@ import json
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Final
@@ -354,15 +354,25 @@ def render(document: dict[str, Any], entries: Entries, output_format: str, out: 
 
 
 def write_json(document: dict[str, Any], entries: Iterator[dict[str, Any]], out: IO[str]) -> None:
-    """The document indented, its ``Secrets`` last, one secret per line."""
-    head = json.dumps(document, indent=2, ensure_ascii=False)
-    assert head.endswith("\n}"), "an object"
-    out.write(head[: -len("\n}")] + ',\n  "Secrets": [')
-    separator = "\n    "
-    for entry in entries:
-        out.write(separator + json.dumps(entry, ensure_ascii=False))
+    """One top-level member per line, a list's items one per line, ``Secrets`` last."""
+    out.write("{")
+    separator = "\n  "
+    for key, value in [*document.items(), ("Secrets", entries)]:
+        out.write(f"{separator}{json.dumps(key)}: ")
+        separator = ",\n  "
+        if isinstance(value, list | Iterator):
+            write_json_items(value, out)
+        else:
+            out.write(json.dumps(value, ensure_ascii=False))
+    out.write("\n}\n")
+
+
+def write_json_items(items: Iterable[Any], out: IO[str]) -> None:
+    separator = "[\n    "
+    for item in items:
+        out.write(separator + json.dumps(item, ensure_ascii=False))
         separator = ",\n    "
-    out.write("\n  ]\n}\n" if separator != "\n    " else "]\n}\n")
+    out.write("[]" if separator == "[\n    " else "\n  ]")
 
 
 FINDING_HEADER: Final = ("Kind", "Severity", "Secret", "Principal", "Summary", "Evidence")
