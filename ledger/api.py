@@ -1,9 +1,11 @@
 """The Secrets Manager API over the ledger: AWS-shaped requests in, AWS-shaped responses out.
 
 `SecretsManagerApi.call(operation, request, caller)` validates the request against
-the service model, runs the command, and records every call that changed no
-secret (reads, idempotent replays, failures) as an `ApiCall` event, durably,
-before it answers. Successful mutations need no extra record: their events carry
+the service model, asks `ledger.authorization` whether the caller may make it (the
+caller's identity policy and the secret's resource policy, AZ-1 to AZ-14 in
+docs/authorization.md), runs the command, and records every call that changed no
+secret (reads, idempotent replays, failures, denials) as an `ApiCall` event,
+durably, before it answers. Successful mutations need no extra record: their events carry
 the request context. The HTTP endpoint and the CLI are thin faces over this.
 """
 
@@ -24,8 +26,21 @@ from uuid import uuid4
 
 from ledger import __version__
 from ledger.application import Outcome, Secrets, describe, require_valid_secret_id, value_from
+from ledger.arn import SecretArn
+from ledger.auth import rfc3339
+from ledger.authorization import (
+    Access,
+    Requester,
+    Target,
+    access_for,
+    accesses_for,
+    decide,
+    denial_message,
+    stored_resource_policy,
+)
 from ledger.domain import ApiCall, RequestContext, Secret
 from ledger.errors import (
+    AccessDeniedException,
     InternalServiceError,
     InvalidNextTokenException,
     InvalidParameterException,
@@ -35,6 +50,8 @@ from ledger.errors import (
     ValidationException,
 )
 from ledger.passwords import PasswordRules, random_password
+from ledger.policies import Policy
+from ledger.refusals import RefusalCount
 from ledger.validation import LOCAL_OPERATION_MEMBERS, validate_request
 
 logger = logging.getLogger(__name__)
@@ -110,6 +127,9 @@ AUDITED_MEMBERS: dict[str, tuple[str, ...]] = {
 }
 
 UNSUPPORTED_CREATE_MEMBERS = ("AddReplicaRegions", "ForceOverwriteReplicaSecret", "Type")
+# AZ-10: a secret not created yet is matched by the ARN its name will have, whatever
+# its random suffix: as AWS suggests writing it in a policy.
+ARN_SUFFIX_PATTERN = "-??????"
 
 
 @dataclass(frozen=True)
@@ -118,22 +138,32 @@ class Caller:
 
     ``request_id`` is for faces that already gave the request an id (the HTTP
     endpoint's ``x-amzn-RequestId``); without one, every call gets a fresh id, so
-    one `Caller` can make many calls."""
+    one `Caller` can make many calls. ``policy``: the principal's identity policy;
+    None makes it an administrator (AZ-3). ``os_user``: the operating-system
+    account a local face runs as, recorded beside the principal, never as it (CA-2)."""
 
     principal_arn: str
     access_key_id: str = ""
     source_ip: str = "127.0.0.1"
     user_agent: str = f"secret-ledger/{__version__}"
     request_id: str | None = None
+    policy: Policy | None = None
+    os_user: str = ""
 
 
 def unsupported_operation(operation: str) -> UnknownOperationException:
     return UnknownOperationException(f"The operation {operation!r} is not supported.")
 
 
-def local_caller(account_id: str) -> Caller:
-    """A local caller: the operating-system user, as an IAM user of the account."""
-    return Caller(principal_arn=f"arn:aws:iam::{account_id}:user/{getpass.getuser()}")
+def local_caller(principal_arn: str) -> Caller:
+    """A local caller (CLI, Python): the principal it says it acts as, an
+    administrator (AZ-3), with the operating-system user kept beside it (CA-2)."""
+    return Caller(principal_arn=principal_arn, os_user=getpass.getuser())
+
+
+def account_principal_arn(account_id: str) -> str:
+    """CA-1: the account's root, the principal of a local caller that names none."""
+    return f"arn:aws:iam::{account_id}:root"
 
 
 def audited_parameters(operation: str, request: Mapping[str, Any]) -> dict[str, Any]:
@@ -167,6 +197,10 @@ def lower_camel_keys(value: Any) -> Any:
 
 
 Handler = Callable[["SecretsManagerApi", Mapping[str, Any], RequestContext], Outcome]
+# Handlers that authorize resource by resource themselves (AZ-6: BatchGetSecretValue).
+AuthorizingHandler = Callable[
+    ["SecretsManagerApi", Mapping[str, Any], RequestContext, Caller], Outcome
+]
 
 
 class SecretsManagerApi:
@@ -184,12 +218,11 @@ class SecretsManagerApi:
         self.secrets = secrets
         self.record_calls = record_calls
         self.save_record = save_record or secrets.save
-        self.local_caller_principal_arn = local_caller(secrets.account_id).principal_arn
+        self.local_caller = local_caller(account_principal_arn(secrets.account_id))
 
     def context_for(
-        self, operation: str, request: Mapping[str, Any], caller: Caller | None
+        self, operation: str, request: Mapping[str, Any], caller: Caller
     ) -> RequestContext:
-        caller = caller or Caller(principal_arn=self.local_caller_principal_arn)
         return RequestContext(
             request_id=caller.request_id or str(uuid4()),
             principal_arn=caller.principal_arn,
@@ -200,6 +233,7 @@ class SecretsManagerApi:
             account_id=self.secrets.account_id,
             operation=operation,
             parameters=audited_parameters(operation, request),
+            os_user=caller.os_user,
         )
 
     def call(
@@ -208,20 +242,31 @@ class SecretsManagerApi:
         """Run one operation; raises a `SecretsManagerError` subclass on any failure.
 
         Every call is recorded, an unknown operation too (OOS-2): its record names
-        the operation and holds no request member."""
+        the operation and holds no request member. Without a ``caller``, the call is
+        the local administrator's (CA-1)."""
         if not isinstance(request, Mapping):
             raise ValidationException("The request body must be a JSON object.")
+        caller = caller or self.local_caller
         context = self.context_for(operation, request, caller)
         handler = HANDLERS.get(operation)
-        if handler is None:
+        authorizing_handler = AUTHORIZING_HANDLERS.get(operation)
+        if handler is None and authorizing_handler is None:
             unknown = unsupported_operation(operation)
             self._record(context, operation, [], unknown)
             raise unknown
         try:
             validate_request(operation, request)
-            outcome = handler(self, request, context)
+            target = self._target(operation, request)
+            for access in accesses_for(operation, request, self._facts(caller), target):
+                self._require(access, caller.policy, target)
+            if authorizing_handler is not None:
+                outcome = authorizing_handler(self, request, context, caller)
+            else:
+                assert handler is not None
+                outcome = handler(self, request, context)
         except SecretsManagerError as error:
-            self._record(context, operation, [], error)
+            denials = [error.denial] if isinstance(error, AccessDeniedException) else []
+            self._record(context, operation, [], error, denials=denials)
             raise
         except Exception as failure:
             log_failure("unexpected failure in", operation, context.request_id, failure)
@@ -229,8 +274,48 @@ class SecretsManagerApi:
             self._record(context, operation, [], internal)
             raise internal from None
         if not outcome.changed:
-            self._record(context, operation, outcome.resources, None)
+            self._record(context, operation, outcome.resources, None, denials=outcome.denials)
         return outcome.response
+
+    # Authorization (AZ-2 to AZ-12)
+
+    def _facts(self, caller: Caller) -> Requester:
+        return Requester(caller.principal_arn, caller.source_ip, self.secrets.now())
+
+    def _target(self, operation: str, request: Mapping[str, Any]) -> Target | None:
+        """AZ-10: the secret a request names, resolved without recording anything."""
+        prefix = SecretArn(self.secrets.region, self.secrets.account_id, "").prefix
+        if operation == "CreateSecret":
+            name = str(request["Name"])
+            return Target(arn=prefix + name + ARN_SUFFIX_PATTERN, named=name)
+        secret_id = request.get("SecretId")
+        if not isinstance(secret_id, str):
+            return None
+        return self._secret_target(secret_id, prefix)
+
+    def _secret_target(self, secret_id: str, prefix: str) -> Target:
+        secret = self.secrets.resolve(secret_id)
+        if secret is None:
+            arn = secret_id if secret_id.startswith("arn:") else prefix + secret_id
+            return Target(arn=arn, named=secret_id)
+        return Target(
+            arn=secret.arn,
+            named=secret_id,
+            tags=tuple(secret.tags),
+            resource_policy=secret.resource_policy,
+        )
+
+    def _require(
+        self, access: Access, identity_policy: Policy | None, target: Target | None
+    ) -> None:
+        """AccessDeniedException unless ``access`` is allowed (AZ-2, AZ-11): by the
+        caller's identity policy and the resource policy of the secret it names."""
+        resource_policy = None
+        if target is not None and target.resource_policy is not None:
+            resource_policy = stored_resource_policy(target.resource_policy)
+        decision = decide(access, identity_policy, resource_policy)
+        if not decision.allowed:
+            raise AccessDeniedException(denial_message(access, decision), decision.record(access))
 
     def record_denial(
         self, operation: str, request: Mapping[str, Any], caller: Caller, error: SecretsManagerError
@@ -239,15 +324,42 @@ class SecretsManagerApi:
         does not decode, a request naming no operation), recorded."""
         self._record(self.context_for(operation, request, caller), operation, [], error)
 
+    def record_refusals_counted(self, counted: RefusalCount) -> None:
+        """DR-2: one record for refusals that were counted, not recorded one by one:
+        their source, reason (the error code), number and window."""
+        caller = Caller("", "", counted.source_ip, "")
+        context = self.context_for("", {}, caller)
+        start, end = rfc3339(counted.window_start), rfc3339(counted.window_end)
+        self._save(
+            ApiCall.record(
+                request=context,
+                read_only=False,
+                now=self.secrets.now(),
+                resources=[],
+                error_code=counted.reason,
+                error_message=(
+                    f"{counted.count} more refusal(s) ({counted.reason}) from "
+                    f"{counted.source_ip} between {start} and {end} were counted, not "
+                    "recorded one by one."
+                ),
+                refusals_counted={
+                    "count": counted.count,
+                    "window_start": start,
+                    "window_end": end,
+                },
+            ),
+            context,
+        )
+
     def _record(
         self,
         context: RequestContext,
         operation: str,
         resources: list[dict[str, str | None]],
         error: SecretsManagerError | None,
+        *,
+        denials: list[dict[str, Any]] | None = None,
     ) -> None:
-        if not self.record_calls:
-            return
         call = ApiCall.record(
             request=context,
             read_only=operation in READ_ONLY_OPERATIONS,
@@ -255,12 +367,18 @@ class SecretsManagerApi:
             resources=resources,
             error_code=error.code if error else None,
             error_message=error.message if error else None,
+            denials=denials,
         )
+        self._save(call, context)
+
+    def _save(self, call: ApiCall, context: RequestContext) -> None:
+        if not self.record_calls:
+            return
         try:
             self.save_record(call)
         except Exception as failure:
             # No answer (above all no secret value) leaves without its audit record.
-            log_failure("could not record", operation, context.request_id, failure)
+            log_failure("could not record", context.operation, context.request_id, failure)
             raise InternalServiceError("The call could not be recorded; try again.") from None
 
     # Handlers: each maps AWS members onto one `Secrets` command.
@@ -410,8 +528,10 @@ class SecretsManagerApi:
         return Outcome(response, changed=False)
 
     def _batch_get_secret_value(
-        self, request: Mapping[str, Any], context: RequestContext
+        self, request: Mapping[str, Any], context: RequestContext, caller: Caller
     ) -> Outcome:
+        """AZ-6: each secret needs GetSecretValue; a secret the caller may not read is
+        an ``Errors`` entry (AccessDeniedException), its denial kept in the record."""
         identifiers = request.get("SecretIdList")
         filters = request.get("Filters")
         if identifiers is not None and filters is not None:
@@ -438,13 +558,22 @@ class SecretsManagerApi:
             raise InvalidParameterException(
                 "MaxResults and NextToken apply only with Filters, not with SecretIdList."
             )
+        prefix = SecretArn(self.secrets.region, self.secrets.account_id, "").prefix
         values: list[dict[str, Any]] = []
         errors: list[dict[str, Any]] = []
         resources: list[dict[str, str | None]] = []
+        denials: list[dict[str, Any]] = []
         for identifier in identifiers:
             try:
+                target = self._secret_target(identifier, prefix)
+                access = access_for(
+                    "GetSecretValue", {"SecretId": identifier}, self._facts(caller), target
+                )
+                self._require(access, caller.policy, target)
                 outcome = self.secrets.get_secret_value(secret_id=identifier, request=context)
             except SecretsManagerError as error:
+                if isinstance(error, AccessDeniedException):
+                    denials.append(error.denial)
                 errors.append(
                     {"SecretId": identifier, "ErrorCode": error.code, "Message": error.message}
                 )
@@ -455,7 +584,7 @@ class SecretsManagerApi:
         if next_token is not None:
             response["NextToken"] = next_token
         response["Errors"] = errors
-        return Outcome(response, changed=False, resources=resources)
+        return Outcome(response, changed=False, resources=resources, denials=denials)
 
     def _tag_resource(self, request: Mapping[str, Any], context: RequestContext) -> Outcome:
         return self.secrets.tag_resource(
@@ -515,7 +644,6 @@ HANDLERS: dict[str, Handler] = {
     "DeleteSecret": SecretsManagerApi._delete_secret,
     "RestoreSecret": SecretsManagerApi._restore_secret,
     "GetSecretValue": SecretsManagerApi._get_secret_value,
-    "BatchGetSecretValue": SecretsManagerApi._batch_get_secret_value,
     "DescribeSecret": SecretsManagerApi._describe_secret,
     "ListSecretVersionIds": SecretsManagerApi._list_secret_version_ids,
     "ListSecrets": SecretsManagerApi._list_secrets,
@@ -530,11 +658,15 @@ HANDLERS: dict[str, Handler] = {
     **dict.fromkeys(UNSUPPORTED_OPERATIONS, SecretsManagerApi._unsupported),
 }
 
+AUTHORIZING_HANDLERS: dict[str, AuthorizingHandler] = {
+    "BatchGetSecretValue": SecretsManagerApi._batch_get_secret_value,
+}
+
 # Operations that are secret-ledger's own (`ledger.validation.LOCAL_OPERATION_MEMBERS`):
 # the CLI and Python callers reach them through `SecretsManagerApi.call`, audited like
 # every call; the HTTP endpoint speaks AWS's protocol only and refuses them as unknown.
 LOCAL_OPERATIONS = frozenset(LOCAL_OPERATION_MEMBERS)
-AWS_OPERATIONS = frozenset(HANDLERS) - LOCAL_OPERATIONS
+AWS_OPERATIONS = (frozenset(HANDLERS) | frozenset(AUTHORIZING_HANDLERS)) - LOCAL_OPERATIONS
 
 
 def paginate(

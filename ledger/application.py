@@ -152,6 +152,7 @@ class Outcome:
     response: dict[str, Any]
     changed: bool
     resources: list[dict[str, str | None]] = field(default_factory=list)
+    denials: list[dict[str, Any]] = field(default_factory=list)
 
 
 def require_valid_secret_id(secret_id: str) -> None:
@@ -334,16 +335,30 @@ class Secrets(Application[UUID]):
             raise secret_not_found()
         return secret
 
+    def resolve(self, secret_id: str) -> Secret | None:
+        """The live secret a ``SecretId`` names, or None, for authorization (AZ-10),
+        which must know the secret before the operation looks it up. It writes
+        nothing: a secret whose recovery window has passed is None here, and is purged
+        by the operation's own look-up, so a call refused by its parameters or its
+        policy appends no purge."""
+        secret = self._lookup(secret_id)
+        if secret is None or secret.is_deleted or self._is_past_recovery_window(secret):
+            return None
+        return secret
+
     def _alive(self, secret: Secret | None) -> Secret | None:
         """None for a deleted secret, and for one whose recovery window has passed,
         which is purged on the way (its name is released)."""
         if secret is None or secret.is_deleted:
             return None
-        deletion_date = secret.deletion_date
-        if deletion_date is not None and self.now() >= deletion_date:
+        if self._is_past_recovery_window(secret):
             self._purge(secret)
             return None
         return secret
+
+    def _is_past_recovery_window(self, secret: Secret) -> bool:
+        deletion_date = secret.deletion_date
+        return deletion_date is not None and self.now() >= deletion_date
 
     def _lookup(self, secret_id: str) -> Secret | None:
         if not secret_id.startswith("arn:"):
@@ -536,7 +551,7 @@ class Secrets(Application[UUID]):
         return Outcome(self._put_response(secret, token), changed=True, resources=resources)
 
     def _save_with_new_versions(self, secret: Secret, data_keys: list[DataKeyRecord]) -> None:
-        """Saves a put's events with its new versions' data keys (docs/events.md V-3).
+        """Saves a put's events with its new versions' data keys (docs/events.md VD-3).
 
         v1 kept the data key of each version that retention removed, and a v1 snapshot
         counts those versions without naming them (``Secret.upcast_v1_v2``): a secret

@@ -15,6 +15,19 @@ The credentials file is TOML, one table per principal, read once at start-up
     session_token = "..."
     expiration = 2026-03-19T12:00:00Z   # optional; a TOML (RFC 3339) date-time
 
+    [[principals]]                      # an identity policy (AZ-1): what it may do
+    access_key_id = "AKIAEXAMPLEAUDITOR04"
+    secret_access_key = "..."
+    arn = "arn:aws:iam::123456789012:user/auditor"
+    policy = '''{"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+      "Action": ["secretsmanager:DescribeSecret", "secretsmanager:List*"],
+      "Resource": "*"}]}'''
+
+A principal without ``policy`` is an administrator (AZ-3): it may call every
+operation on every secret that no resource policy denies it. A policy is checked
+when the file is read; one that does not parse refuses the whole file, naming the
+principal and the problem.
+
 It must be readable by its owner only (mode 0600, as ssh insists for its keys):
 a file that others can read is refused rather than trusted. Temporary
 principals minted at run time (`new_temporary_principal`, for the rotation
@@ -86,6 +99,7 @@ from ledger.errors import (
     SecretsManagerError,
     UnrecognizedClientException,
 )
+from ledger.policies import Policy, check_identity_policy
 
 SERVICE_NAME = "secretsmanager"
 ALGORITHM = "AWS4-HMAC-SHA256"
@@ -118,7 +132,7 @@ GENERATED_KEY_LENGTH = 20
 GENERATED_SECRET_ALPHABET = string.ascii_letters + string.digits + "+/"
 GENERATED_SECRET_LENGTH = 40
 PRINCIPAL_MEMBERS = frozenset({"access_key_id", "secret_access_key", "arn"})
-PRINCIPAL_OPTIONAL_MEMBERS = frozenset({"session_token", "expiration"})
+PRINCIPAL_OPTIONAL_MEMBERS = frozenset({"session_token", "expiration", "policy"})
 
 MISSING_TOKEN_MESSAGE = "Missing Authentication Token"
 UNRECOGNIZED_CLIENT_MESSAGE = "The security token included in the request is invalid."
@@ -148,13 +162,15 @@ class CredentialsFileError(Exception):
 class Principal:
     """Who signs requests. With a ``session_token`` it is a temporary credential:
     requests must carry that token, signed (TC1); with an ``expiration`` too, it is
-    refused from that instant on (TC2)."""
+    refused from that instant on (TC2). ``policy``: its identity policy (AZ-1);
+    None makes it an administrator (AZ-3)."""
 
     access_key_id: str
     secret_access_key: str = field(repr=False)
     arn: str
     session_token: str | None = field(default=None, repr=False)
     expiration: datetime | None = None
+    policy: Policy | None = None
 
     def __post_init__(self) -> None:
         assert self.expiration is None or self.session_token is not None, (
@@ -312,7 +328,24 @@ def principal_from(entry: Any, where: str) -> Principal:
         arn=arn,
         session_token=session_token_from(entry, where),
         expiration=expiration_from(entry, where),
+        policy=policy_from(entry, where),
     )
+
+
+def policy_from(entry: Mapping[str, Any], where: str) -> Policy | None:
+    """AZ-1: an identity policy, IAM JSON in a TOML string, read with the grammar of
+    `ledger.policies.check_identity_policy`; any finding refuses the file."""
+    text = entry.get("policy")
+    if text is None:
+        return None
+    who = f"{where} ({entry['arn']})"
+    if not isinstance(text, str):
+        raise CredentialsFileError(f"{who}: policy must be a string holding IAM JSON")
+    check = check_identity_policy(text)
+    if check.policy is None:
+        problems = "; ".join(finding.message for finding in check.findings)
+        raise CredentialsFileError(f"{who}: policy refused: {problems}")
+    return check.policy
 
 
 def session_token_from(entry: Mapping[str, Any], where: str) -> str | None:
@@ -354,12 +387,16 @@ def new_principal(arn: str) -> Principal:
 
 
 def new_temporary_principal(
-    arn: str, lifetime_seconds: int, clock: Callable[[], datetime]
+    arn: str,
+    lifetime_seconds: int,
+    clock: Callable[[], datetime],
+    policy: Policy | None = None,
 ) -> Principal:
     """TC4: a fresh temporary principal for ``arn``: an ASIA-style key id (as AWS
     gives temporary credentials), a secret, a session token, and an expiration
-    ``lifetime_seconds`` after ``clock()``. Hand it to `Principals.add_temporary`;
-    it is never written to a file."""
+    ``lifetime_seconds`` after ``clock()``; ``policy`` as for a principal of the
+    file (AZ-1, AZ-3). Hand it to `Principals.add_temporary`; it is never written
+    to a file."""
     assert 0 < lifetime_seconds <= TEMPORARY_LIFETIME_SECONDS_MAX, "1 s to 12 hours"
     assert ARN_PATTERN.fullmatch(arn), "an ARN with a 12-digit account id"
     now = clock()
@@ -370,6 +407,7 @@ def new_temporary_principal(
         arn=arn,
         session_token=random_source.token_urlsafe(SESSION_TOKEN_RANDOM_BYTES),
         expiration=now + timedelta(seconds=lifetime_seconds),
+        policy=policy,
     )
 
 

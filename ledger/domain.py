@@ -128,8 +128,11 @@ class RequestContext:
     account_id: str
     operation: str
     parameters: Mapping[str, Any] = field(default_factory=dict)
+    os_user: str = ""
 
     def to_event(self) -> dict[str, Any]:
+        """The context as events store it; ``os_user`` (CA-2) only when known, so the
+        events of calls that came over HTTP keep their shape."""
         return {
             "request_id": self.request_id,
             "principal_arn": self.principal_arn,
@@ -140,7 +143,7 @@ class RequestContext:
             "account_id": self.account_id,
             "operation": self.operation,
             "parameters": dict(self.parameters),
-        }
+        } | ({"os_user": self.os_user} if self.os_user else {})
 
 
 class VersionRecord(TypedDict):
@@ -340,7 +343,7 @@ class Secret(Aggregate):
         destroyed no data key. v1 counted its retention removals
         (``removed_version_count``) without naming them, so ``destroyed_version_ids``
         starts empty; the tokens of versions removed before the snapshot are refused
-        from the data keys v1 kept (docs/events.md V-3)."""
+        from the data keys v1 kept (docs/events.md VD-3)."""
         state["versions"] = {
             version_id: {**record, "sealing": SEALING_V1}
             for version_id, record in state["versions"].items()
@@ -801,7 +804,7 @@ class Secret(Aggregate):
 
     def destroy_version(self, version_id: str, *, request: RequestContext, now: datetime) -> None:
         """Crypto-shred one version: detach its labels (one ``LabelMoved`` each, reason
-        detached-by-destroy, R-6), then ``VersionDestroyed`` (V-1). The version
+        detached-by-destroy, R-6), then ``VersionDestroyed`` (VD-1). The version
         holding AWSCURRENT is refused; a version that is gone already is a no-op (no
         event)."""
         self._refuse_if_scheduled()
@@ -985,7 +988,7 @@ class SecretName(Aggregate):
         name: str
 
     class Claimed(Event):
-        """``name``: the name claimed (N-1); v1 events are upcast from their ARN."""
+        """``name``: the name claimed (NM-1); v1 events are upcast from their ARN."""
 
         TOPIC = "secretledger/SecretNameClaimed"
         class_version = 2
@@ -1064,11 +1067,25 @@ class ApiCall(Aggregate):
         TOPIC = "secretledger/ApiCall.Created"
 
     class Recorded(Created):
+        """``denials``: each permission the call was refused (AZ-12), with the
+        statement that decided; ``refusals_counted``: for the summary of refused
+        requests that were counted, not recorded one by one (DR-2), their ``count``
+        and the window (``window_start``, ``window_end``, RFC 3339)."""
+
         TOPIC = "secretledger/ApiCallRecorded"
+        class_version = 2
         read_only: bool
         resources: list[dict[str, str | None]]
         error_code: str | None
         error_message: str | None
+        denials: list[dict[str, Any]]
+        refusals_counted: dict[str, Any] | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            """Calls recorded before authorization had no denials and no summaries."""
+            state["denials"] = []
+            state["refusals_counted"] = None
 
     def __init__(
         self,
@@ -1077,12 +1094,16 @@ class ApiCall(Aggregate):
         resources: list[dict[str, str | None]],
         error_code: str | None,
         error_message: str | None,
+        denials: list[dict[str, Any]],
+        refusals_counted: dict[str, Any] | None,
     ) -> None:
         self.request = request
         self.read_only = read_only
         self.resources = resources
         self.error_code = error_code
         self.error_message = error_message
+        self.denials = denials
+        self.refusals_counted = refusals_counted
 
     @classmethod
     def record(
@@ -1094,9 +1115,12 @@ class ApiCall(Aggregate):
         resources: list[dict[str, str | None]],
         error_code: str | None = None,
         error_message: str | None = None,
+        denials: list[dict[str, Any]] | None = None,
+        refusals_counted: dict[str, Any] | None = None,
     ) -> ApiCall:
         """``resources`` names each secret the call touched (``secret_arn``) and, for
         reads, the version actually served (``version_id``)."""
+        assert refusals_counted is None or error_code is not None, "a summary names its reason"
         return cls._create(
             cls.Recorded,
             id=uuid.uuid5(NAMESPACE, "call:" + request.request_id),
@@ -1106,4 +1130,6 @@ class ApiCall(Aggregate):
             resources=resources,
             error_code=error_code,
             error_message=error_message,
+            denials=denials or [],
+            refusals_counted=refusals_counted,
         )

@@ -59,6 +59,15 @@ class PublicPolicyException(SecretsManagerError):
     pass
 
 
+class AccessDeniedException(SecretsManagerError):
+    """A permission the caller lacks (AZ-11); ``denial`` is what the audit record
+    keeps of the decision (AZ-12)."""
+
+    def __init__(self, message: str, denial: dict[str, str | int | None]) -> None:
+        super().__init__(message)
+        self.denial = denial
+
+
 class DecryptionFailure(SecretsManagerError):
     pass
 

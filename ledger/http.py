@@ -31,13 +31,16 @@ status and ``application/x-amz-json-1.1``, never a traceback:
 Audit: refused authentication is recorded with `SecretsManagerApi.record_denial`
 (empty principal ARN, the access key id the client claimed, the operation its
 target named, no request parameters: unauthenticated input is not trusted into
-the ledger); an authenticated call whose body cannot be decoded, or that names
-no operation (another method or path, no or a malformed target), is recorded the
-same way, and `SecretsManagerApi` records an authenticated call to an operation
-it does not know (OOS-2). Calls turned away by the queue bound and bodies over
-the size cap are not recorded (cloudtrail-records.md §2.2): they were never
-authenticated, and an unauthenticated sender must not grow the log beyond the
-one record of each refused signature. Everything else is recorded by
+the ledger), within the bounds of DR-1 to DR-4 (`ledger.refusals`): per source
+address and reason, at most ten full records a minute, each with at most 64
+characters of the User-Agent; further refusals are counted, and each window's
+count becomes one summary record, written by the first request after the window
+ends (or at shutdown). An authenticated call whose body cannot be decoded, or that
+names no operation (another method or path, no or a malformed target), is recorded
+too, and `SecretsManagerApi` records an authenticated call to an operation it does
+not know (OOS-2). Calls turned away by the queue bound and bodies over the size cap
+are not recorded (cloudtrail-records.md §2.2): they were never authenticated.
+Everything else is recorded by
 `SecretsManagerApi` itself, through the server's `CallRecorder` when one is given
 (group commit; see `ledger.call_records`), which is flushed before each call that
 may change a secret, so that the log keeps the order of the answers.
@@ -86,6 +89,7 @@ from ledger.errors import (
     ServiceUnavailable,
     UnknownOperationException,
 )
+from ledger.refusals import USER_AGENT_PREFIX_LENGTH_MAX, RefusalLimiter
 
 logger = logging.getLogger(__name__)
 
@@ -236,9 +240,11 @@ class Endpoint:
         pending_calls_max: int = PENDING_CALLS_MAX_DEFAULT,
         recorder: CallRecorder | None = None,
         on_close: Callable[[], None] | None = None,
+        refusals: RefusalLimiter | None = None,
     ) -> None:
         """``recorder`` is the `CallRecorder` the API saves its records with, if any:
-        flushed before each call that may change a secret, closed with the endpoint."""
+        flushed before each call that may change a secret, closed with the endpoint.
+        ``refusals`` bounds the records of refused requests (default: DR-1's bounds)."""
         assert 0 < body_size_bytes_max <= drain_size_bytes_max, "cap within the drain bound"
         assert 0 < worker_threads <= pending_calls_max, "every worker can have a call"
         self.api = api
@@ -252,6 +258,7 @@ class Endpoint:
         self.write_lock = threading.Lock()
         self.recorder = recorder
         self.on_close = on_close
+        self.refusals = refusals or RefusalLimiter()
         self.closed = False
 
     def close(self) -> None:
@@ -263,6 +270,11 @@ class Endpoint:
             return
         self.closed = True
         self.executor.shutdown(wait=True)
+        try:
+            for counted in self.refusals.drain(self.api.secrets.now()):
+                self.api.record_refusals_counted(counted)
+        except InternalServiceError:
+            logger.error("closing: the counts of refused requests could not be recorded")
         if self.recorder is not None:
             self.recorder.close()
         if self.on_close is not None:
@@ -361,13 +373,21 @@ class Endpoint:
         user_agent = (request.header("user-agent") or "")[:USER_AGENT_LENGTH_MAX]
         target = request.header("x-amz-target")
         try:
+            now = self.api.secrets.now()
+            for counted in self.refusals.ended(now):
+                self.api.record_refusals_counted(counted)
             try:
                 identity = self.verifier.verify(request)
             except Denial as denial:
-                refused = Caller(
-                    "", denial.claimed_access_key_id, source_ip, user_agent, request_id
-                )
-                self.api.record_denial(operation_named(target), {}, refused, denial.error)
+                if self.refusals.admit(source_ip, denial.error.code, now):
+                    refused = Caller(
+                        "",
+                        denial.claimed_access_key_id,
+                        source_ip,
+                        user_agent[:USER_AGENT_PREFIX_LENGTH_MAX],
+                        request_id,
+                    )
+                    self.api.record_denial(operation_named(target), {}, refused, denial.error)
                 return error_response(denial.error, request_id)
             caller = Caller(
                 identity.principal.arn,
@@ -375,6 +395,7 @@ class Endpoint:
                 source_ip,
                 user_agent,
                 request_id,
+                policy=identity.principal.policy,
             )
             return success_response(self._call(request, target, caller), request_id)
         except SecretsManagerError as error:

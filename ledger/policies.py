@@ -192,15 +192,10 @@ class _Refused(Exception):
 
 def check_policy(text: str) -> PolicyCheck:
     """RP-1 to RP-11: read ``text`` as a secret's resource policy."""
-    try:
-        document = _read_json(text)
-    except _Refused as refusal:
-        return PolicyCheck(None, (Finding(SYNTAX, GRAMMAR, str(refusal)),))
-    findings: list[Finding] = []
-    policy = _policy(document, findings)
-    if findings:
-        return PolicyCheck(None, tuple(findings[:FINDINGS_MAX]))
-    assert policy is not None, "a policy without findings was read"
+    check = _checked(text, identity=False)
+    policy = check.policy
+    if policy is None:
+        return check
     broad = [
         Finding(
             BROAD_ACCESS,
@@ -214,6 +209,26 @@ def check_policy(text: str) -> PolicyCheck:
         if is_broad(statement)
     ]
     return PolicyCheck(policy, tuple(broad[:FINDINGS_MAX]))
+
+
+def check_identity_policy(text: str) -> PolicyCheck:
+    """AZ-1: read ``text`` as a principal's identity policy: the grammar of RP-2 to
+    RP-5, except that a statement names no ``Principal`` (the policy's holder is its
+    principal). Broad access is a resource-policy notion: never a finding here."""
+    return _checked(text, identity=True)
+
+
+def _checked(text: str, *, identity: bool) -> PolicyCheck:
+    try:
+        document = _read_json(text)
+    except _Refused as refusal:
+        return PolicyCheck(None, (Finding(SYNTAX, GRAMMAR, str(refusal)),))
+    findings: list[Finding] = []
+    policy = _policy(document, findings, identity=identity)
+    if findings:
+        return PolicyCheck(None, tuple(findings[:FINDINGS_MAX]))
+    assert policy is not None, "a policy without findings was read"
+    return PolicyCheck(policy, ())
 
 
 def require_attachable(text: str, *, block_public_policy: bool) -> Policy:
@@ -309,7 +324,9 @@ def _grammar(findings: list[Finding], message: str, kind: str = GRAMMAR) -> None
     findings.append(Finding(SYNTAX, kind, message))
 
 
-def _policy(document: Mapping[str, Any], findings: list[Finding]) -> Policy | None:
+def _policy(
+    document: Mapping[str, Any], findings: list[Finding], *, identity: bool
+) -> Policy | None:
     for name in document:
         if name not in POLICY_ELEMENTS:
             _grammar(findings, f"The policy has an unknown element {name!r}.")
@@ -330,7 +347,7 @@ def _policy(document: Mapping[str, Any], findings: list[Finding]) -> Policy | No
         if not isinstance(raw, dict):
             _grammar(findings, f"{_where(index)} must be a JSON object.")
             continue
-        statements.append(_statement(index, raw, findings))
+        statements.append(_statement(index, raw, findings, identity=identity))
     sids = [statement.sid for statement in statements if statement.sid]
     for sid in sorted({sid for sid in sids if sids.count(sid) > 1}):
         _grammar(findings, f"The Sid {sid!r} names more than one statement.")
@@ -339,7 +356,9 @@ def _policy(document: Mapping[str, Any], findings: list[Finding]) -> Policy | No
     return Policy(version=version, id=policy_id, statements=tuple(statements))
 
 
-def _statement(index: int, raw: Mapping[str, Any], findings: list[Finding]) -> Statement:
+def _statement(
+    index: int, raw: Mapping[str, Any], findings: list[Finding], *, identity: bool
+) -> Statement:
     where = _where(index)
     for name in raw:
         if name not in STATEMENT_ELEMENTS:
@@ -350,7 +369,11 @@ def _statement(index: int, raw: Mapping[str, Any], findings: list[Finding]) -> S
     effect = raw.get("Effect")
     if effect not in EFFECTS:
         _grammar(findings, f'{where}: Effect must be "Allow" or "Deny".')
-    principal_name, raw_principal = _one_of(where, raw, "Principal", findings)
+    principal_name, raw_principal = "Principal", None
+    if not identity:
+        principal_name, raw_principal = _one_of(where, raw, "Principal", findings)
+    elif "Principal" in raw or "NotPrincipal" in raw:
+        _grammar(findings, f"{where}: an identity policy names no Principal or NotPrincipal.")
     action_name, raw_action = _one_of(where, raw, "Action", findings)
     resource_name, raw_resource = _one_of(where, raw, "Resource", findings)
     principals = _principals(f"{where}: {principal_name}", raw_principal, findings)

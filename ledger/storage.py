@@ -1246,7 +1246,9 @@ def environment_for_database(database: str) -> dict[str, str]:
     * ``memory:`` selects the in-memory backend (tests);
     * ``postgresql://user[:password]@host[:port]/dbname`` (or ``postgres://``)
       selects PostgreSQL in schema ``public``; user, host and database are required,
-      the port defaults to 5432, query strings and fragments are rejected;
+      the port defaults to 5432, query strings and fragments are rejected. Without a
+      password in the URL (PG-1), each connection takes ``$PGPASSWORD``, else lets
+      libpq find one in ``~/.pgpass`` (or ``$PGPASSFILE``);
     * anything else is a SQLite database file path.
 
     ``SQLITE_LOCK_TIMEOUT`` is always set, for SQLite stores used next to any backend
@@ -1292,11 +1294,28 @@ def _postgres_environment(url: str) -> dict[str, str]:
         "POSTGRES_HOST": host,
         "POSTGRES_PORT": str(_postgres_port(parts)),
         "POSTGRES_USER": user,
-        "POSTGRES_PASSWORD": unquote(parts.password or ""),
+        **_postgres_password(parts),
         "POSTGRES_SCHEMA": "public",
         "POSTGRES_LOCK_TIMEOUT": str(POSTGRES_LOCK_TIMEOUT_SECONDS),
         "SQLITE_LOCK_TIMEOUT": str(SQLITE_LOCK_TIMEOUT_SECONDS),
     }
+
+
+PASSWORD_FROM_ENVIRONMENT_TOPIC: Final = "ledger.storage:postgres_password_from_environment"
+
+
+def _postgres_password(parts: SplitResult) -> dict[str, str]:
+    """PG-1: the URL's password, else the one each connection finds on its own."""
+    if parts.password is not None:
+        return {"POSTGRES_PASSWORD": unquote(parts.password)}
+    return {"POSTGRES_PASSWORD": "", "POSTGRES_GET_PASSWORD_TOPIC": PASSWORD_FROM_ENVIRONMENT_TOPIC}
+
+
+def postgres_password_from_environment() -> str:
+    """PG-1: ``$PGPASSWORD``, read at each connection. The library always passes a
+    password to libpq, and libpq ignores ``$PGPASSWORD`` when one is passed, even an
+    empty one; an empty one still lets it read ``~/.pgpass``."""
+    return os.environ.get("PGPASSWORD", "")
 
 
 def _postgres_port(parts: SplitResult) -> int:

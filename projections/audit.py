@@ -281,8 +281,12 @@ class AuditProjection(Projection):
         resources: list[dict[str, str | None]] | None = None,
         error_code: str | None = None,
         error_message: str | None = None,
+        extensions: dict[str, Any] | None = None,
     ) -> None:
         request = event.request
+        extensions = dict(extensions or {})
+        if request.get("os_user"):
+            extensions["secretLedger.osUser"] = request["os_user"]
         record_key = position * SEQUENCES_PER_POSITION
         event_time = to_microseconds(event.timestamp)
         parameters = request["parameters"]
@@ -298,6 +302,7 @@ class AuditProjection(Projection):
             version_id,
             None if deletion_date is None else to_microseconds(deletion_date),
             resources,
+            extensions or None,
         ]
         pending.records.append(
             (
@@ -509,6 +514,7 @@ class AuditProjection(Projection):
             resources=resources if resources and not flat else None,
             error_code=event.error_code,
             error_message=event.error_message,
+            extensions=call_extensions(event),
         )
 
     _handlers: ClassVar[dict[type, Any]] = {
@@ -607,6 +613,38 @@ class Details(NamedTuple):
     version_id: str | None
     deletion_date: int | None
     resources: list[dict[str, Any]] | None
+    # Project extensions for additionalEventData (rows written before they existed
+    # have none): the OS user (CA-2), denials (AZ-12), a refusal count (DR-2).
+    extensions: dict[str, Any] | None = None
+
+
+def call_extensions(event: ApiCall.Recorded) -> dict[str, Any]:
+    """What a call record adds to ``additionalEventData``: the permissions it was
+    denied, each with the policy and statement that decided (AZ-12), and, for a
+    summary of refusals, their count and window (DR-2)."""
+    extensions: dict[str, Any] = {}
+    if event.denials:
+        extensions["secretLedger.denials"] = [
+            {DENIAL_FIELDS[name]: value for name, value in denial.items()}
+            for denial in event.denials
+        ]
+    if event.refusals_counted is not None:
+        extensions["secretLedger.refusalsCounted"] = {
+            "count": event.refusals_counted["count"],
+            "windowStart": event.refusals_counted["window_start"],
+            "windowEnd": event.refusals_counted["window_end"],
+        }
+    return extensions
+
+
+DENIAL_FIELDS: Final = {
+    "action": "action",
+    "resource": "resource",
+    "decision": "decision",
+    "policy_type": "policyType",
+    "statement_index": "statementIndex",
+    "sid": "sid",
+}
 
 
 class RecordRow(NamedTuple):
@@ -675,7 +713,7 @@ def render(row: RecordRow) -> dict[str, Any]:
         event_time=event_time,
         read_only=details.read_only,
         response_elements=response,
-        additional_event_data=resources_data(resources),
+        additional_event_data=(resources_data(resources) or {}) | (details.extensions or {}),
         error_code=row.error_code,
         error_message=details.error_message,
     )
@@ -718,6 +756,7 @@ class AuditFilter:
     event_name: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    error_code: str | None = None
 
 
 @dataclass(frozen=True)
@@ -800,6 +839,9 @@ class AuditQueries:
         if audit_filter.event_name is not None:
             conditions.append("r.event_name = ?")
             parameters.append(audit_filter.event_name)
+        if audit_filter.error_code is not None:
+            conditions.append("r.error_code = ?")
+            parameters.append(audit_filter.error_code)
         if audit_filter.since is not None:
             conditions.append("r.event_time >= ?")
             parameters.append(to_microseconds(audit_filter.since))

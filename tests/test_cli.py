@@ -26,7 +26,6 @@ from click.testing import CliRunner, Result
 from ledger.application import Secrets
 from ledger.cli import main
 from ledger.cli.secrets import VALUE_SIZE_BYTES_MAX, expand_list_option
-from ledger.domain import ApiCall
 
 NAME = "prod/payments/api-key"
 TOKEN_ONE = "11111111-1111-4111-8111-111111111111"
@@ -527,27 +526,83 @@ def test_every_command_help_shows_an_example(command: str) -> None:
 # Audit
 
 
-def test_every_cli_call_is_recorded_as_made_by_the_local_user(sqlite_cli: Cli) -> None:
-    sqlite_cli.create()
-    sqlite_cli.ok("get", "--secret-id", NAME)
-    sqlite_cli.run("get", "--secret-id", "no/such/secret")
-
-    secrets = Secrets(sqlite_cli.database, keyring_path=sqlite_cli.keyring_path)
+def recorded_requests(cli: Cli) -> list[dict[str, Any]]:
+    """The request context of every event of the ledger, in log order."""
+    secrets = Secrets(cli.database, keyring_path=cli.keyring_path)
     try:
         notifications = secrets.recorder.select_notifications(start=1, limit=100)
         events = [secrets.mapper.to_domain_event(item) for item in notifications]
     finally:
         secrets.close()
-    calls = [event for event in events if isinstance(event, ApiCall.Recorded)]
+    return [event.request for event in events]  # type: ignore[attr-defined]
 
-    assert [(call.request["operation"], call.error_code) for call in calls] == [
-        ("GetSecretValue", None),
-        ("GetSecretValue", "ResourceNotFoundException"),
-    ]
-    for event in events:  # the create's events as well as the recorded reads
-        request: dict[str, Any] = event.request  # type: ignore[attr-defined]
-        assert request["principal_arn"].endswith(f":user/{getpass.getuser()}")
+
+def test_every_cli_call_is_recorded_as_made_by_the_account_root_without_a_principal(
+    sqlite_cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """CA-1, CA-2: $USER names no one; the OS user is a field beside the principal."""
+    monkeypatch.setenv("SECRETLEDGER_CONFIG", str(tmp_path / "absent.toml"))
+    monkeypatch.delenv("SECRETLEDGER_PRINCIPAL", raising=False)
+    monkeypatch.setenv("USER", "ceo")
+    monkeypatch.setenv("LOGNAME", "ceo")
+    sqlite_cli.create()
+    sqlite_cli.ok("get", "--secret-id", NAME)
+    sqlite_cli.run("get", "--secret-id", "no/such/secret")
+
+    requests = recorded_requests(sqlite_cli)
+    assert [request["operation"] for request in requests][-2:] == ["GetSecretValue"] * 2
+    for request in requests:  # the create's events as well as the recorded reads
+        assert request["principal_arn"] == "arn:aws:iam::123456789012:root"
+        assert request["os_user"] == "ceo"  # getpass reads $LOGNAME, $USER: kept, not trusted
         assert request["user_agent"].startswith("secretledger-cli/")
+
+
+def test_the_cli_principal_comes_from_the_option_or_the_configuration_file(
+    sqlite_cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('principal = "arn:aws:iam::123456789012:user/from-config"\n')
+    monkeypatch.setenv("SECRETLEDGER_CONFIG", str(config))
+    monkeypatch.delenv("SECRETLEDGER_PRINCIPAL", raising=False)
+    sqlite_cli.create()
+    sqlite_cli.ok("get", "--secret-id", NAME, "--principal", "arn:aws:iam::123456789012:user/ops")
+
+    by_operation: dict[str, set[str]] = {}
+    for request in recorded_requests(sqlite_cli):
+        by_operation.setdefault(request["operation"], set()).add(request["principal_arn"])
+    assert by_operation == {
+        "CreateSecret": {"arn:aws:iam::123456789012:user/from-config"},
+        "GetSecretValue": {"arn:aws:iam::123456789012:user/ops"},  # its record and access date
+    }
+    assert {request["os_user"] for request in recorded_requests(sqlite_cli)} == {getpass.getuser()}
+
+
+@pytest.mark.parametrize(
+    ("arguments", "config_text", "expected"),
+    [
+        (["--principal", "ops"], None, "is not an IAM ARN"),
+        ([], 'principal = "alice"\n', "is not an IAM ARN"),
+        ([], 'principal = ["arn:aws:iam::123456789012:user/a"]\n', "must be a string"),
+        ([], 'principals = "arn:aws:iam::123456789012:user/a"\n', "unknown key(s)"),
+        ([], "principal = \n", "cannot read the configuration file"),
+    ],
+)
+def test_a_bad_principal_is_a_usage_error(
+    sqlite_cli: Cli,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    arguments: list[str],
+    config_text: str | None,
+    expected: str,
+) -> None:
+    config = tmp_path / "config.toml"
+    if config_text is not None:
+        config.write_text(config_text)
+    monkeypatch.setenv("SECRETLEDGER_CONFIG", str(config))
+    monkeypatch.delenv("SECRETLEDGER_PRINCIPAL", raising=False)
+    result = sqlite_cli.run("list", *arguments)
+    assert result.exit_code == 2
+    assert expected in result.output
 
 
 # The demo

@@ -3,7 +3,7 @@
 ``tests/data/ledger-v1.sqlite`` (and its keyring) was written by
 ``tests/data/make_v1_ledger.py`` on the code of the v1 formats, and
 ``ledger-v1-expected.json`` holds what that code answered. Today's code reads the
-same log through its upcasters (docs/events.md: R-8, D-2, N-1, S-1, S-3) and must
+same log through its upcasters (docs/events.md: R-8, D-2, NM-1, S-1, S-3) and must
 answer the same, decrypt every old version, replay old tokens, load the v1
 snapshot, accept new versions, and rebuild the projections to the same label
 history and audit records.

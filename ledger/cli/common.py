@@ -12,23 +12,29 @@ import dataclasses
 import functools
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import click
+from click.core import ParameterSource
 from eventsourcing.persistence import PersistenceError
 
 from ledger.api import SecretsManagerApi
 from ledger.application import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, Secrets
 from ledger.crypto import KeyringError
 from ledger.errors import SecretsManagerError
+from ledger.private_files import read_private_file
 from ledger.storage import DatabaseKind, database_kind
 
 EXIT_AWS_ERROR = 1
 DATABASE_DEFAULT = "./secretledger.db"
+PASSWORD_FILE_SIZE_BYTES_MAX = 4096
+PASSWORD_META_KEY = "secretledger.database_password"
+DATABASE_SOURCE_META_KEY = "secretledger.database_source"
 
 Command = Callable[..., None]
 Decorator = Callable[[Command], Command]
@@ -48,14 +54,98 @@ def main() -> None:
 
 
 def database_option() -> Decorator:
-    return click.option(
+    """--db, and --db-password-file for a PostgreSQL URL without its password (PG-1 to
+    PG-3): the command receives ``database``, with the file's password put into the
+    URL in memory, never on any command line."""
+    database = click.option(
         "--db",
         "database",
+        cls=DatabaseOption,
         default=DATABASE_DEFAULT,
         show_default=True,
         envvar="SECRETLEDGER_DB",
-        help="SQLite file path, postgresql:// URL, or memory: (nothing kept).",
+        callback=database_with_password,
+        help="SQLite file path, postgresql:// URL, or memory: (nothing kept). A PostgreSQL "
+        "URL names no password: it comes from $PGPASSWORD, ~/.pgpass or --db-password-file.",
     )
+    password_file = click.option(
+        "--db-password-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        envvar="SECRETLEDGER_DB_PASSWORD_FILE",
+        is_eager=True,
+        expose_value=False,
+        callback=remember_password_file,
+        help="A file (mode 0600) holding the PostgreSQL password, for a --db URL without one.",
+    )
+
+    def decorator(command: Command) -> Command:
+        return password_file(database(command))
+
+    return decorator
+
+
+class DatabaseOption(click.Option):
+    """--db, remembering where its value came from for `database_with_password` (click
+    tells a parameter's source only after its callback has run)."""
+
+    def consume_value(
+        self, ctx: click.Context, opts: Mapping[str, Any]
+    ) -> tuple[Any, ParameterSource]:
+        value, source = super().consume_value(ctx, opts)
+        ctx.meta[DATABASE_SOURCE_META_KEY] = source
+        return value, source
+
+
+def remember_password_file(
+    context: click.Context, parameter: click.Parameter, path: Path | None
+) -> None:
+    """PG-2: read before --db (eager), kept in the click context for its callback."""
+    if path is None:
+        return
+    content = read_private_file(
+        path,
+        label="password file",
+        size_bytes_max=PASSWORD_FILE_SIZE_BYTES_MAX,
+        error=BadPasswordFile,
+    )
+    try:
+        password = content.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise click.BadParameter(f"{path} is not UTF-8 text", param=parameter) from None
+    if not password:
+        raise click.BadParameter(f"{path} holds no password", param=parameter)
+    context.meta[PASSWORD_META_KEY] = password
+
+
+class BadPasswordFile(click.BadParameter):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, param_hint="--db-password-file")
+
+
+def database_with_password(context: click.Context, parameter: click.Parameter, value: str) -> str:
+    """PG-3: a password written into --db on the command line is refused (every user of
+    the machine can read a process's arguments); PG-2: the password file's password
+    goes into the URL, in memory only."""
+    password: str | None = context.meta.get(PASSWORD_META_KEY)
+    postgres = database_kind(value) is DatabaseKind.POSTGRES
+    has_password = postgres and urlsplit(value).password is not None
+    if has_password and context.meta[DATABASE_SOURCE_META_KEY] is ParameterSource.COMMANDLINE:
+        raise click.BadParameter(
+            "the URL holds a password, which every user of this machine can read in the "
+            "process's arguments: remove it, and give it with $PGPASSWORD, ~/.pgpass or "
+            "--db-password-file",
+            param=parameter,
+        )
+    if password is None:
+        return value
+    if not postgres or has_password:
+        raise click.BadParameter(
+            "--db-password-file applies to a postgresql:// URL without a password",
+            param=parameter,
+        )
+    parts = urlsplit(value)
+    credentials = f"{parts.username}:{quote(password, safe='')}@"
+    return urlunsplit(parts._replace(netloc=credentials + parts.netloc.rpartition("@")[2]))
 
 
 def json_option() -> Decorator:

@@ -270,6 +270,7 @@ def audit() -> None:
 @click.option("--secret", help="A full ARN, or a name / partial ARN (every secret of that name).")
 @click.option("--principal", "principal_arn", help="The caller's principal ARN.")
 @click.option("--event-name", help="An operation or service event name, e.g. GetSecretValue.")
+@click.option("--error-code", help="Failed calls with this errorCode, e.g. AccessDeniedException.")
 @time_option("--since", "Records at or after this eventTime.")
 @time_option("--until", "Records at or before this eventTime.")
 @click.option(
@@ -285,21 +286,30 @@ def audit_query(
     secret: str | None,
     principal_arn: str | None,
     event_name: str | None,
+    error_code: str | None,
     since: datetime | None,
     until: datetime | None,
     limit: int,
     database: str,
     as_json: bool,
 ) -> None:
-    """Audit records in log order, filtered by secret, principal, event name and time.
+    """Audit records in log order, filtered by secret, principal, event name, error
+    code and time. A denied call's record names, in additionalEventData, the policy
+    and statement (Sid) that denied it (secretLedger.denials).
 
     \b
     Example:
       secretledger audit query --secret payments/api-key --event-name GetSecretValue
       secretledger audit query --principal arn:aws:iam::123456789012:user/ci --json
+      secretledger audit query --error-code AccessDeniedException --json
     """
     audit_filter = AuditFilter(
-        secret=secret, principal_arn=principal_arn, event_name=event_name, since=since, until=until
+        secret=secret,
+        principal_arn=principal_arn,
+        event_name=event_name,
+        error_code=error_code,
+        since=since,
+        until=until,
     )
     with caught_up(database) as model:
         records = []

@@ -1,8 +1,13 @@
 """The AWS-like secret commands of `secretledger`, and `secretledger demo`.
 
 Every command is one Secrets Manager call, made through
-`SecretsManagerApi(Secrets(...)).call(...)` as the local operating-system user, so
-the ledger audits it like any other call. Flags mirror the AWS CLI's
+`SecretsManagerApi(Secrets(...)).call(...)`, so the ledger audits it like any other
+call. The caller is the principal given with ``--principal`` (or
+``$SECRETLEDGER_PRINCIPAL``, or ``principal`` in the configuration file), else the
+account's root (CA-1); the operating-system user is recorded beside it as
+``os_user``, never as the identity (CA-2). Whoever can open the database and the
+keyring can do anything, so the CLI is an administrator (AZ-3): ``--principal``
+names who acts, it grants nothing. Flags mirror the AWS CLI's
 ``aws secretsmanager`` commands:
 
 ========================  ===========================
@@ -52,10 +57,13 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import functools
 import json
+import os
 import secrets as random_source
 import shlex
 import tempfile
+import tomllib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,8 +73,9 @@ from uuid import uuid4
 import click
 
 from ledger import __version__
-from ledger.api import Caller, SecretsManagerApi, local_caller
+from ledger.api import Caller, SecretsManagerApi, account_principal_arn, local_caller
 from ledger.application import DEFAULT_ACCOUNT_ID, DEFAULT_REGION
+from ledger.auth import ARN_PATTERN
 from ledger.cli.common import (
     Command,
     Decorator,
@@ -88,21 +97,93 @@ VERSION_STAGES_FLAG = "--version-stages"
 USER_AGENT = f"secretledger-cli/{__version__}"
 MEMORY_DATABASE = "memory:"
 SQLITE_COMPANION_SUFFIXES = ("", "-wal", "-journal")
+CONFIG_VARIABLE = "SECRETLEDGER_CONFIG"
+CONFIG_KEYS = frozenset({"principal"})
 
 
-def cli_caller(account_id: str) -> Caller:
-    """The local operating-system user, as an IAM user, with the CLI's user agent, and
-    a new request id: one caller per call (an id names one audited call)."""
-    return dataclasses.replace(local_caller(account_id), user_agent=USER_AGENT)
+def cli_caller(principal_arn: str) -> Caller:
+    """The principal the CLI acts as, with the CLI's user agent; every call gets a new
+    request id (an id names one audited call)."""
+    return dataclasses.replace(local_caller(principal_arn), user_agent=USER_AGENT)
+
+
+def config_path() -> Path:
+    """CA-1: ``$SECRETLEDGER_CONFIG``, else ``$XDG_CONFIG_HOME/secretledger/config.toml``
+    (``~/.config`` when XDG_CONFIG_HOME is unset)."""
+    given = os.environ.get(CONFIG_VARIABLE)
+    if given:
+        return Path(given)
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "secretledger" / "config.toml"
+
+
+def configured_principal(path: Path) -> str | None:
+    """The ``principal`` of the configuration file, or None when there is no file."""
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise click.UsageError(f"cannot read the configuration file {path}: {error}") from None
+    unknown = sorted(set(document) - CONFIG_KEYS)
+    if unknown:
+        raise click.UsageError(f"{path}: unknown key(s) {unknown}; known: {sorted(CONFIG_KEYS)}")
+    principal = document.get("principal")
+    if principal is not None and not isinstance(principal, str):
+        raise click.UsageError(f"{path}: principal must be a string (an IAM ARN)")
+    return principal
+
+
+def checked_principal(principal_arn: str, origin: str) -> str:
+    if not ARN_PATTERN.fullmatch(principal_arn):
+        raise click.UsageError(
+            f"{origin}: {principal_arn!r} is not an IAM ARN with a 12-digit account id "
+            "(arn:aws:iam::123456789012:user/alice)"
+        )
+    return principal_arn
+
+
+def principal_option(command: Command) -> Command:
+    """Adds --principal; the command receives ``caller: Caller`` (CA-1, CA-2)."""
+
+    @functools.wraps(command)
+    def with_caller(*, settings: LedgerSettings, principal_arn: str | None, **options: Any) -> None:
+        if principal_arn is not None:
+            principal = checked_principal(principal_arn, "--principal")
+        else:
+            path = config_path()
+            configured = configured_principal(path)
+            principal = (
+                checked_principal(configured, str(path))
+                if configured is not None
+                else account_principal_arn(settings.account_id)
+            )
+        command(settings=settings, caller=cli_caller(principal), **options)
+
+    option = click.option(
+        "--principal",
+        "principal_arn",
+        metavar="ARN",
+        envvar="SECRETLEDGER_PRINCIPAL",
+        help="Who the call is recorded as (an IAM ARN). Default: 'principal' in the "
+        "configuration file ($SECRETLEDGER_CONFIG, else ~/.config/secretledger/config.toml), "
+        "else the account's root. Your operating-system user is recorded beside it. The "
+        "CLI is an administrator: the principal grants nothing.",
+    )
+    return option(with_caller)
 
 
 def call(
-    settings: LedgerSettings, as_json: bool, operation: str, request: dict[str, Any]
+    settings: LedgerSettings,
+    caller: Caller,
+    as_json: bool,
+    operation: str,
+    request: dict[str, Any],
 ) -> dict[str, Any]:
     """One audited call; an AWS error prints ``<Code>: <Message>`` and exits 1."""
     response: dict[str, Any] | None = None
     with aws_errors(as_json), opened_api(settings) as api:
-        response = api.call(operation, without_none(request), cli_caller(settings.account_id))
+        response = api.call(operation, without_none(request), caller)
     assert response is not None, "aws_errors exits on every error"
     return response
 
@@ -321,8 +402,10 @@ def echo_next_token(response: dict[str, Any]) -> None:
 @click.option("--kms-key-id", help="KMS key id: stored as metadata only (the keyring encrypts).")
 @click.option("--tags", metavar="JSON", help='Tags: \'[{"Key": "team", "Value": "payments"}]\'.')
 @ledger_options
+@principal_option
 def create_command(
     settings: LedgerSettings,
+    caller: Caller,
     as_json: bool,
     name: str,
     secret_string: str | None,
@@ -353,7 +436,7 @@ def create_command(
         "KmsKeyId": kms_key_id,
         "Tags": json_list(tags, "--tags"),
     }
-    response = call(settings, as_json, "CreateSecret", request)
+    response = call(settings, caller, as_json, "CreateSecret", request)
     if as_json:
         print_json(response)
         return
@@ -380,8 +463,10 @@ def create_command(
     "(--version-stages AWSPENDING blue). Default: AWSCURRENT.",
 )
 @ledger_options
+@principal_option
 def put_command(
     settings: LedgerSettings,
+    caller: Caller,
     as_json: bool,
     secret_id: str,
     secret_string: str | None,
@@ -410,7 +495,7 @@ def put_command(
         **value_members(secret_string, secret_string_file, secret_binary, secret_binary_file),
         "VersionStages": list(version_stages) if version_stages else None,
     }
-    response = call(settings, as_json, "PutSecretValue", request)
+    response = call(settings, caller, as_json, "PutSecretValue", request)
     if as_json:
         print_json(response)
         return
@@ -428,8 +513,10 @@ def put_command(
 @click.option("--version-id", help="Read this version (even if deprecated).")
 @click.option("--version-stage", help="Read the version holding this label. Default: AWSCURRENT.")
 @ledger_options
+@principal_option
 def get_command(
     settings: LedgerSettings,
+    caller: Caller,
     as_json: bool,
     secret_id: str,
     version_id: str | None,
@@ -447,7 +534,7 @@ def get_command(
       secretledger get --secret-id prod/certificate | base64 -d > certificate.der
     """
     request = {"SecretId": secret_id, "VersionId": version_id, "VersionStage": version_stage}
-    response = call(settings, as_json, "GetSecretValue", request)
+    response = call(settings, caller, as_json, "GetSecretValue", request)
     if as_json:
         print_json(response)
     elif "SecretString" in response:
@@ -459,7 +546,10 @@ def get_command(
 @main.command("describe", short_help="Show metadata and labels (DescribeSecret).")
 @click.option("--secret-id", required=True, help="Name, ARN or partial ARN of the secret.")
 @ledger_options
-def describe_command(settings: LedgerSettings, as_json: bool, secret_id: str) -> None:
+@principal_option
+def describe_command(
+    settings: LedgerSettings, caller: Caller, as_json: bool, secret_id: str
+) -> None:
     """Show a secret's metadata and which version holds which label (DescribeSecret).
 
     Never shows a value.
@@ -468,7 +558,7 @@ def describe_command(settings: LedgerSettings, as_json: bool, secret_id: str) ->
     Example:
       secretledger describe --secret-id prod/payments/api-key
     """
-    response = call(settings, as_json, "DescribeSecret", {"SecretId": secret_id})
+    response = call(settings, caller, as_json, "DescribeSecret", {"SecretId": secret_id})
     if as_json:
         print_json(response)
         return
@@ -501,8 +591,10 @@ def describe_command(settings: LedgerSettings, as_json: bool, secret_id: str) ->
 @click.option("--max-results", type=int, help="Page size (1-100).")
 @click.option("--next-token", help="Continue a listing where the previous page stopped.")
 @ledger_options
+@principal_option
 def versions_command(
     settings: LedgerSettings,
+    caller: Caller,
     as_json: bool,
     secret_id: str,
     include_deprecated: bool,
@@ -522,7 +614,7 @@ def versions_command(
         "MaxResults": max_results,
         "NextToken": next_token,
     }
-    response = call(settings, as_json, "ListSecretVersionIds", request)
+    response = call(settings, caller, as_json, "ListSecretVersionIds", request)
     if as_json:
         print_json(response)
         return
@@ -550,8 +642,10 @@ def versions_command(
     "--remove-from-version-id", help="Take the label from this version (required if it holds it)."
 )
 @ledger_options
+@principal_option
 def update_stage_command(
     settings: LedgerSettings,
+    caller: Caller,
     as_json: bool,
     secret_id: str,
     version_stage: str,
@@ -575,7 +669,7 @@ def update_stage_command(
         "MoveToVersionId": move_to_version_id,
         "RemoveFromVersionId": remove_from_version_id,
     }
-    response = call(settings, as_json, "UpdateSecretVersionStage", request)
+    response = call(settings, caller, as_json, "UpdateSecretVersionStage", request)
     if as_json:
         print_json(response)
         return
@@ -602,8 +696,10 @@ def update_stage_command(
     help="Delete now, with no recovery window.",
 )
 @ledger_options
+@principal_option
 def delete_command(
     settings: LedgerSettings,
+    caller: Caller,
     as_json: bool,
     secret_id: str,
     recovery_window_in_days: int | None,
@@ -624,7 +720,7 @@ def delete_command(
         "RecoveryWindowInDays": recovery_window_in_days,
         "ForceDeleteWithoutRecovery": force_delete_without_recovery or None,
     }
-    response = call(settings, as_json, "DeleteSecret", request)
+    response = call(settings, caller, as_json, "DeleteSecret", request)
     if as_json:
         print_json(response)
     elif force_delete_without_recovery:
@@ -639,14 +735,17 @@ def delete_command(
 @main.command("restore", short_help="Cancel a deletion (RestoreSecret).")
 @click.option("--secret-id", required=True, help="Name, ARN or partial ARN of the secret.")
 @ledger_options
-def restore_command(settings: LedgerSettings, as_json: bool, secret_id: str) -> None:
+@principal_option
+def restore_command(
+    settings: LedgerSettings, caller: Caller, as_json: bool, secret_id: str
+) -> None:
     """Cancel a secret's scheduled deletion (RestoreSecret).
 
     \b
     Example:
       secretledger restore --secret-id prod/payments/api-key
     """
-    response = call(settings, as_json, "RestoreSecret", {"SecretId": secret_id})
+    response = call(settings, caller, as_json, "RestoreSecret", {"SecretId": secret_id})
     if as_json:
         print_json(response)
     else:
@@ -657,8 +756,9 @@ def restore_command(settings: LedgerSettings, as_json: bool, secret_id: str) -> 
 @click.option("--secret-id", required=True, help="Name, ARN or partial ARN of the secret.")
 @click.option("--version-id", required=True, help="The version to destroy.")
 @ledger_options
+@principal_option
 def destroy_version_command(
-    settings: LedgerSettings, as_json: bool, secret_id: str, version_id: str
+    settings: LedgerSettings, caller: Caller, as_json: bool, secret_id: str, version_id: str
 ) -> None:
     """Destroy one version's value for good (crypto-shredding; not an AWS operation).
 
@@ -675,7 +775,7 @@ def destroy_version_command(
           --version-id OLD_VERSION_ID
     """
     request = {"SecretId": secret_id, "VersionId": version_id}
-    response = call(settings, as_json, "DestroySecretVersion", request)
+    response = call(settings, caller, as_json, "DestroySecretVersion", request)
     if as_json:
         print_json(response)
     else:
@@ -696,8 +796,10 @@ def destroy_version_command(
 @click.option("--next-token", help="Continue a listing where the previous page stopped.")
 @click.option("--sort-order", type=click.Choice(["asc", "desc"]), help="By creation date.")
 @ledger_options
+@principal_option
 def list_command(
     settings: LedgerSettings,
+    caller: Caller,
     as_json: bool,
     include_planned_deletion: bool,
     filters: str | None,
@@ -719,7 +821,7 @@ def list_command(
         "NextToken": next_token,
         "SortOrder": sort_order,
     }
-    response = call(settings, as_json, "ListSecrets", request)
+    response = call(settings, caller, as_json, "ListSecrets", request)
     if as_json:
         print_json(response)
         return
@@ -764,7 +866,7 @@ class RotationDemo:
         return f"v{self.version_ids.index(version_id) + 1}"
 
     def call(self, operation: str, request: dict[str, Any]) -> dict[str, Any]:
-        return self.api.call(operation, request, cli_caller(self.account_id))
+        return self.api.call(operation, request, cli_caller(account_principal_arn(self.account_id)))
 
     def new_value(self) -> str:
         value = f"sk_demo_{random_source.token_hex(16)}"

@@ -24,6 +24,11 @@ must be signed (SigV4) by a principal of the credentials file. Choices:
   connections closed after 5 s.
 * SIGTERM or Ctrl-C stops accepting connections and finishes the calls in flight
   (for at most 30 s) before the ledger is closed.
+* Identity policies (``policy`` in a principal's table) and the secrets' resource
+  policies are enforced by `SecretsManagerApi` (AZ-1 to AZ-14 in
+  docs/authorization.md); a principal without a policy is an administrator.
+* Refusals of unauthenticated requests are recorded within DR-1 to DR-4: ten full
+  records a minute per source address and reason, the rest counted.
 * Calls that change no secret are recorded through a group-committing
   `CallRecorder`: ``--call-records durable`` (the default) answers them once their
   record is committed, ``async`` once it is queued, with the loss bound of
@@ -78,6 +83,7 @@ POSTGRES_SCHEMES = ("postgresql", "postgres")
 CHECKPOINT_EVERY_EVENTS_DEFAULT = 1_000
 CHECKPOINT_EVERY_SECONDS_DEFAULT = 60.0
 
+
 @main.command("serve")
 @database_option()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
@@ -93,9 +99,10 @@ CHECKPOINT_EVERY_SECONDS_DEFAULT = 60.0
     "credentials_path",
     type=click.Path(path_type=Path, dir_okay=False),
     help="TOML file of principals (access_key_id, secret_access_key, arn; for temporary "
-    f"credentials also session_token, expiration). Default: {CREDENTIALS_FILE_NAME} next to "
-    "the database, created with one fresh principal if missing (its secret access key is "
-    "shown only on a terminal).",
+    "credentials also session_token, expiration; optionally policy, an IAM identity policy "
+    "in JSON). A principal without a policy is an administrator. Default: "
+    f"{CREDENTIALS_FILE_NAME} next to the database, created with one fresh principal (an "
+    "administrator) if missing (its secret access key is shown only on a terminal).",
 )
 @region_option()
 @account_id_option()
@@ -154,6 +161,12 @@ def serve(
     from up-to-date rows; `--no-projections` leaves that to `secretledger follow`.
     Another thread signs a checkpoint every --checkpoint-every-events events or
     --checkpoint-every-seconds seconds, and one at shutdown (see `checkpoint`).
+
+    Who may do what: a principal's `policy` (IAM JSON) in the credentials file and
+    the secrets' resource policies, evaluated as AWS does within one account
+    (explicit Deny wins, else an Allow from either grants, else
+    AccessDeniedException). A principal WITHOUT a policy is an ADMINISTRATOR: it
+    may do everything no resource policy denies it.
 
     \b
     Example:
