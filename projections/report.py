@@ -66,6 +66,10 @@ SEVERITIES: Final = {
 FINDING_KINDS: Final = tuple(SEVERITIES)
 # CR-10: denials are grouped by principal, and secret ARN or the caller's reference.
 DenialKey = tuple[str, str | None, str | None]
+ACCESS_DENIED: Final = "AccessDeniedException"
+# Keys of a call record's additionalEventData (docs/authorization.md AZ-12, DR-2).
+DENIALS: Final = "secretLedger.denials"
+REFUSALS_COUNTED: Final = "secretLedger.refusalsCounted"
 EVENT_COLUMNS: Final = (
     "position, event_time, event_name, version_id, label, from_version_id, to_version_id, "
     "reason, principal_arn, request_id, operation"
@@ -245,12 +249,12 @@ class ReportQueries:
                 on_secret(entry)
                 findings += found
             denials = self._denials(cursor, period)
-        findings += denials
+        findings += denials.findings()
         return {
             "ReportFormatVersion": REPORT_FORMAT_VERSION,
             "Period": period.to_json(),
             "Totals": totals.to_json(findings),
-            "DeniedByPrincipal": denied_by_principal(denials),
+            "DeniedByPrincipal": denials.by_principal(),
             "Findings": sorted((finding.to_json() for finding in findings), key=finding_order),
         }
 
@@ -333,35 +337,82 @@ class ReportQueries:
                 parameters=details.parameters or {},
             )
 
-    def _denials(self, cursor: ViewCursor, period: ReportPeriod) -> list[Finding]:
-        """CR-10: refused calls in the period, one finding per principal and secret."""
+    def _denials(self, cursor: ViewCursor, period: ReportPeriod) -> Denials:
+        """CR-10: refused calls in the period, and the secrets a successful
+        BatchGetSecretValue was refused (AZ-13 of docs/authorization.md)."""
         marks = ", ".join("?" for _ in DENIAL_ERROR_CODES)
         rows = cursor.execute(
             f"SELECT {RECORD_COLUMNS}, s.arn, r.secret_reference, r.details "
             "FROM projection_audit_records r LEFT JOIN projection_audit_secrets s "
             "ON s.secret_key = r.secret_key "
-            f"WHERE r.error_code IN ({marks}) AND r.event_time <= ? ORDER BY r.record_key",
+            f"WHERE (r.error_code IN ({marks}) OR (r.error_code IS NULL "
+            "AND r.event_name = 'BatchGetSecretValue')) AND r.event_time <= ? "
+            "ORDER BY r.record_key",
             (*sorted(DENIAL_ERROR_CODES), to_microseconds(period.end)),
         ).fetchall()
-        groups: dict[DenialKey, list[Evidence]] = {}
-        codes: dict[DenialKey, set[str]] = {}
+        denials = Denials()
         for record_key, event_time, _, principal, error_code, secret_arn, reference, blob in rows:
             if not period.holds(event_time):
                 continue
+            position, sequence = divmod(record_key, SEQUENCES_PER_POSITION)
             details = Details(*TRANSCODER.decode(bytes(blob)))
-            # CR-14: a call refused before it resolved a secret names it as the caller did.
-            key = (principal, secret_arn, reference if secret_arn is None else None)
-            evidence = Evidence(record_key // SEQUENCES_PER_POSITION, details.request_id)
-            groups.setdefault(key, []).append(evidence)
-            codes.setdefault(key, set()).add(error_code)
-        findings = []
-        for key, cited in groups.items():
+            evidence = Evidence(position, details.request_id)
+            extensions = details.extensions or {}
+            refused = [str(denial["resource"]) for denial in extensions.get(DENIALS, [])]
+            if error_code is not None:
+                # CR-14: the secret the refused permission was on when the ledger holds
+                # it, else the secret as the caller named it; a summary of refusals
+                # counts every refusal (DR-2).
+                arns = {self._held_arn(cursor, resource) for resource in refused} - {None}
+                arn = secret_arn or (arns.pop() if len(arns) == 1 else None)
+                counted = extensions.get(REFUSALS_COUNTED, {}).get("count", 1)
+                key = (principal, arn, reference if arn is None else None)
+                denials.add(key, evidence, error_code, int(counted))
+            elif sequence == 0:
+                for resource in refused:
+                    arn = self._held_arn(cursor, resource)
+                    key = (principal, arn, resource if arn is None else None)
+                    denials.add(key, evidence, ACCESS_DENIED, 1)
+        return denials
+
+    def _held_arn(self, cursor: ViewCursor, resource: str) -> str | None:
+        """``resource`` when it is the ARN of a secret in the log, else None."""
+        row = cursor.execute(
+            "SELECT arn FROM projection_audit_secrets WHERE arn = ?", (resource,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+
+@dataclass
+class Denials:
+    """CR-10: refused calls grouped by principal and secret."""
+
+    evidence: dict[DenialKey, list[Evidence]] = field(default_factory=dict)
+    codes: dict[DenialKey, set[str]] = field(default_factory=dict)
+    counts: Counter[DenialKey] = field(default_factory=Counter)
+
+    def add(self, key: DenialKey, evidence: Evidence, error_code: str, count: int) -> None:
+        assert count >= 1, "a record states at least one refusal"
+        self.evidence.setdefault(key, []).append(evidence)
+        self.codes.setdefault(key, set()).add(error_code)
+        self.counts[key] += count
+
+    def findings(self) -> list[Finding]:
+        found = []
+        for key, cited in self.evidence.items():
             principal, secret_arn, reference = key
-            summary = f"{len(cited)} denied calls ({', '.join(sorted(codes[key]))})"
-            findings.append(
+            codes = ", ".join(sorted(self.codes[key]))
+            summary = f"{self.counts[key]} denied calls ({codes})"
+            found.append(
                 Finding("access-denied", secret_arn, summary, tuple(cited), principal, reference)
             )
-        return findings
+        return found
+
+    def by_principal(self) -> dict[str, int]:
+        counts: Counter[str] = Counter()
+        for (principal, _, _), count in self.counts.items():
+            counts[principal] += count
+        return dict(sorted(counts.items()))
 
 
 def served_version(details: Details, arn: str) -> str | None:
@@ -650,13 +701,6 @@ def finding_order(item: dict[str, Any]) -> tuple[int, int, str, str]:
     first = item["Evidence"][0]["Position"] if item["Evidence"] else -1
     secret = item["SecretARN"] or item["SecretReference"] or ""
     return (FINDING_KINDS.index(item["Kind"]), first, secret, item["Summary"])
-
-
-def denied_by_principal(denials: Sequence[Finding]) -> dict[str, int]:
-    counts: Counter[str] = Counter()
-    for finding in denials:
-        counts[finding.principal or ""] += len(finding.evidence)
-    return dict(sorted(counts.items()))
 
 
 # Totals' figures summed from each secret's entry: (total, section, figure).

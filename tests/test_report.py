@@ -28,7 +28,20 @@ from ledger.api import Caller, SecretsManagerApi
 from ledger.application import Secrets
 from ledger.cli import main
 from ledger.domain import AWSCURRENT, AWSPENDING
-from ledger.errors import SecretsManagerError, UnrecognizedClientException
+from ledger.errors import (
+    AccessDeniedException,
+    SecretsManagerError,
+    UnrecognizedClientException,
+)
+from ledger.policies import Policy, check_identity_policy
+from ledger.refusals import RefusalCount
+
+
+def identity_policy(*statements: dict[str, Any]) -> Policy:
+    check = check_identity_policy(json.dumps({"Version": "2012-10-17", "Statement": statements}))
+    assert check.policy is not None, check.findings
+    return check.policy
+
 
 START = datetime(2025, 1, 1, 9, 0, tzinfo=UTC)
 ACCOUNT = "123456789012"
@@ -37,6 +50,19 @@ ALICE = Caller(principal_arn=f"arn:aws:iam::{ACCOUNT}:user/alice", access_key_id
 ROTATOR = Caller(principal_arn=f"arn:aws:iam::{ACCOUNT}:role/rotator", access_key_id="AKIAROT")
 MALLORY = Caller(principal_arn="", access_key_id="AKIAMALLORY")
 NEWCOMER = Caller(principal_arn=f"arn:aws:iam::{ACCOUNT}:user/newcomer", access_key_id="AKIANEW")
+ROBOT = Caller(
+    principal_arn=f"arn:aws:iam::{ACCOUNT}:role/robot",
+    access_key_id="AKIAROBOT",
+    policy=identity_policy(
+        {"Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*"},
+        {
+            "Sid": "NotDb",
+            "Effect": "Deny",
+            "Action": "secretsmanager:GetSecretValue",
+            "Resource": "arn:aws:secretsmanager:*:*:secret:db-*",
+        },
+    ),
+)
 SINCE = "2025-03-01T00:00:00Z"
 CUT = "2025-04-01T00:00:00Z"
 
@@ -157,6 +183,16 @@ def write_history(database: str, keyring: Path, snapshot: Path) -> None:
     s.put(ALICE, "late-put", "stale", f"{CANARY}-late")
     s.put(ALICE, "late-reuse", "burst", f"{CANARY}-late")
     s.put(ROTATOR, "late-restage", "db", f"{CANARY}-r5", VersionStages=[AWSPENDING])
+    # denials after the cut: an identity policy refusing db (CR-10, AZ-12, AZ-13), and
+    # a summary of refusals counted, not recorded one by one (DR-2)
+    with contextlib.suppress(AccessDeniedException):
+        s.call(ROBOT, "late-denied", "GetSecretValue", SecretId="db")
+    batch = s.call(ROBOT, "late-batch", "BatchGetSecretValue", SecretIdList=["db", "stale"])
+    assert [error["ErrorCode"] for error in batch["Errors"]] == ["AccessDeniedException"]
+    window = datetime(2025, 5, 1, 0, 1, tzinfo=UTC)
+    s.api.record_refusals_counted(
+        RefusalCount("203.0.113.9", "InvalidSignatureException", 7, window, window)
+    )
     s.call(NEWCOMER, "late-read", "GetSecretValue", SecretId="stale")
     s.secrets.close()
 
@@ -210,7 +246,8 @@ def finding_tuple(finding: dict[str, Any]) -> tuple[Any, ...]:
     the ARN, or the caller's words for a call that resolved none (``~`` before them)."""
     arn, reference = finding["SecretARN"], finding["SecretReference"]
     assert (arn is None) or (reference is None), "one or the other"
-    name = f"~{reference}" if arn is None else arn.rpartition(":")[2].rsplit("-", 1)[0]
+    name = arn.rpartition(":")[2].rsplit("-", 1)[0] if arn is not None else None
+    name = f"~{reference}" if reference is not None else name
     request_ids = [item["RequestId"] for item in finding["Evidence"]]
     return (finding["Kind"], finding["Severity"], name, finding["Principal"], request_ids)
 
@@ -251,6 +288,30 @@ def test_a_rotation_abandoned_by_restaging_and_one_left_behind(written: Written)
             f"AWSPENDING left on {token(10)} for 31d",
         ),
     ]
+
+
+def test_denials_refused_calls_batch_entries_and_counted_refusals(written: Written) -> None:
+    """CR-10: AccessDeniedException (a refused call, and a BatchGetSecretValue entry),
+    a refused signature naming a secret that never resolved, and a summary of 7."""
+    document = report_json(written, "--as-of", "2025-06-01T00:00:00Z")
+    denied = [
+        (finding_tuple(item), item["Summary"])
+        for item in document["Findings"]
+        if item["Kind"] == "access-denied"
+    ]
+    counted = ("access-denied", "medium", None, "", [denied[-1][0][4][0]])
+    assert denied == [
+        (
+            ("access-denied", "medium", "~db", "", ["denied-1"]),
+            "1 denied calls (UnrecognizedClientException)",
+        ),
+        (
+            ("access-denied", "medium", "db", ROBOT.principal_arn, ["late-denied", "late-batch"]),
+            "2 denied calls (AccessDeniedException)",
+        ),
+        (counted, "7 denied calls (InvalidSignatureException)"),
+    ]
+    assert document["DeniedByPrincipal"] == {"": 8, ROBOT.principal_arn: 2}
 
 
 def test_value_reuse_counts_versions_created_by_the_cut(written: Written) -> None:
