@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -35,6 +36,7 @@ REPORT_FORMAT_VERSION: Final = 1
 WRITE_BURST_GAP_SECONDS: Final = 600  # CR-6: AWS's guidance, at most one put per 10 minutes
 NEAR_VERSION_CAP_MARGIN: Final = 10  # CR-7
 PENDING_LEFT_BEHIND_SECONDS: Final = 86_400  # CR-5: the longest rotation window
+REPORT_CACHE_KILOBYTES: Final = 8_192
 MAX_AGE_SECONDS_DEFAULT: Final = 90 * 86_400  # CR-2
 AWS_LABELS: Final = frozenset({AWSCURRENT, AWSPREVIOUS, AWSPENDING})
 READ_OPERATIONS: Final = frozenset({"GetSecretValue", "BatchGetSecretValue"})
@@ -242,7 +244,7 @@ class ReportQueries:
         cut = to_microseconds(period.as_of)
         totals = Totals()
         findings: list[Finding] = []
-        with self.store.read() as cursor:
+        with self.store.read() as cursor, small_page_cache(self.store.dialect, cursor):
             for secret_key, arn, name in self._secrets(cursor, cut):
                 entry, found = self._secret(cursor, secret_key, arn, name, period)
                 totals.add(entry)
@@ -413,6 +415,22 @@ class Denials:
         for (principal, _, _), count in self.counts.items():
             counts[principal] += count
         return dict(sorted(counts.items()))
+
+
+@contextmanager
+def small_page_cache(dialect: str, cursor: ViewCursor) -> Iterator[None]:
+    """SQLite: the report reads each page about once, so the reader's page cache
+    (sized for the runners' writes) is kept small meanwhile, then restored."""
+    if dialect != "sqlite":
+        yield
+        return
+    row = cursor.execute("PRAGMA cache_size").fetchone()
+    assert row is not None, "SQLite states its cache size"
+    cursor.execute(f"PRAGMA cache_size=-{REPORT_CACHE_KILOBYTES}")
+    try:
+        yield
+    finally:
+        cursor.execute(f"PRAGMA cache_size={int(row[0])}")
 
 
 def served_version(details: Details, arn: str) -> str | None:
