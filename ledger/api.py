@@ -25,7 +25,15 @@ from typing import Any
 from uuid import uuid4
 
 from ledger import __version__
-from ledger.application import Outcome, Secrets, describe, require_valid_secret_id, value_from
+from ledger.application import (
+    Outcome,
+    RunnerOf,
+    Secrets,
+    describe,
+    external_runner,
+    require_valid_secret_id,
+    value_from,
+)
 from ledger.arn import SecretArn
 from ledger.auth import rfc3339
 from ledger.authorization import (
@@ -38,6 +46,7 @@ from ledger.authorization import (
     denial_message,
     stored_resource_policy,
 )
+from ledger.bounds import bounded
 from ledger.domain import ApiCall, RequestContext, Secret
 from ledger.errors import (
     AccessDeniedException,
@@ -92,6 +101,14 @@ AUDITED_MEMBERS: dict[str, tuple[str, ...]] = {
         "RemoveFromVersionId",
     ),
     "DeleteSecret": ("SecretId", "RecoveryWindowInDays", "ForceDeleteWithoutRecovery"),
+    "RotateSecret": (
+        "SecretId",
+        "ClientRequestToken",
+        "RotationLambdaARN",
+        "RotationRules",
+        "RotateImmediately",
+    ),
+    "CancelRotateSecret": ("SecretId",),
     "RestoreSecret": ("SecretId",),
     "GetSecretValue": ("SecretId", "VersionId", "VersionStage"),
     "BatchGetSecretValue": ("SecretIdList", "Filters", "MaxResults", "NextToken"),
@@ -127,6 +144,7 @@ AUDITED_MEMBERS: dict[str, tuple[str, ...]] = {
 }
 
 UNSUPPORTED_CREATE_MEMBERS = ("AddReplicaRegions", "ForceOverwriteReplicaSecret", "Type")
+UNSUPPORTED_ROTATE_MEMBERS = ("ExternalSecretRotationMetadata", "ExternalSecretRotationRoleArn")
 # AZ-10: a secret not created yet is matched by the ARN its name will have, whatever
 # its random suffix: as AWS suggests writing it in a policy.
 ARN_SUFFIX_PATTERN = "-??????"
@@ -167,10 +185,12 @@ def account_principal_arn(account_id: str) -> str:
 
 
 def audited_parameters(operation: str, request: Mapping[str, Any]) -> dict[str, Any]:
-    """Allow-listed request members, keys in lowerCamelCase, as CloudTrail logs them."""
+    """Allow-listed request members, keys in lowerCamelCase, as CloudTrail logs them;
+    bounded (rule IL-4 of docs/limits.md) before anything walks them, since a record
+    may be of a request that failed validation."""
     members = AUDITED_MEMBERS.get(operation, ())
     return {
-        lower_camel(member): lower_camel_keys(request[member])
+        lower_camel(member): lower_camel_keys(bounded(request[member]))
         for member in members
         if request.get(member) is not None
     }
@@ -212,10 +232,17 @@ class SecretsManagerApi:
         *,
         record_calls: bool = True,
         save_record: Callable[[ApiCall], object] | None = None,
+        runner_of: RunnerOf = external_runner,
+        on_rotation_staged: Callable[[], None] | None = None,
     ) -> None:
         """``save_record`` saves one `ApiCall` (default: ``secrets.save``); a server
-        may pass a group-committing recorder (`ledger.call_records.CallRecorder`)."""
+        may pass a group-committing recorder (`ledger.call_records.CallRecorder`).
+        ``runner_of`` tells who runs a rotation function (default: an external
+        driver, RO-5); ``on_rotation_staged`` is called after RotateSecret staged a
+        rotation (a rotation runner wakes up)."""
         self.secrets = secrets
+        self.runner_of = runner_of
+        self.on_rotation_staged = on_rotation_staged
         self.record_calls = record_calls
         self.save_record = save_record or secrets.save
         self.local_caller = local_caller(account_principal_arn(secrets.account_id))
@@ -441,6 +468,30 @@ class SecretsManagerApi:
             force_delete_without_recovery=request.get("ForceDeleteWithoutRecovery"),
         )
 
+    def _rotate_secret(self, request: Mapping[str, Any], context: RequestContext) -> Outcome:
+        for member in UNSUPPORTED_ROTATE_MEMBERS:
+            if request.get(member) is not None:
+                raise InvalidParameterException(
+                    f"secret-ledger does not support {member}: it has no managed external secrets."
+                )
+        rules = request.get("RotationRules")
+        immediately = request.get("RotateImmediately")
+        outcome = self.secrets.rotate_secret(
+            secret_id=request["SecretId"],
+            request=context,
+            client_request_token=request.get("ClientRequestToken"),
+            rotation_lambda_arn=request.get("RotationLambdaARN"),
+            rotation_rules=dict(rules) if rules is not None else None,
+            rotate_immediately=True if immediately is None else bool(immediately),
+            runner_of=self.runner_of,
+        )
+        if outcome.changed and self.on_rotation_staged is not None:
+            self.on_rotation_staged()
+        return outcome
+
+    def _cancel_rotate_secret(self, request: Mapping[str, Any], context: RequestContext) -> Outcome:
+        return self.secrets.cancel_rotate_secret(secret_id=request["SecretId"], request=context)
+
     def _restore_secret(self, request: Mapping[str, Any], context: RequestContext) -> Outcome:
         return self.secrets.restore_secret(secret_id=request["SecretId"], request=context)
 
@@ -643,6 +694,8 @@ HANDLERS: dict[str, Handler] = {
     "UpdateSecretVersionStage": SecretsManagerApi._update_secret_version_stage,
     "DeleteSecret": SecretsManagerApi._delete_secret,
     "RestoreSecret": SecretsManagerApi._restore_secret,
+    "RotateSecret": SecretsManagerApi._rotate_secret,
+    "CancelRotateSecret": SecretsManagerApi._cancel_rotate_secret,
     "GetSecretValue": SecretsManagerApi._get_secret_value,
     "DescribeSecret": SecretsManagerApi._describe_secret,
     "ListSecretVersionIds": SecretsManagerApi._list_secret_version_ids,

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import (
@@ -43,18 +43,24 @@ from ledger.arn import (
 from ledger.crypto import DecryptionError, Envelope, Keyring, KeyringError
 from ledger.domain import (
     AWSCURRENT,
+    ROTATION_STEPS,
+    RUNNER_EXTERNAL,
     SERVICE_PRINCIPAL,
     VERSION_COUNT_MAX_DEFAULT,
+    ApiCall,
     RequestContext,
     SealedVersion,
     Secret,
     SecretName,
+    StagedVersion,
     VersionRecord,
+    is_filled,
     name_id_for,
     secret_id_for_arn,
 )
 from ledger.errors import (
     VALUE_NOT_FOUND_PREFIX,
+    AccessDeniedException,
     DecryptionFailure,
     InternalServiceError,
     InvalidParameterException,
@@ -69,6 +75,7 @@ from ledger.errors import (
     version_not_found,
 )
 from ledger.policies import check_policy, validation_errors
+from ledger.rotation_schedule import parse_rules
 from ledger.storage import (
     DEFER_ERASURE_ARGUMENT,
     DESTROYED_DATA_KEYS_ARGUMENT,
@@ -103,6 +110,11 @@ TOKEN_REQUIRED_MESSAGE = (
 VALUE_REQUIRED_MESSAGE = "You must provide either SecretString or SecretBinary."
 BOTH_VALUES_MESSAGE = (
     "You can't specify both a binary secret value and a string secret value in the same secret."
+)
+NO_ROTATION_FUNCTION_MESSAGE = "No Lambda rotation function ARN is associated with this secret."
+FUNCTION_NOT_INVOCABLE_MESSAGE = (
+    "Secrets Manager cannot invoke the specified Lambda function. Ensure that the function "
+    "policy grants access to the principal secretsmanager.amazonaws.com."
 )
 DECRYPTION_FAILURE_MESSAGE = (
     "Secrets Manager can't decrypt the protected secret text using the provided KMS key."
@@ -167,10 +179,37 @@ def new_arn_suffix() -> str:
     return "".join(random_source.choice(alphabet) for _ in range(ARN_SUFFIX_LENGTH))
 
 
-def service_context(region: str, account_id: str, operation: str) -> RequestContext:
-    """The context of events the service appends on its own (lazy purge)."""
+def function_not_invocable(lambda_arn: str) -> AccessDeniedException:
+    """R5: RotateSecret names a function the service cannot run. The audit record's
+    denial (AZ-12) says the service may not invoke it: no function policy lets it."""
+    denial: dict[str, str | int | None] = {
+        "action": "lambda:InvokeFunction",
+        "resource": lambda_arn,
+        "decision": "implicit-deny",
+        "policy_type": "function",
+        "statement_index": None,
+        "sid": None,
+    }
+    return AccessDeniedException(FUNCTION_NOT_INVOCABLE_MESSAGE, denial)
+
+
+RunnerOf = Callable[[str], str]
+"""Who runs a rotation function's steps, by its ARN (``domain.RUNNER_SERVICE`` or
+``RUNNER_EXTERNAL``); raises `function_not_invocable` for a function that cannot be
+run (RO-5)."""
+
+
+def external_runner(lambda_arn: str) -> str:
+    """Without a rotation runner, every rotation waits for an external driver (RO-5)."""
+    return RUNNER_EXTERNAL
+
+
+def service_context(
+    region: str, account_id: str, operation: str, request_id: str | None = None
+) -> RequestContext:
+    """The context of events the service appends on its own (lazy purge, rotation)."""
     return RequestContext(
-        request_id=str(random_source.token_hex(16)),
+        request_id=request_id or str(random_source.token_hex(16)),
         principal_arn=SERVICE_PRINCIPAL,
         access_key_id="",
         source_ip=SERVICE_PRINCIPAL,
@@ -251,6 +290,20 @@ class Secrets(Application[UUID]):
         self._notify(recordings)
         return recordings
 
+    def save_call_records(self, calls: Sequence[ApiCall]) -> None:
+        """Save call records in one transaction. Unlike `save`, which collects (and so
+        drains) an aggregate's pending events before it writes, a failed attempt leaves
+        them pending: the group commit (`ledger.call_records`) saves the same records
+        again after a failure, and must not save nothing."""
+        processing_event: ProcessingEvent[UUID] = ProcessingEvent()
+        for call in calls:
+            assert call.pending_events, "a call record is saved once"
+            processing_event.events.extend(call.pending_events)
+        recordings = self._record(processing_event)
+        for call in calls:
+            call.collect_events()
+        self._notify(recordings)
+
     def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
         """Keep a copy of each saved secret and name in the cache, so the next command
         does not fold the events it has just written again. (Call records are never
@@ -288,7 +341,7 @@ class Secrets(Application[UUID]):
         for record in self.data_keys.select_data_keys(None, KEYRING_CHECK_KEYS_MAX):
             secret = self._get_secret(record.secret_id)
             version = secret.versions.get(record.version_id) if secret is not None else None
-            if secret is None or version is None:
+            if secret is None or version is None or not is_filled(version):
                 continue
             tried += 1
             if self.envelope.opens_data_key(
@@ -348,7 +401,22 @@ class Secrets(Application[UUID]):
 
     def _alive(self, secret: Secret | None) -> Secret | None:
         """None for a deleted secret, and for one whose recovery window has passed,
-        which is purged on the way (its name is released)."""
+        which is purged on the way (its name is released).
+
+        Concurrent readers may find the window passed at once: each tries the purge,
+        one appends ``SecretDeleted``, the others conflict and read the secret again
+        (now deleted: None, as AWS answers after a deletion; or restored by a racing
+        RestoreSecret: the secret). So a read never fails for another's purge."""
+        if secret is None or secret.is_deleted:
+            return None
+        if not self._is_past_recovery_window(secret):
+            return secret
+        secret_id = secret.id
+        return self.with_retries(lambda: self._purged_or_alive(secret_id))
+
+    def _purged_or_alive(self, secret_id: UUID) -> Secret | None:
+        """The secret as stored now, purged first if its window has passed."""
+        secret = self._get_secret(secret_id)
         if secret is None or secret.is_deleted:
             return None
         if self._is_past_recovery_window(secret):
@@ -496,7 +564,8 @@ class Secrets(Application[UUID]):
                 "You can't create this secret because a secret with this name is already "
                 "scheduled for deletion."
             )
-        if token is not None and value is not None and token in existing.versions:
+        replayed = existing.versions.get(token or "")
+        if token is not None and value is not None and replayed and is_filled(replayed):
             self._require_same_value(existing, token, value)
             response = {"ARN": existing.arn, "Name": existing.name, "VersionId": token}
             return Outcome(response, changed=False, resources=[{"secret_arn": existing.arn}])
@@ -543,12 +612,28 @@ class Secrets(Application[UUID]):
         if value is None:
             raise InvalidRequestException(VALUE_REQUIRED_MESSAGE)
         resources: list[dict[str, str | None]] = [{"secret_arn": secret.arn, "version_id": token}]
-        if token in secret.versions:
-            self._require_same_value(secret, token, value)
+        data_key = self._write_value(secret, token, value, stages, request, self.now())
+        if data_key is None:
             return Outcome(self._put_response(secret, token), changed=False, resources=resources)
-        data_key = self._add_version(secret, token, value, stages, request, self.now())
         self._save_with_new_versions(secret, [data_key])
         return Outcome(self._put_response(secret, token), changed=True, resources=resources)
+
+    def _write_value(
+        self,
+        secret: Secret,
+        token: str,
+        value: Value,
+        stages: list[str] | None,
+        request: RequestContext,
+        now: datetime,
+    ) -> DataKeyRecord | None:
+        """A put's value: a new version (T4), the value of a version a rotation staged
+        (RO-4), or a replay (T5-T7: None, nothing to save)."""
+        existing = secret.versions.get(token)
+        if existing is None or not is_filled(existing):
+            return self._add_version(secret, token, value, stages, request, now)
+        self._require_same_value(secret, token, value)
+        return None
 
     def _save_with_new_versions(self, secret: Secret, data_keys: list[DataKeyRecord]) -> None:
         """Saves a put's events with its new versions' data keys (docs/events.md VD-3).
@@ -586,7 +671,9 @@ class Secrets(Application[UUID]):
     def _require_same_value(self, secret: Secret, token: str, value: Value) -> None:
         """T5-T7: a reused token must carry the same kind and bytes: compared with the
         version the token names, in that version's fingerprint format (S-3)."""
-        sealing = secret.versions[token]["sealing"]
+        version = secret.versions[token]
+        assert is_filled(version), "a staged version is filled, never replayed (RO-4)"
+        sealing = version["sealing"]
         replayed = secret.replayed_version(token, self._fingerprint(secret, token, sealing, value))
         assert replayed is not None, "a replayed token names an existing version"
 
@@ -608,25 +695,26 @@ class Secrets(Application[UUID]):
         request: RequestContext,
         now: datetime,
     ) -> DataKeyRecord:
-        """Seal the value and trigger the version's events; returns its wrapped data key.
-        (A token of a destroyed or removed version is refused by the secret.)"""
+        """Seal the value of version ``token`` and trigger its events: a new version, or
+        one a rotation staged, filled (RO-4); returns its wrapped data key. (A token of
+        a destroyed or removed version is refused by the secret.)"""
         sealed = self.envelope.seal(
             value.plaintext(), secret_arn=secret.arn, version_id=token, kind=value.kind
         )
-        secret.add_version(
-            SealedVersion(
-                version_id=token,
-                kind=value.kind,
-                ciphertext=sealed.ciphertext,
-                nonce=sealed.nonce,
-                fingerprint=self._fingerprint(secret, token, sealed.sealing, value),
-                sealing=sealed.sealing,
-            ),
-            stages,
-            request=request,
-            now=now,
-            version_count_max=self.version_count_max,
+        version = SealedVersion(
+            version_id=token,
+            kind=value.kind,
+            ciphertext=sealed.ciphertext,
+            nonce=sealed.nonce,
+            fingerprint=self._fingerprint(secret, token, sealed.sealing, value),
+            sealing=sealed.sealing,
         )
+        if token in secret.versions:
+            secret.fill_version(version, stages, request=request, now=now)
+        else:
+            secret.add_version(
+                version, stages, request=request, now=now, version_count_max=self.version_count_max
+            )
         return DataKeyRecord(
             secret_id=secret.id,
             version_id=token,
@@ -670,10 +758,9 @@ class Secrets(Application[UUID]):
         data_keys: list[DataKeyRecord] = []
         if value is not None and token is not None:
             response["VersionId"] = token
-            if token in secret.versions:
-                self._require_same_value(secret, token, value)
-            else:
-                data_keys.append(self._add_version(secret, token, value, None, request, now))
+            data_key = self._write_value(secret, token, value, None, request, now)
+            if data_key is not None:
+                data_keys.append(data_key)
         secret.update_metadata(description, kms_key_id, request=request, now=now)
         changed = bool(secret.pending_events)
         if changed:
@@ -771,6 +858,186 @@ class Secrets(Application[UUID]):
                 self.save(secret)
             response = {"ARN": secret.arn, "Name": secret.name}
             return Outcome(response, changed=changed, resources=[{"secret_arn": secret.arn}])
+
+        return self.with_retries(command)
+
+    # Rotation (docs/rotation.md)
+
+    def rotate_secret(
+        self,
+        *,
+        secret_id: str,
+        request: RequestContext,
+        client_request_token: str | None,
+        rotation_lambda_arn: str | None = None,
+        rotation_rules: dict[str, Any] | None = None,
+        rotate_immediately: bool = True,
+        runner_of: RunnerOf = external_runner,
+    ) -> Outcome:
+        """RotateSecret, checks in the order R1-R6 (RO-1, RO-2): token, secret,
+        deletion state, a function ARN, whether it can run, an unfinished rotation."""
+        if client_request_token is None:
+            raise InvalidParameterException(TOKEN_REQUIRED_MESSAGE)
+        require_valid_secret_id(secret_id)
+        token = client_request_token
+        return self.with_retries(
+            lambda: self._rotate_secret(
+                secret_id,
+                request,
+                token,
+                rotation_lambda_arn or None,
+                rotation_rules,
+                rotate_immediately,
+                runner_of,
+            )
+        )
+
+    def _rotate_secret(
+        self,
+        secret_id: str,
+        request: RequestContext,
+        token: str,
+        lambda_arn: str | None,
+        rules: dict[str, Any] | None,
+        rotate_immediately: bool,
+        runner_of: RunnerOf,
+    ) -> Outcome:
+        secret = self.find_secret(secret_id)
+        if secret.is_scheduled_for_deletion():
+            raise marked_for_deletion()
+        if lambda_arn is None and secret.rotation is not None:
+            lambda_arn = secret.rotation["lambda_arn"]
+        if lambda_arn is None:
+            raise InvalidRequestException(NO_ROTATION_FUNCTION_MESSAGE)
+        runner = runner_of(lambda_arn)
+        response = {"ARN": secret.arn, "Name": secret.name, "VersionId": token}
+        resources: list[dict[str, str | None]] = [{"secret_arn": secret.arn}]
+        if secret.rotation_in_progress() == token:
+            return Outcome(response, changed=False, resources=resources)  # a retried call
+        secret.rotate(
+            token, lambda_arn, rules, rotate_immediately, runner, request=request, now=self.now()
+        )
+        self.save(secret)
+        return Outcome(response, changed=True, resources=resources)
+
+    def cancel_rotate_secret(self, *, secret_id: str, request: RequestContext) -> Outcome:
+        """CancelRotateSecret (RO-9): rotation off; AWSPENDING stays; ``VersionId`` is
+        the unfinished rotation's version, if there is one."""
+        require_valid_secret_id(secret_id)
+
+        def command() -> Outcome:
+            secret = self.find_secret(secret_id)
+            secret.disable_rotation(request=request, now=self.now())
+            changed = bool(secret.pending_events)
+            if changed:
+                self.save(secret)
+            response = {"ARN": secret.arn, "Name": secret.name}
+            unfinished = secret.rotation_in_progress()
+            if unfinished is not None:
+                response["VersionId"] = unfinished
+            return Outcome(response, changed=changed, resources=[{"secret_arn": secret.arn}])
+
+        return self.with_retries(command)
+
+    def rotation_context(self, secret_arn: str, operation: str) -> RequestContext:
+        """The context of one rotation attempt's events: the service's, with the request
+        id ``Rotation-<secret ARN>-<uuid>`` shared by the attempt's events (RO-7)."""
+        request_id = f"Rotation-{secret_arn}-{uuid4()}"
+        return service_context(self.region, self.account_id, operation, request_id)
+
+    def live_secret(self, secret_id: UUID) -> Secret | None:
+        """A secret by aggregate id, None once deleted (or purged on the way)."""
+        return self._alive(self._get_secret(secret_id))
+
+    def start_due_rotation(self, secret_id: UUID, version_id: str, runner: str) -> bool:
+        """RO-8: stage the rotation of a secret whose window has opened (False when it
+        is not due any more: another server started it, rotation was turned off...)."""
+
+        def command() -> bool:
+            secret = self.live_secret(secret_id)
+            now = self.now()
+            if secret is None or not secret.is_rotation_due(now):
+                return False
+            context = self.rotation_context(secret.arn, "RotateSecret")
+            secret.start_scheduled_rotation(version_id, runner, request=context, now=now)
+            self.save(secret)
+            return True
+
+        return self.with_retries(command)
+
+    def begin_rotation_attempt(self, secret_id: UUID, request: RequestContext) -> int | None:
+        """RO-6: the number of the attempt just started, or None when the secret has no
+        rotation in progress any more (finished, abandoned, cancelled, deleted)."""
+
+        def command() -> int | None:
+            secret = self.live_secret(secret_id)
+            if secret is None or not self.rotation_wanted(secret):
+                return None
+            attempt = secret.start_rotation_attempt(request=request, now=self.now())
+            self.save(secret)
+            return attempt
+
+        return self.with_retries(command)
+
+    @staticmethod
+    def rotation_wanted(secret: Secret) -> bool:
+        """A rotation is in progress, rotation is on, and the secret is not scheduled
+        for deletion: its steps may (still) run."""
+        return (
+            secret.rotation is not None
+            and secret.rotation["enabled"]
+            and secret.rotation_in_progress() is not None
+            and secret.deletion_date is None
+        )
+
+    def fail_rotation_attempt(
+        self,
+        secret_id: UUID,
+        version_id: str,
+        attempt: int,
+        step: str,
+        error_message: str,
+        request: RequestContext,
+    ) -> None:
+        """RO-7: record a failed attempt (not for a secret deleted meanwhile)."""
+        assert step in ROTATION_STEPS, "a step of the protocol"
+
+        def command() -> None:
+            secret = self.live_secret(secret_id)
+            if secret is None:
+                return
+            secret.fail_rotation_attempt(
+                version_id, attempt, step, error_message, request=request, now=self.now()
+            )
+            self.save(secret)
+
+        self.with_retries(command)
+
+    def finish_rotation(
+        self, secret_id: UUID, version_id: str, attempt: int, request: RequestContext
+    ) -> bool:
+        """RO-6: after finishSecret returned: success if ``version_id`` holds AWSCURRENT,
+        otherwise a failed attempt. Whether it succeeded."""
+
+        def command() -> bool:
+            secret = self.live_secret(secret_id)
+            if secret is None:
+                return False
+            now = self.now()
+            if secret.labels.get(AWSCURRENT) != version_id:
+                secret.fail_rotation_attempt(
+                    version_id,
+                    attempt,
+                    "finishSecret",
+                    f"The finishSecret step returned but version {version_id} is not AWSCURRENT.",
+                    request=request,
+                    now=now,
+                )
+                self.save(secret)
+                return False
+            secret.complete_rotation(version_id, attempt, request=request, now=now)
+            self.save(secret)
+            return True
 
         return self.with_retries(command)
 
@@ -1008,10 +1275,13 @@ class Secrets(Application[UUID]):
         """The kind of a version: from the secret, else (a version retention removed
         before its key was destroyed with it) from its ``VersionCreated`` event."""
         version = secret.versions.get(version_id)
-        if version is not None:
+        if version is not None and is_filled(version):
             return version["kind"]
         for event in self.events.get(secret.id):
-            if isinstance(event, Secret.VersionCreated) and event.version_id == version_id:
+            if (
+                isinstance(event, Secret.VersionCreated | Secret.VersionFilled)
+                and event.version_id == version_id
+            ):
                 kind: str = event.kind
                 return kind
         raise AssertionError("a data key is saved with its version's VersionCreated")
@@ -1020,7 +1290,9 @@ class Secrets(Application[UUID]):
         secret = self.find_secret(secret_id)
         return Outcome(describe(secret), changed=False, resources=[{"secret_arn": secret.arn}])
 
-    def list_versions(self, *, secret_id: str) -> tuple[Secret, list[VersionRecord]]:
+    def list_versions(
+        self, *, secret_id: str
+    ) -> tuple[Secret, list[VersionRecord | StagedVersion]]:
         """The live versions of a secret, newest first (OPEN 11); scheduled secrets allowed."""
         secret = self.find_secret(secret_id)
         return secret, list(reversed(secret.versions.values()))
@@ -1084,6 +1356,9 @@ def shredding_of(events: Sequence[object]) -> tuple[list[DataKeyPair], bool]:
 def select_version(
     secret: Secret, version_id: str | None, version_stage: str | None
 ) -> VersionRecord:
+    """The version a read names, with its value. A version staged by a rotation has
+    none yet: it is not found, in the VersionId or the label form of the message,
+    as the read named it (RO-3)."""
     if version_id is not None:
         version = secret.versions.get(version_id)
         if version is None and secret.is_gone(version_id):
@@ -1094,12 +1369,17 @@ def select_version(
             raise InvalidRequestException(
                 "You provided a VersionStage that is not associated to the provided VersionId."
             )
+        if not is_filled(version):
+            raise version_not_found(version_id)
         return version
     label = version_stage if version_stage is not None else AWSCURRENT
     holder = secret.labels.get(label)
     if holder is None:
         raise ResourceNotFoundException(f"{VALUE_NOT_FOUND_PREFIX} staging label: {label}")
-    return secret.versions[holder]
+    held = secret.versions[holder]
+    if not is_filled(held):
+        raise ResourceNotFoundException(f"{VALUE_NOT_FOUND_PREFIX} staging label: {label}")
+    return held
 
 
 def describe(secret: Secret) -> dict[str, Any]:
@@ -1109,11 +1389,14 @@ def describe(secret: Secret) -> dict[str, Any]:
         response["Description"] = secret.description
     if secret.kms_key_id is not None:
         response["KmsKeyId"] = secret.kms_key_id
+    response.update(rotation_members(secret))
     response["LastChangedDate"] = secret.modified_on
     if secret.last_accessed_date is not None:
         response["LastAccessedDate"] = secret.last_accessed_date
     if secret.deletion_date is not None:
         response["DeletedDate"] = secret.deletion_date
+    if secret.rotation is not None and secret.rotation["next_rotation_date"] is not None:
+        response["NextRotationDate"] = secret.rotation["next_rotation_date"]
     if secret.ever_tagged:  # TG-7: absent if never tagged, [] once all are removed
         response["Tags"] = [dict(tag) for tag in secret.tags]
     stages = secret.version_ids_to_stages()
@@ -1121,6 +1404,24 @@ def describe(secret: Secret) -> dict[str, Any]:
         response["VersionIdsToStages"] = stages
     response["CreatedDate"] = secret.created_on
     return response
+
+
+def rotation_members(secret: Secret) -> dict[str, Any]:
+    """RO-11: RotationEnabled, RotationLambdaARN, RotationRules and LastRotatedDate,
+    once rotation was ever configured (NextRotationDate is placed by the caller)."""
+    rotation = secret.rotation
+    if rotation is None:
+        return {}
+    members: dict[str, Any] = {
+        "RotationEnabled": rotation["enabled"],
+        "RotationLambdaARN": rotation["lambda_arn"],
+    }
+    if rotation["rules"]:
+        rotated = rotation["last_rotated_date"] is not None
+        members["RotationRules"] = parse_rules(rotation["rules"]).shown_rules(rotated)
+    if rotation["last_rotated_date"] is not None:
+        members["LastRotatedDate"] = rotation["last_rotated_date"]
+    return members
 
 
 def open_keyring(database: str, keyring_path: Path | None, *, log_has_events: bool) -> Keyring:

@@ -13,6 +13,7 @@ projections all use it.
 
 from __future__ import annotations
 
+import re
 import string
 from dataclasses import dataclass
 from typing import Final
@@ -93,3 +94,24 @@ def name_of_secret_arn(arn: str) -> str:
     assert parsed is not None, "a stored secret ARN parses"
     assert parsed.is_complete, "a stored secret ARN ends in its random suffix"
     return parsed.name
+
+
+LAMBDA_FUNCTION_NAME_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def lambda_function_arn(region: str, account_id: str, name: str) -> str:
+    """ARN-2: the ARN of Lambda function ``name``."""
+    assert LAMBDA_FUNCTION_NAME_PATTERN.fullmatch(name), "a Lambda function name"
+    return f"arn:{PARTITION}:lambda:{region}:{account_id}:function:{name}"
+
+
+def lambda_function_name(arn: str, region: str, account_id: str) -> str | None:
+    """ARN-2: the function an ``arn:aws:lambda:<region>:<account>:function:<name>``
+    ARN names (a ``:<qualifier>`` after the name is ignored), when it is in the given
+    region and account; otherwise None."""
+    parts = arn.split(":")
+    if len(parts) not in (7, 8) or parts[:3] != ["arn", PARTITION, "lambda"]:
+        return None
+    if (parts[3], parts[4], parts[5]) != (region, account_id, "function"):
+        return None
+    return parts[6] if LAMBDA_FUNCTION_NAME_PATTERN.fullmatch(parts[6]) else None

@@ -485,10 +485,12 @@ REQUEST_STRING_KEYS: Final = {
     "Name": "secretsmanager:name",
     "Description": "secretsmanager:description",
     "KmsKeyId": "secretsmanager:kmskeyid",
+    "RotationLambdaARN": "secretsmanager:rotationlambdaarn",
 }
 REQUEST_FLAG_KEYS: Final = {
     "BlockPublicPolicy": "secretsmanager:blockpublicpolicy",
     "ForceDeleteWithoutRecovery": "secretsmanager:forcedeletewithoutrecovery",
+    "RotateImmediately": "secretsmanager:rotateimmediately",
 }
 
 

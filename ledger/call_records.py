@@ -11,8 +11,8 @@ other's fsyncs. `CallRecorder` batches them, in one of two modes:
   far, its own included (leader and followers, as databases group-commit their
   logs); callers arriving meanwhile wait and are committed together by the next
   leader. A single caller pays one commit, as without the recorder; concurrent
-  callers share commits. If a save fails, every call of that batch fails: no
-  answer leaves without its record. Waits are bounded by the save's own bound
+  callers share commits. If the storage fails, every call of that batch fails:
+  no answer leaves without its record. Waits are bounded by the save's own bound
   (the storage's lock timeout).
 * **asynchronous**: `record()` queues the record and returns; a writer thread
   commits what is queued, continuously. What a crash can lose is bounded: the
@@ -25,6 +25,14 @@ other's fsyncs. `CallRecorder` batches them, in one of two modes:
   call that may change a secret, so the log order of one client's calls is the
   order in which they were answered.
 
+In both modes a batch that fails for another reason than the storage (a record
+the transcoder cannot encode, a duplicate id) is saved again record by record,
+so one bad record never takes its neighbours with it (rule IL-5 of
+docs/limits.md): the records that fail alone are dropped, counted in
+``dropped_count`` and logged by error type only, never by content; in durable
+mode the call of a dropped record fails. (`ledger.bounds` keeps every record
+the API makes encodable; this is the second line.)
+
 `close()` commits what is queued (asynchronous mode: with bounded retries,
 logging the count of any records lost, never their content) and stops the writer.
 """
@@ -36,6 +44,8 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+from eventsourcing.persistence import ConnectionPoolClosedError, InterfaceError, OperationalError
 
 from ledger.domain import ApiCall
 
@@ -55,9 +65,18 @@ class RecorderUnavailable(Exception):
 
 @dataclass
 class PendingRecord:
+    """``error``: why its call must fail (durable mode), or why a flush must.
+    ``dropped``: the record could not be saved even alone, and is not kept."""
+
     call: ApiCall
     done: bool = False
     error: BaseException | None = None
+    dropped: bool = False
+
+
+def is_storage_failure(error: BaseException | None) -> bool:
+    """A failure of the database (unreachable, locked, closed), not of the records."""
+    return isinstance(error, OperationalError | InterfaceError | ConnectionPoolClosedError)
 
 
 class CallRecorder:
@@ -79,6 +98,7 @@ class CallRecorder:
         self.condition = threading.Condition()
         self.queue: deque[PendingRecord] = deque()
         self.in_flight: list[PendingRecord] = []
+        self.dropped_count = 0
         self.closed = False
         self.writer: threading.Thread | None = None
         if asynchronous:
@@ -123,7 +143,7 @@ class CallRecorder:
             last = outstanding[-1]
             if not self.condition.wait_for(lambda: last.done, timeout=self.wait_seconds_max):
                 raise RecorderUnavailable("the call records were not saved in time")
-            if last.error is not None:
+            if last.error is not None and not last.dropped:  # a dropped one is counted
                 raise RecorderUnavailable("a call record could not be saved")
 
     def close(self) -> None:
@@ -138,28 +158,57 @@ class CallRecorder:
 
     # Both modes
 
-    def _commit_queued(self) -> tuple[list[PendingRecord], BaseException | None]:
+    def _commit_queued(self) -> tuple[list[PendingRecord], list[BaseException | None]]:
         """With the condition held and no commit in progress: save up to a batch of
-        queued records in one transaction, the condition released meanwhile."""
+        queued records in one transaction, the condition released meanwhile; each
+        record's error (None: saved). A batch that fails for another reason than the
+        storage is saved again record by record."""
         assert not self.in_flight, "one commit at a time"
         batch = [self.queue.popleft() for _ in range(min(len(self.queue), BATCH_SIZE_MAX))]
         self.in_flight = batch
         self.condition.release()
-        error: BaseException | None = None
         try:
-            self.save([pending.call for pending in batch])
-        except Exception as raised:  # the caller decides: report it, or retry
-            error = raised
+            errors = self._save_batch(batch)
         finally:
             self.condition.acquire()
             self.in_flight = []
-        return batch, error
+        assert len(errors) == len(batch), "one outcome per record"
+        for pending, error in zip(batch, errors, strict=True):
+            if error is not None and not is_storage_failure(error):
+                self._drop(pending, error)
+        return batch, errors
 
-    def _finish(self, batch: list[PendingRecord], error: BaseException | None) -> None:
-        for pending in batch:
+    def _save_batch(self, batch: list[PendingRecord]) -> list[BaseException | None]:
+        try:
+            self.save([pending.call for pending in batch])
+        except Exception as error:  # the caller decides: report it, or retry
+            if len(batch) == 1 or is_storage_failure(error):
+                return [error] * len(batch)
+        else:
+            return [None] * len(batch)
+        return [self._save_alone(pending) for pending in batch]
+
+    def _save_alone(self, pending: PendingRecord) -> BaseException | None:
+        try:
+            self.save([pending.call])
+        except Exception as error:
+            return error
+        return None
+
+    def _finish(self, batch: list[PendingRecord], errors: list[BaseException | None]) -> None:
+        for pending, error in zip(batch, errors, strict=True):
             pending.done = True
             pending.error = error
         self.condition.notify_all()
+
+    def _drop(self, pending: PendingRecord, error: BaseException) -> None:
+        pending.dropped = True
+        self.dropped_count += 1
+        logger.error(
+            "dropped a call record that cannot be saved (%s); %d dropped since start",
+            type(error).__name__,
+            self.dropped_count,
+        )
 
     # Durable mode: leader and followers
 
@@ -183,12 +232,18 @@ class CallRecorder:
                 self.condition.wait_for(lambda: bool(self.queue) or self.closed)
                 if not self.queue:
                     return
-                batch, error = self._commit_queued()
-                if error is None:
-                    self._finish(batch, None)
+                batch, errors = self._commit_queued()
+                outcomes = list(zip(batch, errors, strict=True))
+                retried = [pending for pending, error in outcomes if is_storage_failure(error)]
+                settled = [
+                    (pending, error) for pending, error in outcomes if not is_storage_failure(error)
+                ]
+                self._finish([pending for pending, _ in settled], [error for _, error in settled])
+                if not retried:
                     backoff_seconds = RETRY_BACKOFF_SECONDS_FIRST
                     continue
-                self.queue.extendleft(reversed(batch))  # retried first, in order
+                error = next(error for error in errors if is_storage_failure(error))
+                self.queue.extendleft(reversed(retried))  # retried first, in order
                 if self.closed:
                     closing_attempts += 1
                     if closing_attempts >= CLOSING_ATTEMPTS_MAX:
@@ -205,5 +260,6 @@ class CallRecorder:
     def _give_up(self) -> None:
         lost = list(self.queue)
         self.queue.clear()
-        self._finish(lost, RecorderUnavailable("the call record could not be saved"))
+        gone = RecorderUnavailable("the call record could not be saved")
+        self._finish(lost, [gone] * len(lost))
         logger.error("closing: %d call record(s) could not be saved and are lost", len(lost))

@@ -14,6 +14,10 @@ class versions are upcast exactly (``upcast_v1_v2``), never by guessing.
 
 The domain never sees plaintext: a version arrives already sealed (ciphertext,
 nonce, sealing format) with a keyed fingerprint for idempotency comparison.
+
+Rotation (rules RO-* of docs/rotation.md) stages a version without a value
+(``PendingVersionStaged``) that a later put fills (``VersionFilled``); the
+rotation's configuration, schedule and attempts are events of the secret too.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, TypedDict
+from typing import Any, Final, TypedDict, TypeGuard
 
 from eventsourcing.domain import Aggregate
 
@@ -39,6 +43,7 @@ from ledger.errors import (
     version_not_found,
 )
 from ledger.policies import require_attachable
+from ledger.rotation_schedule import parse_rules
 from ledger.sealing import SEALING_V1, SEALINGS
 from ledger.tags import (
     Tag,
@@ -82,6 +87,8 @@ PENDING_DROPPED: Final = "pending-dropped"
 DETACHED_BY_DELETION: Final = "detached-by-deletion"
 DETACHED_BY_DESTROY: Final = "detached-by-destroy"
 UNKNOWN_V1: Final = "unknown-v1"
+ROTATION_STAGED: Final = "rotation-staged"
+ROTATION_COMPLETED: Final = "rotation-completed"
 LABEL_MOVE_REASONS: Final = frozenset(
     {
         REQUESTED,
@@ -91,7 +98,17 @@ LABEL_MOVE_REASONS: Final = frozenset(
         DETACHED_BY_DELETION,
         DETACHED_BY_DESTROY,
         UNKNOWN_V1,
+        ROTATION_STAGED,
+        ROTATION_COMPLETED,
     }
+)
+# Who runs a rotation's steps (RO-5): the ledger's rotation runner, or someone else.
+RUNNER_SERVICE: Final = "service"
+RUNNER_EXTERNAL: Final = "external"
+ROTATION_RUNNERS: Final = frozenset({RUNNER_SERVICE, RUNNER_EXTERNAL})
+ROTATION_STEPS: Final = ("createSecret", "setSecret", "testSecret", "finishSecret")
+ROTATION_INCOMPLETE_MESSAGE: Final = (
+    "A previous rotation isn't complete. That rotation will be reattempted."
 )
 PUT_OPERATIONS: Final = frozenset({"CreateSecret", "PutSecretValue", "UpdateSecret"})
 """The operations that create a version: their label moves follow P1-P8."""
@@ -157,6 +174,39 @@ class VersionRecord(TypedDict):
     fingerprint: bytes
     created_date: datetime
     sealing: int
+
+
+class StagedVersion(TypedDict):
+    """A version staged by a rotation before its value exists (RO-3): no value, no
+    fingerprint, no data key. The first put with its id fills it (RO-4)."""
+
+    version_id: str
+    created_date: datetime
+
+
+def is_filled(version: VersionRecord | StagedVersion) -> TypeGuard[VersionRecord]:
+    """Whether a version has its value (every version but a staged, unfilled one)."""
+    return "kind" in version
+
+
+class RotationState(TypedDict):
+    """A secret's rotation (docs/rotation.md), once it was ever configured.
+
+    ``version_id``: the token of the latest rotation staged, and ``runner`` who runs
+    its steps; ``attempts``: how many attempts of that rotation started; the dates of
+    the latest attempt's start and failure (for the runner's lease and retry delay)."""
+
+    enabled: bool
+    lambda_arn: str
+    rules: dict[str, Any]
+    last_rotated_date: datetime | None
+    window_start: datetime | None
+    next_rotation_date: datetime | None
+    version_id: str | None
+    runner: str
+    attempts: int
+    attempt_started_date: datetime | None
+    attempt_failed_date: datetime | None
 
 
 @dataclass(frozen=True)
@@ -335,7 +385,7 @@ class Secret(Aggregate):
         kms_key_id: str | None
         tags: list[dict[str, str]]
 
-    class_version = 4
+    class_version = 5
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -363,6 +413,11 @@ class Secret(Aggregate):
         """A v3 snapshot's state: v3 had no ``Accessed`` events (LA-2)."""
         state["accessed_dates"] = {}
         state["last_accessed_date"] = None
+
+    @staticmethod
+    def upcast_v4_v5(state: dict[str, Any]) -> None:
+        """A v4 snapshot's state: v4 had no rotation."""
+        state["rotation"] = None
 
     class VersionCreated(Event):
         """``sealing``: the format of ``ciphertext`` and ``fingerprint`` (S-1)."""
@@ -514,6 +569,137 @@ class Secret(Aggregate):
         def apply(self, aggregate: Secret) -> None:
             aggregate.is_deleted = True
 
+    # Rotation (docs/rotation.md)
+
+    class RotationConfigured(Event):
+        """RO-1: rotation turned on with this function and these rules (as given)."""
+
+        TOPIC = "secretledger/RotationConfigured"
+        rotation_lambda_arn: str
+        rotation_rules: dict[str, Any]
+
+        def apply(self, aggregate: Secret) -> None:
+            previous = aggregate.rotation
+            aggregate.rotation = RotationState(
+                enabled=True,
+                lambda_arn=self.rotation_lambda_arn,
+                rules=dict(self.rotation_rules),
+                last_rotated_date=previous["last_rotated_date"] if previous else None,
+                window_start=previous["window_start"] if previous else None,
+                next_rotation_date=previous["next_rotation_date"] if previous else None,
+                version_id=previous["version_id"] if previous else None,
+                runner=previous["runner"] if previous else RUNNER_EXTERNAL,
+                attempts=previous["attempts"] if previous else 0,
+                attempt_started_date=previous["attempt_started_date"] if previous else None,
+                attempt_failed_date=previous["attempt_failed_date"] if previous else None,
+            )
+
+    class RotationDisabled(Event):
+        """RO-9: CancelRotateSecret turned rotation off; no next rotation date."""
+
+        TOPIC = "secretledger/RotationDisabled"
+
+        def apply(self, aggregate: Secret) -> None:
+            assert aggregate.rotation is not None, "only a configured rotation is disabled"
+            aggregate.rotation["enabled"] = False
+            aggregate.rotation["window_start"] = None
+            aggregate.rotation["next_rotation_date"] = None
+
+    class RotationScheduled(Event):
+        """RO-8: the next rotation window: it opens at ``window_start``; the rotation
+        happens on or before ``next_rotation_date``, the window's end."""
+
+        TOPIC = "secretledger/RotationScheduled"
+        window_start: datetime
+        next_rotation_date: datetime
+
+        def apply(self, aggregate: Secret) -> None:
+            assert aggregate.rotation is not None, "only a configured rotation is scheduled"
+            aggregate.rotation["window_start"] = self.window_start
+            aggregate.rotation["next_rotation_date"] = self.next_rotation_date
+
+    class PendingVersionStaged(Event):
+        """RO-3: a rotation created version ``version_id`` without a value (the
+        ``LabelMoved`` of AWSPENDING onto it follows); ``runner`` runs its steps."""
+
+        TOPIC = "secretledger/PendingVersionStaged"
+        version_id: str
+        runner: str
+
+        def apply(self, aggregate: Secret) -> None:
+            aggregate.versions[self.version_id] = StagedVersion(
+                version_id=self.version_id, created_date=self.timestamp
+            )
+            assert aggregate.rotation is not None, "a configured rotation stages versions"
+            aggregate.rotation["version_id"] = self.version_id
+            aggregate.rotation["runner"] = self.runner
+            aggregate.rotation["attempts"] = 0
+            aggregate.rotation["attempt_started_date"] = None
+            aggregate.rotation["attempt_failed_date"] = None
+
+    class VersionFilled(Event):
+        """RO-4: the value of staged version ``version_id`` arrived (sealed, as in
+        ``VersionCreated``); the put's label moves follow."""
+
+        TOPIC = "secretledger/VersionFilled"
+        version_id: str
+        kind: str
+        ciphertext: bytes
+        nonce: bytes
+        fingerprint: bytes
+        sealing: int
+
+        def apply(self, aggregate: Secret) -> None:
+            staged = aggregate.versions[self.version_id]
+            assert not is_filled(staged), "only a staged version is filled"
+            aggregate.versions[self.version_id] = VersionRecord(
+                version_id=self.version_id,
+                kind=self.kind,
+                ciphertext=self.ciphertext,
+                nonce=self.nonce,
+                fingerprint=self.fingerprint,
+                created_date=staged["created_date"],
+                sealing=self.sealing,
+            )
+
+    class RotationStarted(Event):
+        """RO-6: attempt ``attempt`` (1, 2, ...) of the rotation to ``version_id``."""
+
+        TOPIC = "secretledger/RotationStarted"
+        version_id: str
+        attempt: int
+
+        def apply(self, aggregate: Secret) -> None:
+            assert aggregate.rotation is not None, "a configured rotation starts"
+            aggregate.rotation["attempts"] = self.attempt
+            aggregate.rotation["attempt_started_date"] = self.timestamp
+
+    class RotationFailed(Event):
+        """RO-7: attempt ``attempt`` failed in ``step``; ``error_message`` says how
+        (never anything the function printed or returned)."""
+
+        TOPIC = "secretledger/RotationFailed"
+        version_id: str
+        attempt: int
+        step: str
+        error_message: str
+
+        def apply(self, aggregate: Secret) -> None:
+            assert aggregate.rotation is not None, "a configured rotation fails"
+            aggregate.rotation["attempt_failed_date"] = self.timestamp
+
+    class RotationSucceeded(Event):
+        """RO-6: the rotation to ``version_id`` completed; the event time is the
+        secret's LastRotatedDate."""
+
+        TOPIC = "secretledger/RotationSucceeded"
+        version_id: str
+        attempt: int
+
+        def apply(self, aggregate: Secret) -> None:
+            assert aggregate.rotation is not None, "a configured rotation succeeds"
+            aggregate.rotation["last_rotated_date"] = self.timestamp
+
     # Tags and the resource policy (docs/policies.md TG-5 to TG-7, RP-12)
 
     class Tagged(Event):
@@ -569,11 +755,13 @@ class Secret(Aggregate):
         self.description = description
         self.kms_key_id = kms_key_id
         self.tags = tags
-        self.versions: dict[str, VersionRecord] = {}
+        self.versions: dict[str, VersionRecord | StagedVersion] = {}
         self.labels: dict[str, str] = {}
         self.deletion_date: datetime | None = None
         self.is_deleted = False
         self.destroyed_version_ids: list[str] = []
+        self.rotation: RotationState | None = None
+
         self.ever_tagged = bool(tags)
         self.resource_policy: str | None = None
         self.accessed_dates: dict[str, datetime] = {}
@@ -617,6 +805,7 @@ class Secret(Aggregate):
         duplicate.labels = dict(self.labels)
         duplicate.tags = [dict(tag) for tag in self.tags]
         duplicate.accessed_dates = dict(self.accessed_dates)
+        duplicate.rotation = None if self.rotation is None else RotationState(**self.rotation)
         duplicate._pending_events = list(self._pending_events)
         return duplicate
 
@@ -653,6 +842,26 @@ class Secret(Aggregate):
         bisect.insort(ids, version_id)
         self.destroyed_version_ids = ids
 
+    def has_value(self) -> bool:
+        """Whether any version has its value (staged versions have none, RO-3)."""
+        return any(is_filled(version) for version in self.versions.values())
+
+    def rotation_in_progress(self) -> str | None:
+        """RO-2: the version of a rotation staged and not finished (it holds AWSPENDING
+        but not AWSCURRENT), or None."""
+        if self.rotation is None:
+            return None
+        version_id = self.rotation["version_id"]
+        holds_pending = version_id is not None and self.labels.get(AWSPENDING) == version_id
+        if holds_pending and self.labels.get(AWSCURRENT) != version_id:
+            return version_id
+        return None
+
+    def pending_blocks_rotation(self) -> bool:
+        """RO-2 (R6): AWSPENDING sits on a version that does not hold AWSCURRENT."""
+        holder = self.labels.get(AWSPENDING)
+        return holder is not None and holder != self.labels.get(AWSCURRENT)
+
     def replayed_version(self, version_id: str, fingerprint: bytes) -> VersionRecord | None:
         """T5/T7: the existing version for a reused token, or None for a new token.
         ``fingerprint``: the retried value's, in the format of the version the token
@@ -660,6 +869,7 @@ class Secret(Aggregate):
         existing = self.versions.get(version_id)
         if existing is None:
             return None
+        assert is_filled(existing), "a staged version is filled, not replayed (RO-4)"
         if not hmac.compare_digest(existing["fingerprint"], fingerprint):
             raise token_in_use(version_id, self.arn)
         return existing
@@ -703,7 +913,11 @@ class Secret(Aggregate):
             )
         if self.is_gone(sealed.version_id):
             raise token_in_use(sealed.version_id, self.arn)
-        after = labels_after_put(self.labels, sealed.version_id, stages, bool(self.versions))
+        after = labels_after_put(self.labels, sealed.version_id, stages, self.has_value())
+        abandoned = self.rotation_in_progress()
+        moves_current = after.get(AWSCURRENT) == sealed.version_id
+        if abandoned is not None and moves_current and after.get(AWSPENDING) == abandoned:
+            del after[AWSPENDING]  # RO-10 (P8): a put during a rotation abandons it
         check_label_quota(after, self.arn)
         removals = self._versions_to_remove(after, now)
         count_after = len(self.versions) + 1 - len(removals)
@@ -714,8 +928,55 @@ class Secret(Aggregate):
             )
         timestamp = self._event_time(now)
         context = request.to_event()
+        self._seal_value(self.VersionCreated, sealed, stages, after, timestamp, context)
+        for version_id in removals:
+            self.trigger_event(
+                self.VersionRemoved,
+                timestamp=timestamp,
+                request=context,
+                version_id=version_id,
+                reason=REMOVED_BY_RETENTION,
+                data_key_destroyed=True,
+            )
+        if self.labels.get(AWSCURRENT) == sealed.version_id:
+            self._reschedule_after_manual_rotation(request, timestamp)
+        self.assert_invariants()
+
+    def fill_version(
+        self,
+        sealed: SealedVersion,
+        stages: list[str] | None,
+        *,
+        request: RequestContext,
+        now: datetime,
+    ) -> None:
+        """RO-4: the first put naming a staged version gives it its value, then moves
+        labels as a put of a new version would (P1-P9)."""
+        assert sealed.sealing in SEALINGS, "a known sealing format"
+        staged = self.versions.get(sealed.version_id)
+        assert staged is not None and not is_filled(staged), "a staged version is filled"
+        self._refuse_if_scheduled()
+        after = labels_after_put(self.labels, sealed.version_id, stages, self.has_value())
+        check_label_quota(after, self.arn)
+        timestamp = self._event_time(now)
+        context = request.to_event()
+        self._seal_value(self.VersionFilled, sealed, stages, after, timestamp, context)
+        self._complete_external_rotation(request, timestamp)
+        self.assert_invariants()
+
+    def _seal_value(
+        self,
+        event_class: type[Secret.VersionCreated] | type[Secret.VersionFilled],
+        sealed: SealedVersion,
+        stages: list[str] | None,
+        after: Mapping[str, str],
+        timestamp: datetime,
+        context: dict[str, Any],
+    ) -> None:
+        """A put's events: the sealed value (a new version, or a staged one filled), then
+        one ``LabelMoved`` per label the put attaches, moves or detaches (P1-P9)."""
         self.trigger_event(
-            self.VersionCreated,
+            event_class,
             timestamp=timestamp,
             request=context,
             version_id=sealed.version_id,
@@ -730,16 +991,6 @@ class Secret(Aggregate):
             for label, _, to_version_id in moves_between(self.labels, after)
         }
         self._move_labels(after, reasons, timestamp, context)
-        for version_id in removals:
-            self.trigger_event(
-                self.VersionRemoved,
-                timestamp=timestamp,
-                request=context,
-                version_id=version_id,
-                reason=REMOVED_BY_RETENTION,
-                data_key_destroyed=True,
-            )
-        self.assert_invariants()
 
     def update_stage(
         self,
@@ -754,12 +1005,20 @@ class Secret(Aggregate):
         after = labels_after_stage_update(
             self.labels, self.versions, label, move_to_version_id, remove_from_version_id
         )
+        current = self.versions.get(after.get(AWSCURRENT, ""))
+        if current is not None and not is_filled(current):
+            raise InvalidRequestException(
+                f"You can't attach AWSCURRENT to version {current['version_id']}: it has "
+                "no secret value yet."
+            )
         check_label_quota(after, self.arn)
         reasons = {
             moved: reason_of_stage_move(moved, label)
             for moved, _, _ in moves_between(self.labels, after)
         }
-        self._move_labels(after, reasons, self._event_time(now), request.to_event())
+        timestamp = self._event_time(now)
+        self._move_labels(after, reasons, timestamp, request.to_event())
+        self._complete_external_rotation(request, timestamp)
         self.assert_invariants()
 
     def update_metadata(
@@ -904,6 +1163,211 @@ class Secret(Aggregate):
             self.ResourcePolicyDeleted, timestamp=self._event_time(now), request=request.to_event()
         )
 
+    # Rotation (docs/rotation.md)
+
+    def rotate(
+        self,
+        version_id: str,
+        lambda_arn: str,
+        rules: dict[str, Any] | None,
+        rotate_immediately: bool,
+        runner: str,
+        *,
+        request: RequestContext,
+        now: datetime,
+    ) -> None:
+        """RotateSecret after the secret was resolved and the function found (R1-R5):
+        RO-2 refuses while a rotation is unfinished; RO-1 stores the configuration
+        (an event only if it changes); then RO-3 stages ``version_id``, or, not
+        rotating at once, RO-8 schedules the next window."""
+        assert runner in ROTATION_RUNNERS, "a known runner"
+        self._refuse_if_scheduled()
+        if self.pending_blocks_rotation():
+            raise InvalidRequestException(ROTATION_INCOMPLETE_MESSAGE)
+        if version_id in self.versions:
+            raise InvalidParameterException(
+                f"The ClientRequestToken {version_id} is already the VersionId of a version "
+                "of this secret; use a new token for each rotation."
+            )
+        if rules is None:
+            rules = self.rotation["rules"] if self.rotation is not None else {}
+        elif not rules:
+            raise InvalidParameterException(
+                "RotationRules must have AutomaticallyAfterDays or ScheduleExpression."
+            )
+        if rules:
+            parse_rules(rules)
+        timestamp = self._event_time(now)
+        context = request.to_event()
+        rotation = self.rotation
+        if (
+            rotation is None
+            or not rotation["enabled"]
+            or rotation["lambda_arn"] != lambda_arn
+            or rotation["rules"] != rules
+        ):
+            self.trigger_event(
+                self.RotationConfigured,
+                timestamp=timestamp,
+                request=context,
+                rotation_lambda_arn=lambda_arn,
+                rotation_rules=dict(rules),
+            )
+        if rotate_immediately:
+            self._stage(version_id, runner, timestamp, context)
+        else:
+            self._schedule_next(timestamp, context)
+        self.assert_invariants()
+
+    def start_scheduled_rotation(
+        self, version_id: str, runner: str, *, request: RequestContext, now: datetime
+    ) -> None:
+        """RO-8: the service starts the rotation whose window has opened."""
+        assert self.is_rotation_due(now), "only a due rotation starts"
+        assert version_id not in self.versions, "a fresh token"
+        self._stage(version_id, runner, self._event_time(now), request.to_event())
+        self.assert_invariants()
+
+    def is_rotation_due(self, now: datetime) -> bool:
+        """RO-8: rotation on, its window open, no rotation unfinished, not scheduled
+        for deletion."""
+        rotation = self.rotation
+        return (
+            rotation is not None
+            and rotation["enabled"]
+            and rotation["window_start"] is not None
+            and rotation["window_start"] <= now
+            and not self.pending_blocks_rotation()
+            and self.deletion_date is None
+        )
+
+    def start_rotation_attempt(self, *, request: RequestContext, now: datetime) -> int:
+        """RO-6: the next attempt of the rotation in progress; its number."""
+        version_id = self.rotation_in_progress()
+        assert self.rotation is not None and version_id is not None, "a rotation in progress"
+        attempt = self.rotation["attempts"] + 1
+        self.trigger_event(
+            self.RotationStarted,
+            timestamp=self._event_time(now),
+            request=request.to_event(),
+            version_id=version_id,
+            attempt=attempt,
+        )
+        return attempt
+
+    def fail_rotation_attempt(
+        self,
+        version_id: str,
+        attempt: int,
+        step: str,
+        error_message: str,
+        *,
+        request: RequestContext,
+        now: datetime,
+    ) -> None:
+        """RO-7: the attempt failed; AWSPENDING stays where it is."""
+        assert step in ROTATION_STEPS, "a step of the rotation protocol"
+        self.trigger_event(
+            self.RotationFailed,
+            timestamp=self._event_time(now),
+            request=request.to_event(),
+            version_id=version_id,
+            attempt=attempt,
+            step=step,
+            error_message=error_message,
+        )
+
+    def complete_rotation(
+        self, version_id: str, attempt: int, *, request: RequestContext, now: datetime
+    ) -> None:
+        """RO-6: the rotation to ``version_id`` succeeded (it holds AWSCURRENT):
+        AWSPENDING comes off it, and the next window is scheduled."""
+        assert self.labels.get(AWSCURRENT) == version_id, "success: the token is current"
+        timestamp = self._event_time(now)
+        context = request.to_event()
+        self.trigger_event(
+            self.RotationSucceeded,
+            timestamp=timestamp,
+            request=context,
+            version_id=version_id,
+            attempt=attempt,
+        )
+        if self.labels.get(AWSPENDING) == version_id:
+            after = dict(self.labels)
+            del after[AWSPENDING]
+            self._move_labels(after, {AWSPENDING: ROTATION_COMPLETED}, timestamp, context)
+        self._schedule_next(timestamp, context)
+        self.assert_invariants()
+
+    def disable_rotation(self, *, request: RequestContext, now: datetime) -> None:
+        """RO-9: CancelRotateSecret. A secret never configured, or already off, is
+        left as it is; AWSPENDING is not touched."""
+        self._refuse_if_scheduled()
+        if self.rotation is None or not self.rotation["enabled"]:
+            return
+        self.trigger_event(
+            self.RotationDisabled, timestamp=self._event_time(now), request=request.to_event()
+        )
+
+    def _stage(
+        self, version_id: str, runner: str, timestamp: datetime, context: dict[str, Any]
+    ) -> None:
+        self.trigger_event(
+            self.PendingVersionStaged,
+            timestamp=timestamp,
+            request=context,
+            version_id=version_id,
+            runner=runner,
+        )
+        after = {**self.labels, AWSPENDING: version_id}
+        self._move_labels(after, {AWSPENDING: ROTATION_STAGED}, timestamp, context)
+        if runner == RUNNER_EXTERNAL:
+            self.trigger_event(
+                self.RotationStarted,
+                timestamp=timestamp,
+                request=context,
+                version_id=version_id,
+                attempt=1,
+            )
+
+    def _schedule_next(self, timestamp: datetime, context: dict[str, Any]) -> None:
+        """RO-8: the first window after ``timestamp``, when the rules set a schedule."""
+        assert self.rotation is not None, "a configured rotation is scheduled"
+        if not self.rotation["rules"]:
+            return
+        window = parse_rules(self.rotation["rules"]).next_window(timestamp)
+        self.trigger_event(
+            self.RotationScheduled,
+            timestamp=timestamp,
+            request=context,
+            window_start=window.start,
+            next_rotation_date=window.end,
+        )
+
+    def _reschedule_after_manual_rotation(
+        self, request: RequestContext, timestamp: datetime
+    ) -> None:
+        """RO-8: a put that makes a new current version counts as a rotation when the
+        next rotation date is computed (LastRotatedDate stays)."""
+        if self.rotation is not None and self.rotation["enabled"]:
+            self._schedule_next(timestamp, request.to_event())
+
+    def _complete_external_rotation(self, request: RequestContext, timestamp: datetime) -> None:
+        """RO-5: a rotation nobody in the ledger runs completes when its version
+        becomes current, in the same transaction as that move."""
+        rotation = self.rotation
+        if rotation is None or rotation["runner"] != RUNNER_EXTERNAL:
+            return
+        version_id = rotation["version_id"]
+        if (
+            version_id is None
+            or not rotation["enabled"]
+            or self.labels.get(AWSCURRENT) != version_id
+            or self.labels.get(AWSPENDING) != version_id
+        ):
+            return
+        self.complete_rotation(version_id, rotation["attempts"], request=request, now=timestamp)
+
     # Invariants and helpers
 
     def assert_invariants(self) -> None:
@@ -911,8 +1375,10 @@ class Secret(Aggregate):
         for label, version_id in self.labels.items():
             assert version_id in self.versions, f"label {label} on a missing version"
             assert not self.is_gone(version_id), f"label {label} on a gone version"
-        if self.versions and not self.is_deleted:
-            assert AWSCURRENT in self.labels, "a secret with versions has no AWSCURRENT"
+        if self.has_value() and not self.is_deleted:
+            assert AWSCURRENT in self.labels, "a secret with values has no AWSCURRENT"
+        current = self.versions.get(self.labels.get(AWSCURRENT, ""))
+        assert current is None or is_filled(current), "AWSCURRENT is on a version with a value"
 
     def _refuse_if_scheduled(self) -> None:
         if self.deletion_date is not None:

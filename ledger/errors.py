@@ -8,6 +8,8 @@ from names, ARNs, tokens and labels only.
 
 from __future__ import annotations
 
+from ledger.bounds import bounded_text
+
 
 class SecretsManagerError(Exception):
     """Base of every AWS-shaped error; ``code`` is the wire ``__type``."""
@@ -15,8 +17,12 @@ class SecretsManagerError(Exception):
     http_status: int = 400
 
     def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+        """``message`` is cut to `ledger.bounds.AUDIT_STRING_LENGTH_MAX` characters (with
+        a note), so that the answer and the audit record that quotes it agree, however
+        long the values a validation message echoes (rule IL-4 of docs/limits.md)."""
+        bounded = bounded_text(message)
+        super().__init__(bounded)
+        self.message = bounded
 
     @property
     def code(self) -> str:

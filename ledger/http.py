@@ -15,7 +15,9 @@ status and ``application/x-amz-json-1.1``, never a traceback:
   secret-ledger's own operations (``DestroySecretVersion``) are unknown here: they are
   reached only through the CLI (`ledger.api.LOCAL_OPERATIONS`);
 * a body that is not a JSON object (or not UTF-8, or with invalid base64 or lone
-  surrogates): ``SerializationException``;
+  surrogates), that nests deeper than 16, or holds a number out of range (rules
+  IL-1 and IL-2 of docs/limits.md, checked before Python's recursive parser runs):
+  ``SerializationException``;
 * a body over the size cap: ``RequestEntityTooLargeException`` (413). The excess is
   read and discarded (never kept) up to ``drain_size_bytes_max`` so that the client,
   which sends its whole body before reading, sees the answer and the connection
@@ -79,6 +81,13 @@ from ledger.api import (
     unsupported_operation,
 )
 from ledger.auth import Denial, ReceivedRequest, SignatureVerifier
+from ledger.bounds import (
+    NESTING_DEPTH_MAX,
+    NumberOutOfRange,
+    nesting_exceeds,
+    parse_float,
+    parse_integer,
+)
 from ledger.call_records import CallRecorder, RecorderUnavailable
 from ledger.errors import (
     InternalServiceError,
@@ -173,9 +182,23 @@ def decode_body(body: bytes) -> dict[str, Any]:
     """The request members, SecretBinary as bytes; SerializationException otherwise."""
     if not body.strip():
         return {}
+    if nesting_exceeds(body):
+        raise SerializationException(
+            f"The request body nests objects and arrays deeper than {NESTING_DEPTH_MAX}."
+        )
     try:
-        document = json.loads(body, parse_constant=reject_constant)
-    except (ValueError, RecursionError):
+        document = json.loads(
+            body,
+            parse_constant=reject_constant,
+            parse_int=parse_integer,
+            parse_float=parse_float,
+        )
+    except NumberOutOfRange:
+        raise SerializationException(
+            "A number in the request body is out of range (a whole number must fit in "
+            "64 bits, any other number in a double)."
+        ) from None
+    except ValueError:  # invalid JSON or UTF-8, or a whole number over 4,300 digits
         raise SerializationException("The request body is not valid JSON.") from None
     if not isinstance(document, dict):
         raise SerializationException("The request body must be a JSON object.")

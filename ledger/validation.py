@@ -122,6 +122,11 @@ def _shown(shape: Shape, value: str) -> str | None:
 def _check_string(shape: Shape, value: Any, path: str, problems: list[str]) -> None:
     if not isinstance(value, str):
         raise SerializationException(f"Expected a string at '{path}'.")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: it could be neither stored nor answered
+            raise SerializationException(f"Expected text (UTF-8) at '{path}'.") from None
     sensitive = bool(shape.metadata.get("sensitive"))
     length = len(value.encode("utf-8")) if sensitive else len(value)
     _check_length(shape, length, _shown(shape, value), path, problems)

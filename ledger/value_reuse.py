@@ -22,7 +22,7 @@ from typing import Any, Final
 from uuid import UUID
 
 from ledger.application import Secrets
-from ledger.domain import Secret, VersionRecord
+from ledger.domain import Secret, VersionRecord, is_filled
 
 DIGEST_KEY_BYTES: Final = 32
 
@@ -93,6 +93,8 @@ def find_value_reuse(secrets: Secrets, secret_ids: Iterable[UUID]) -> ValueReuse
         destroyed_versions_skipped += len(secret.destroyed_version_ids)
         secrets_scanned += 1
         for version in secret.versions.values():
+            if not is_filled(version):
+                continue  # staged by a rotation, no value yet (RO-3)
             digest = value_digest(digest_key, secrets, secret, version)
             groups[digest].append(VersionReference(secret.arn, secret.name, version["version_id"]))
             versions_compared += 1

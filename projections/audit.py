@@ -23,7 +23,9 @@ Which events make which records (shapes: :mod:`projections.cloudtrail`):
   date) and the versions' ends (the versions the secret had when the request
   began). A put that takes AWSPENDING off the old current version (rule P6: a
   ``LabelMoved`` with reason ``pending-dropped``, R-4) makes a ``RotationAbandoned``
-  for that version. The
+  for that version; so does a put that abandons a rotation in progress (RO-10).
+  ``RotationStarted``, ``RotationSucceeded`` and ``RotationFailed`` (with
+  ``errorMessage``) come from the events of those names (RO-7). The
   service's own purge (principal ``secretsmanager.amazonaws.com``) makes no
   ``AwsApiCall`` record.
 
@@ -329,6 +331,7 @@ class AuditProjection(Projection):
         event: Any,
         known: _KnownSecret,
         version_ids: Sequence[str],
+        error_message: str | None = None,
     ) -> None:
         """Service events about versions, caused by the request of ``event``."""
         assert len(version_ids) < SEQUENCES_PER_POSITION, "records of one event are bounded"
@@ -343,7 +346,7 @@ class AuditProjection(Projection):
                 request["request_id"],
                 None,
                 False,
-                None,
+                error_message,
                 version_id,
                 None,
                 None,
@@ -445,6 +448,28 @@ class AuditProjection(Projection):
     ) -> None:
         self._mutation_record(cursor, pending, position, event)
 
+    def _on_rotation_event(
+        self,
+        cursor: ViewCursor,
+        pending: _Pending,
+        position: int,
+        event: Secret.RotationStarted | Secret.RotationSucceeded | Secret.RotationFailed,
+    ) -> None:
+        """RO-7: the service event of a rotation attempt's start, success or failure
+        (after the API call record when a caller's RotateSecret started it)."""
+        self._mutation_record(cursor, pending, position, event)
+        known = self._secret(cursor, event.originator_id)
+        error_message = event.error_message if isinstance(event, Secret.RotationFailed) else None
+        self._service_rows(
+            pending,
+            event_name(type(event).TOPIC),
+            position,
+            event,
+            known,
+            [event.version_id],
+            error_message,
+        )
+
     def _on_version_removed(
         self, cursor: ViewCursor, pending: _Pending, position: int, event: Secret.VersionRemoved
     ) -> None:
@@ -527,6 +552,14 @@ class AuditProjection(Projection):
         Secret.DeletionScheduled: _on_deletion_scheduled,
         Secret.Restored: _on_restored,
         Secret.Deleted: _on_deleted,
+        Secret.RotationConfigured: _on_mutation,
+        Secret.RotationDisabled: _on_mutation,
+        Secret.RotationScheduled: _on_mutation,
+        Secret.PendingVersionStaged: _on_mutation,
+        Secret.VersionFilled: _on_mutation,
+        Secret.RotationStarted: _on_rotation_event,
+        Secret.RotationSucceeded: _on_rotation_event,
+        Secret.RotationFailed: _on_rotation_event,
         Secret.Tagged: _on_mutation,
         Secret.Untagged: _on_mutation,
         Secret.ResourcePolicyPut: _on_mutation,
@@ -575,8 +608,17 @@ def event_facts(
         return None, event.label, event.from_version_id, event.to_version_id, event.reason
     if isinstance(event, Secret.VersionRemoved | Secret.VersionDestroyed):
         return event.version_id, None, None, None, event.reason
-    if isinstance(event, Secret.VersionCreated):
+    if isinstance(
+        event,
+        Secret.VersionCreated
+        | Secret.PendingVersionStaged
+        | Secret.VersionFilled
+        | Secret.RotationStarted
+        | Secret.RotationSucceeded,
+    ):
         return event.version_id, None, None, None, None
+    if isinstance(event, Secret.RotationFailed):
+        return event.version_id, None, None, None, event.step
     if isinstance(event, Secret.Deleted):
         return (
             None,
@@ -695,6 +737,7 @@ def render(row: RecordRow) -> dict[str, Any]:
             event_time=event_time,
             secret_arn=row.secret_arn,
             version_id=details.version_id,
+            error_message=details.error_message,
         )
     resources: list[dict[str, Any]] = []
     if details.resources is not None:

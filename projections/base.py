@@ -78,9 +78,7 @@ class Projection(ABC):
 
     _handlers: ClassVar[dict[type, Any]] = {}
 
-    def dispatch(
-        self, cursor: ViewCursor, pending: object, entries: Sequence[Entry]
-    ) -> None:
+    def dispatch(self, cursor: ViewCursor, pending: object, entries: Sequence[Entry]) -> None:
         """Hand each entry, in log order, to the handler of its event type (``_handlers``:
         event class -> ``handler(self, cursor, pending, position, event)``); events
         without a handler change nothing."""

@@ -154,9 +154,11 @@ def service_event_record(
     event_time: datetime,
     secret_arn: str,
     version_id: str,
+    error_message: str | None = None,
 ) -> dict[str, Any]:
-    """A service event about one version, caused by the request in ``request``."""
-    return {
+    """A service event about one version, caused by the request in ``request``; a
+    failure (``RotationFailed``) carries its ``errorMessage``."""
+    record: dict[str, Any] = {
         "eventVersion": EVENT_VERSION,
         "userIdentity": {"accountId": request["account_id"], "invokedBy": SERVICE_PRINCIPAL},
         "eventTime": format_event_time(event_time),
@@ -165,6 +167,10 @@ def service_event_record(
         "awsRegion": request["region"],
         "sourceIPAddress": SERVICE_PRINCIPAL,
         "userAgent": SERVICE_PRINCIPAL,
+    }
+    if error_message is not None:
+        record["errorMessage"] = error_message
+    return record | {
         "requestParameters": None,
         "responseElements": None,
         "additionalEventData": {"SecretId": secret_arn, "secretLedger.versionId": version_id},

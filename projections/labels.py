@@ -10,7 +10,8 @@ Tables (all written by :class:`LabelsProjection`, read by :class:`LabelQueries`)
     to ``SecretName.Released``), used to resolve a name *as of* a position or a time:
     names are re-used by new secrets (with new ARNs) after a forced delete or a purge.
 ``projection_versions``, ``projection_version_removals``
-    one row per version created, and one per version that retention removed or that
+    one row per version created (or staged by a rotation without a value, RO-3), and
+    one per version that retention removed, or that
     was destroyed (``VersionDestroyed``: on request, or by a forced delete or purge).
     A destroyed version has had its labels taken off first, by explicit
     ``LabelMoved`` events (reason ``detached-by-destroy`` on request, R-6;
@@ -225,8 +226,13 @@ class LabelsProjection(Projection):
         ]
 
     def _on_version_created(
-        self, cursor: ViewCursor, pending: _Pending, position: int, event: Secret.VersionCreated
+        self,
+        cursor: ViewCursor,
+        pending: _Pending,
+        position: int,
+        event: Secret.VersionCreated | Secret.PendingVersionStaged,
     ) -> None:
+        """A version begins: with its value, or staged by a rotation (filled later)."""
         secret_key, event_time = self._secret_time(cursor, pending, position, event)
         pending.versions.append((position, secret_key, event.version_id, event_time))
 
@@ -347,7 +353,15 @@ class LabelsProjection(Projection):
         Secret.VersionRemoved: _on_version_removed,
         Secret.VersionDestroyed: _on_version_removed,
         Secret.LabelMoved: _on_label_moved,
+        Secret.PendingVersionStaged: _on_version_created,
         Secret.MetadataUpdated: _on_other,
+        Secret.VersionFilled: _on_other,
+        Secret.RotationConfigured: _on_other,
+        Secret.RotationDisabled: _on_other,
+        Secret.RotationScheduled: _on_other,
+        Secret.RotationStarted: _on_other,
+        Secret.RotationFailed: _on_other,
+        Secret.RotationSucceeded: _on_other,
         Secret.DeletionScheduled: _on_other,
         Secret.Restored: _on_other,
         Secret.Deleted: _on_deleted,

@@ -8,12 +8,15 @@ create databases, e.g. ``postgresql://postgres@127.0.0.1:5432/postgres``. Each t
 gets an empty database that no other test uses meanwhile (see
 :class:`PostgresDatabasePool`); all of them are dropped at the end of the session.
 Without the variable the PostgreSQL cases are skipped locally, and fail when ``CI``
-is set, so that CI can never pass by silently skipping them.
+is set, so that CI can never pass by silently skipping them. The same holds for
+``javascript_sdk`` (node and ``@aws-sdk/client-secrets-manager`` in
+``SECRETLEDGER_JS_SDK_DIR``, installed by .ci/run).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,12 +24,14 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from http_harness import JavaScriptSdk
 from ledger_helpers import Harness, open_harness
 
 if TYPE_CHECKING:
     import psycopg
 
 POSTGRES_URL_VARIABLE: Final = "SECRETLEDGER_TEST_POSTGRES_URL"
+JS_SDK_DIR_VARIABLE: Final = "SECRETLEDGER_JS_SDK_DIR"
 POSTGRES_CONNECT_TIMEOUT_SECONDS: Final = 10
 POSTGRES_WIPE_LOCK_TIMEOUT_SECONDS: Final = 10
 POSTGRES_TEST_DATABASES_MAX: Final = 8
@@ -37,10 +42,36 @@ def is_running_in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in FALSE_WORDS
 
 
-def skip_or_fail_without_postgres(reason: str) -> NoReturn:
+def skip_or_fail_in_ci(reason: str, tests: str) -> NoReturn:
+    """Skip locally; under CI, fail: CI must never pass by silently skipping."""
     if is_running_in_ci():
-        pytest.fail(f"{reason} (CI is set, so PostgreSQL tests must run, not skip)")
+        pytest.fail(f"{reason} (CI is set, so {tests} tests must run, not skip)")
     pytest.skip(reason)
+
+
+def skip_or_fail_without_postgres(reason: str) -> NoReturn:
+    skip_or_fail_in_ci(reason, "PostgreSQL")
+
+
+@pytest.fixture(scope="session")
+def javascript_sdk() -> JavaScriptSdk:
+    """The AWS SDK for JavaScript v3, installed by .ci/run into
+    ``SECRETLEDGER_JS_SDK_DIR`` (outside the repository). Missing: skipped locally,
+    a failure under CI."""
+    node = shutil.which("node")
+    if node is None:
+        skip_or_fail_in_ci("node is not installed", "JavaScript SDK")
+    directory = os.environ.get(JS_SDK_DIR_VARIABLE, "").strip()
+    if not directory:
+        skip_or_fail_in_ci(f"{JS_SDK_DIR_VARIABLE} is not set", "JavaScript SDK")
+    package = Path(directory) / "node_modules" / "@aws-sdk" / "client-secrets-manager"
+    if not (package / "package.json").is_file():
+        skip_or_fail_in_ci(
+            f"@aws-sdk/client-secrets-manager is not installed in {directory} "
+            f"(npm install --prefix {directory} @aws-sdk/client-secrets-manager@3)",
+            "JavaScript SDK",
+        )
+    return JavaScriptSdk(node, Path(directory))
 
 
 @pytest.fixture(scope="session")

@@ -90,6 +90,15 @@ def free_port() -> int:
         return port
 
 
+@dataclass(frozen=True)
+class JavaScriptSdk:
+    """node, and a directory whose node_modules holds @aws-sdk/client-secrets-manager
+    (the ``javascript_sdk`` fixture)."""
+
+    node: str
+    directory: Path
+
+
 @dataclass
 class RunningServer:
     process: subprocess.Popen[bytes]
@@ -233,11 +242,13 @@ def start_server(
     principals: Sequence[Principal] = (ALICE, BOB),
     default_credentials: bool = False,
     options: Sequence[str] = (),
+    environment: Mapping[str, str] | None = None,
 ) -> RunningServer:
     """A server on a free loopback port over ``directory/ledger.db``, ready to answer.
 
     Its principals come from ``directory/credentials.toml`` (written on first use),
-    or with ``default_credentials`` from the file `serve` creates by itself."""
+    or with ``default_credentials`` from the file `serve` creates by itself;
+    ``environment`` adds variables to the server's environment."""
     directory.mkdir(parents=True, exist_ok=True)
     database = directory / "ledger.db"
     credentials = directory / (
@@ -256,7 +267,7 @@ def start_server(
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=directory,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, **(environment or {}), "PYTHONUNBUFFERED": "1"},
         )
     server = RunningServer(process, port, database, credentials, log_path)
     wait_until_ready(server)

@@ -2,11 +2,12 @@
 
 Distinctive random values ("canaries") go in through every path that carries a
 value: CreateSecret, PutSecretValue (text, binary, with a RotationToken),
-UpdateSecret, and calls that fail while carrying one (a reused token with another
-value, an oversized value, both values at once, a secret scheduled for deletion,
-an unknown secret, a malformed token or label list, a name that exists). The
-passwords GetRandomPassword generates are secret values too: each is added to the
-canaries once answered, and must appear in no other place. Then
+UpdateSecret, a rotation's staged version filled and replayed, and calls that
+fail while carrying one (a reused token with another value, an oversized value,
+both values at once, a secret scheduled for deletion, an unknown secret, a
+malformed token or label list, a name that exists). The passwords
+GetRandomPassword generates are secret values too: each is added to the canaries
+once answered, and must appear in no other place. Then
 every place a value could leak is scanned: the SQLite files (database, -wal and
 -shm, while open and after closing), every stored event's bytes and decoded
 attributes, the snapshots table, every answer and exception (with its chained
@@ -42,6 +43,7 @@ from ledger.errors import InternalServiceError, SecretsManagerError
 
 SECRET_NAME = "canary/app"
 BINARY_SECRET_NAME = "canary/binary"
+ROTATED_SECRET_NAME = "canary/rotated"
 VALUE_SIZE_BYTES_MAX = 65_536
 EVENTS_SCANNED_MAX = 10_000
 
@@ -211,7 +213,60 @@ def put_values_through_every_path(caller: CanaryCaller, canaries: Canaries) -> l
         },
     )
     refuse_values(caller, canaries, first_token, pending_token)
-    return [created["ARN"], binary_secret["ARN"]]
+    return [created["ARN"], binary_secret["ARN"], rotate_through_values(caller, canaries)]
+
+
+def rotate_through_values(caller: CanaryCaller, canaries: Canaries) -> str:
+    """A rotation played by the caller (RO-3 to RO-6): the staged version is filled,
+    replayed, refused another value, then made current."""
+    created = caller.ok(
+        "CreateSecret",
+        {
+            "Name": ROTATED_SECRET_NAME,
+            "ClientRequestToken": new_token(),
+            "SecretString": canaries.text("before-rotation"),
+        },
+    )
+    token = new_token()
+    caller.ok(
+        "RotateSecret",
+        {
+            "SecretId": ROTATED_SECRET_NAME,
+            "ClientRequestToken": token,
+            "RotationLambdaARN": "arn:aws:lambda:us-east-1:123456789012:function:canary",
+            "RotationRules": {"AutomaticallyAfterDays": 7},
+        },
+    )
+    caller.refused(
+        "GetSecretValue",
+        {"SecretId": ROTATED_SECRET_NAME, "VersionStage": "AWSPENDING"},
+        "ResourceNotFoundException",
+    )
+    fill = {
+        "SecretId": ROTATED_SECRET_NAME,
+        "ClientRequestToken": token,
+        "SecretString": canaries.text("rotated"),
+        "VersionStages": ["AWSPENDING"],
+    }
+    caller.ok("PutSecretValue", fill)
+    caller.ok("PutSecretValue", fill)
+    caller.refused(
+        "PutSecretValue",
+        {**fill, "SecretString": canaries.text("refill")},
+        "ResourceExistsException",
+    )
+    caller.ok(
+        "UpdateSecretVersionStage",
+        {
+            "SecretId": ROTATED_SECRET_NAME,
+            "VersionStage": "AWSCURRENT",
+            "MoveToVersionId": token,
+            "RemoveFromVersionId": created["VersionId"],
+        },
+    )
+    caller.ok("CancelRotateSecret", {"SecretId": ROTATED_SECRET_NAME})
+    arn: str = created["ARN"]
+    return arn
 
 
 def refuse_values(
@@ -350,7 +405,9 @@ def test_get_secret_value_returns_every_canary(canary_run: CanaryRun) -> None:
         for value in [*canary_run.canaries.texts, *canary_run.canaries.binaries]
         if value in returned
     ]
-    assert len(stored) == 5, "create, put (pending and binary), update, create binary"
+    assert len(stored) == 7, (
+        "create, put (pending and binary), update, create binary, create and fill the rotated"
+    )
     assert hits_in_object(returned, canary_run.canaries)
 
 
@@ -372,7 +429,7 @@ def test_no_answer_but_get_secret_value_holds_a_value(canary_run: CanaryRun) -> 
 
 
 def test_no_exception_holds_a_value(canary_run: CanaryRun) -> None:
-    assert len(canary_run.errors) == 8
+    assert len(canary_run.errors) == 10
     for error in canary_run.errors:
         rendered = "".join(traceback.format_exception(error))
         assert hits_in_text(rendered + repr(error) + error.message, canary_run.canaries) == []
@@ -403,7 +460,7 @@ def test_the_database_files_hold_no_value_in_any_encoding(canary_run: CanaryRun)
 def test_the_snapshots_hold_no_value(canary_run: CanaryRun) -> None:
     with sqlite3.connect(canary_run.database) as connection:
         rows = connection.execute("SELECT * FROM stored_snapshots").fetchall()
-    assert len(rows) == 2, "one snapshot per secret"
+    assert len(rows) == 3, "one snapshot per secret"
     assert hits_in_object(rows, canary_run.canaries) == []
 
 

@@ -129,7 +129,6 @@ def test_an_undecodable_body_of_a_real_operation_is_recorded(server: RunningServ
     ("target", "operation"),
     [
         ("secretsmanager.Frobnicate", "Frobnicate"),
-        ("secretsmanager.RotateSecret", "RotateSecret"),
         ("kms.Encrypt", ""),
         ("secretsmanager.DestroySecretVersion", "DestroySecretVersion"),  # CLI only
         ("secretsmanager.", ""),

@@ -15,8 +15,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from eventsourcing.persistence import OperationalError
 from http_harness import RunningServer, open_ledger, start_server
 
+from ledger.application import Secrets
 from ledger.call_records import CallRecorder, RecorderUnavailable
 from ledger.domain import ApiCall, RequestContext
 
@@ -24,13 +26,19 @@ THREADS = 10
 SLOW_SAVE_SECONDS = 0.05
 
 
-def new_call() -> ApiCall:
+def new_call(parameters: dict[str, object] | None = None) -> ApiCall:
+    """A call record; ``parameters`` bypass the API's bounds (a record it cannot make)."""
     context = RequestContext(
         request_id=str(uuid.uuid4()), principal_arn="arn:aws:iam::111122223333:user/alice",
         access_key_id="AKIAEXAMPLEALICE0001", source_ip="127.0.0.1", user_agent="test",
         region="eu-west-1", account_id="111122223333", operation="GetSecretValue",
+        parameters=parameters or {},
     )
     return ApiCall.record(request=context, read_only=True, now=datetime.now(UTC), resources=[])
+
+
+def unencodable_call() -> ApiCall:
+    return new_call({"maxResults": 2**70})
 
 
 class Storage:
@@ -50,7 +58,7 @@ class Storage:
         with self.lock:
             if self.failures_left:
                 self.failures_left -= 1
-                raise OSError("disk unavailable")
+                raise OperationalError("disk unavailable")
             self.batches.append(list(calls))
 
     def saved(self) -> list[ApiCall]:
@@ -94,7 +102,7 @@ def test_when_a_durable_commit_fails_every_call_of_the_batch_fails() -> None:
     recorder = CallRecorder(storage.save)
     with pytest.raises(RecorderUnavailable) as raised:
         recorder.record(new_call())
-    assert isinstance(raised.value.__cause__, OSError)
+    assert isinstance(raised.value.__cause__, OperationalError)
     assert storage.saved() == []
     later = new_call()
     recorder.record(later)
@@ -166,6 +174,99 @@ def test_closing_with_storage_down_gives_up_after_bounded_attempts_and_says_how_
     assert "3 call record(s) could not be saved and are lost" in caplog.text
     with pytest.raises(RecorderUnavailable):
         recorder.record(new_call())
+
+
+class GatedLedger:
+    """A real ledger's save (the msgpack transcoder included), held at a gate so that
+    records queue up behind the first commit and share the next one."""
+
+    def __init__(self) -> None:
+        self.secrets = Secrets("memory:")
+        self.gate = threading.Event()
+        self.batch_sizes: list[int] = []
+
+    def save(self, calls: Sequence[ApiCall]) -> None:
+        self.gate.wait()
+        self.batch_sizes.append(len(calls))
+        self.secrets.save_call_records(calls)
+
+    def saved_ids(self) -> set[uuid.UUID]:
+        notifications = self.secrets.recorder.select_notifications(
+            start=None, limit=1_000, topics=[ApiCall.Recorded.TOPIC]
+        )
+        return {notification.originator_id for notification in notifications}
+
+
+def test_a_durable_batch_with_one_unencodable_record_saves_every_other(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ledger = GatedLedger()
+    recorder = CallRecorder(ledger.save)
+    first, bad = new_call(), unencodable_call()
+    neighbours = [new_call() for _ in range(THREADS)]
+    leader = threading.Thread(target=recorder.record, args=(first,))
+    leader.start()
+    time.sleep(0.05)  # the leader is committing; the others queue behind it
+    with (
+        caplog.at_level(logging.ERROR, logger="ledger.call_records"),
+        ThreadPoolExecutor(THREADS + 1) as pool,
+    ):
+        futures = [pool.submit(recorder.record, call) for call in [*neighbours, bad]]
+        time.sleep(0.05)
+        ledger.gate.set()
+        leader.join()
+        errors = [future.exception() for future in futures]
+    assert errors[:-1] == [None] * THREADS, "no neighbour fails"
+    assert isinstance(errors[-1], RecorderUnavailable), "the bad record's call fails"
+    assert max(ledger.batch_sizes) > 1, "the bad record shared a batch"
+    assert ledger.saved_ids() == {call.id for call in [first, *neighbours]}
+    assert recorder.dropped_count == 1
+    assert "dropped a call record that cannot be saved (TypeError)" in caplog.text
+    assert str(2**70) not in caplog.text
+    recorder.close()
+
+
+def test_an_asynchronous_batch_drops_only_its_unencodable_record() -> None:
+    ledger = GatedLedger()
+    recorder = CallRecorder(ledger.save, asynchronous=True)
+    calls = [new_call(), unencodable_call(), new_call()]
+    for call in calls:
+        recorder.record(call)
+    ledger.gate.set()
+    recorder.flush()  # a dropped record is counted, and fails no later call
+    assert ledger.saved_ids() == {calls[0].id, calls[2].id}
+    assert recorder.dropped_count == 1
+    later = new_call()
+    recorder.record(later)
+    recorder.close()
+    assert later.id in ledger.saved_ids()
+
+
+def test_records_retried_after_a_storage_failure_are_all_saved(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The storage fails inside the save (after the events were taken from the
+    records): the retry must still save every record, not an empty batch."""
+    ledger = GatedLedger()
+    ledger.gate.set()
+    insert_events = ledger.secrets.recorder.insert_events
+    failures_left = [2]
+
+    def failing_insert(*arguments: object, **options: object) -> object:
+        if failures_left[0]:
+            failures_left[0] -= 1
+            raise OperationalError("database is locked")
+        return insert_events(*arguments, **options)
+
+    monkeypatch.setattr(ledger.secrets.recorder, "insert_events", failing_insert)
+    recorder = CallRecorder(ledger.save, asynchronous=True)
+    calls = [new_call() for _ in range(5)]
+    for call in calls:
+        recorder.record(call)
+    recorder.flush()
+    assert ledger.saved_ids() == {call.id for call in calls}
+    assert recorder.dropped_count == 0
+    recorder.close()
 
 
 def test_a_closed_recorder_accepts_nothing() -> None:

@@ -21,6 +21,8 @@ import pytest
 from click.testing import CliRunner, Result
 from ledger_helpers import Harness, open_harness, token
 
+from ledger.api import SecretsManagerApi
+from ledger.application import Secrets
 from ledger.checkpoints import (
     Checkpoint,
     parse_checkpoint_line,
@@ -409,6 +411,24 @@ def run_ok(*arguments: str) -> str:
     return result.stdout
 
 
+def stage_rotation(ledger_files: dict[str, str], secret_id: str) -> str:
+    """RotateSecret through the API (no runner: the rotation stays staged); the token."""
+    secrets = Secrets(ledger_files["db"], keyring_path=Path(ledger_files["keyring"]))
+    try:
+        response = SecretsManagerApi(secrets).call(
+            "RotateSecret",
+            {
+                "SecretId": secret_id,
+                "ClientRequestToken": token(77),
+                "RotationLambdaARN": "arn:aws:lambda:us-east-1:123456789012:function:rotate",
+            },
+        )
+    finally:
+        secrets.close()
+    staged: str = response["VersionId"]
+    return staged
+
+
 def test_a_version_is_proved_and_verified_through_the_commands(
     ledger_files: dict[str, str], tmp_path: Path
 ) -> None:
@@ -473,6 +493,17 @@ def test_a_version_is_proved_and_verified_through_the_commands(
     assert growth["second_checkpoint"]["tree_size"] == second.tree_size
     by_position = run_ok("prove", "--position", str(second.position), *db)
     assert json.loads(by_position)["event"]["position"] == second.position
+
+    staged = stage_rotation(ledger_files, "app/db")
+    with reopened_store(ledger_files["db"]) as store:
+        write_checkpoint(store, signer)
+    run_ok("prove", "--secret-id", "app/db", "--version-id", staged, "--out", str(out), *db)
+    rotated = json.loads(run_ok(*verify, "--json"))
+    assert rotated["valid"] is True
+    assert (rotated["topic"], rotated["version_id"]) == (
+        Secret.PendingVersionStaged.TOPIC,
+        staged,
+    ), "a version a rotation staged begins with PendingVersionStaged (RO-3)"
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ from click.core import ParameterSource
 from eventsourcing.persistence import PersistenceError
 
 from ledger.api import SecretsManagerApi
-from ledger.application import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, Secrets
+from ledger.application import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, Secrets, utc_now
 from ledger.crypto import KeyringError
 from ledger.errors import SecretsManagerError
 from ledger.private_files import read_private_file
@@ -257,8 +257,8 @@ def ledger_options(command: Command) -> Command:
     return decorated
 
 
-def open_secrets(settings: LedgerSettings) -> Secrets:
-    """The write side of the ledger at ``settings.database``.
+def open_secrets(settings: LedgerSettings, clock: Callable[[], datetime] = utc_now) -> Secrets:
+    """The write side of the ledger at ``settings.database`` (``clock``: its time).
 
     A malformed --db is a usage error (exit 2); a ledger that cannot be opened
     (unreadable file, missing or wrong keyring, unreachable server) exits 1."""
@@ -268,6 +268,7 @@ def open_secrets(settings: LedgerSettings) -> Secrets:
             keyring_path=settings.keyring_path,
             region=settings.region,
             account_id=settings.account_id,
+            clock=clock,
         )
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--db") from None

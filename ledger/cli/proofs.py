@@ -1,7 +1,7 @@
 """`secretledger prove` and `secretledger verify-proof`: proofs of the log, checked offline.
 
 ========================================  ===============================================
-prove --secret-id S --version-id V        inclusion proof of the version's VersionCreated
+prove --secret-id S --version-id V        inclusion proof of the version's first event
 prove --position P                        inclusion proof of any stored event
 prove --consistency --from-size A         consistency proof between two checkpoints
 verify-proof FILE --public-key KEYS       check a proof offline (no database)
@@ -84,7 +84,11 @@ def proof_store(recorder: ApplicationRecorder) -> ProofStore:
 
 @main.command("prove")
 @click.option("--secret-id", help="Name, ARN or partial ARN of the secret (with --version-id).")
-@click.option("--version-id", help="The version whose VersionCreated event to prove.")
+@click.option(
+    "--version-id",
+    help="The version whose creation to prove: its VersionCreated (PendingVersionStaged for "
+    "a version a rotation staged, RO-3).",
+)
 @click.option("--position", type=click.IntRange(min=0), help="Prove the event at this position.")
 @click.option("--consistency", is_flag=True, help="Prove that the log only grew (see below).")
 @click.option(
@@ -163,12 +167,18 @@ def prove(
     click.echo(f"wrote {out} in {elapsed_milliseconds:.1f} ms", err=True)
 
 
+VERSION_CREATION_TOPICS = frozenset(
+    {Secret.VersionCreated.TOPIC, Secret.PendingVersionStaged.TOPIC}
+)
+"""The events a version begins with: with its value, or staged by a rotation (RO-3)."""
+
+
 def _prove_version(database: str, secret_id: str, version_id: str) -> Proof:
     with caught_up(database) as model:
         creation = model.labels.version_creation(secret_id, version_id)
         proof = prove_inclusion(proof_store(model.log.recorder), creation.position)
     event = proof.event
-    if event.topic != Secret.VersionCreated.TOPIC or event.originator_id != UUID(
+    if event.topic not in VERSION_CREATION_TOPICS or event.originator_id != UUID(
         creation.secret_id
     ):
         raise ProofUnavailable(

@@ -24,6 +24,14 @@ must be signed (SigV4) by a principal of the credentials file. Choices:
   connections closed after 5 s.
 * SIGTERM or Ctrl-C stops accepting connections and finishes the calls in flight
   (for at most 30 s) before the ledger is closed.
+* Rotation (docs/rotation.md): ``--rotation-function NAME=package.module:function``
+  or ``NAME=exec:COMMAND`` (repeatable) makes the server run the rotations of
+  ``arn:aws:lambda:<region>:<account>:function:NAME`` itself, one step at a time in
+  a separate process (`ledger.rotation`), and start scheduled rotations when their
+  window opens. Without any, RotateSecret stages each rotation for an external
+  driver (a test harness playing Lambda), and the server still stages scheduled
+  ones. ``--clock-file`` (hidden, for tests) makes the ledger read its time from
+  a file, so schedules can be tested without waiting for days.
 * Identity policies (``policy`` in a principal's table) and the secrets' resource
   policies are enforced by `SecretsManagerApi` (AZ-1 to AZ-14 in
   docs/authorization.md); a principal without a policy is an administrator.
@@ -39,6 +47,7 @@ from __future__ import annotations
 
 import getpass
 import ipaddress
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -46,6 +55,7 @@ import click
 import uvicorn
 
 from ledger.api import SecretsManagerApi
+from ledger.application import utc_now
 from ledger.auth import (
     CREDENTIALS_FILE_NAME,
     CredentialsFileError,
@@ -71,6 +81,17 @@ from ledger.cli.common import (
 from ledger.cli.evidence import CheckpointScheduler, checkpoint_keys
 from ledger.evidence import CheckpointStore
 from ledger.http import Application, Endpoint
+from ledger.rotation import (
+    ATTEMPTS_MAX_DEFAULT,
+    RETRY_DELAY_SECONDS_DEFAULT,
+    ROTATIONS_MAX_DEFAULT,
+    SCAN_INTERVAL_SECONDS_DEFAULT,
+    STEP_TIMEOUT_SECONDS_DEFAULT,
+    RotationFunctionError,
+    RotationRunner,
+    RunnerSettings,
+    parse_rotation_function,
+)
 from projections import start_in_background
 
 PORT_DEFAULT = 8080
@@ -139,6 +160,60 @@ CHECKPOINT_EVERY_SECONDS_DEFAULT = 60.0
     type=click.FloatRange(min=0.1),
     help="Sign a checkpoint this often when anything was appended (and one at shutdown).",
 )
+@click.option(
+    "--rotation-function",
+    "rotation_functions",
+    multiple=True,
+    metavar="NAME=TARGET",
+    help="A local rotation function, named by arn:aws:lambda:REGION:ACCOUNT:function:NAME: "
+    "NAME=package.module:function (a Python handler(event, context)) or NAME=exec:COMMAND "
+    "(any program; the event as JSON on stdin, exit status 0 for success). Repeatable.",
+)
+@click.option(
+    "--rotation-step-timeout",
+    "step_timeout_seconds",
+    type=click.FloatRange(min=0.1, max=900),
+    default=STEP_TIMEOUT_SECONDS_DEFAULT,
+    show_default=True,
+    help="Seconds each rotation step may run.",
+)
+@click.option(
+    "--rotations-max",
+    type=click.IntRange(1, 64),
+    default=ROTATIONS_MAX_DEFAULT,
+    show_default=True,
+    help="Rotations running at once.",
+)
+@click.option(
+    "--rotation-attempts",
+    "attempts_max",
+    type=click.IntRange(1, 100),
+    default=ATTEMPTS_MAX_DEFAULT,
+    show_default=True,
+    help="Attempts of one rotation (same token) before it is left for an operator.",
+)
+@click.option(
+    "--rotation-retry-delay",
+    "retry_delay_seconds",
+    type=click.FloatRange(min=0),
+    default=RETRY_DELAY_SECONDS_DEFAULT,
+    show_default=True,
+    help="Seconds between a failed attempt and the next.",
+)
+@click.option(
+    "--rotation-scan-interval",
+    "scan_interval_seconds",
+    type=click.FloatRange(min=0.05),
+    default=SCAN_INTERVAL_SECONDS_DEFAULT,
+    show_default=True,
+    help="Seconds between looks for rotations due (and retries).",
+)
+@click.option(
+    "--clock-file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    hidden=True,
+    help="For tests: the ledger's time is read from this file (RFC 3339) at each use.",
+)
 def serve(
     database: str,
     host: str,
@@ -153,6 +228,13 @@ def serve(
     checkpoints_path: Path | None,
     checkpoint_every_events: int,
     checkpoint_every_seconds: float,
+    rotation_functions: tuple[str, ...],
+    step_timeout_seconds: float,
+    rotations_max: int,
+    attempts_max: int,
+    retry_delay_seconds: float,
+    scan_interval_seconds: float,
+    clock_file: Path | None,
 ) -> None:
     """Serve the AWS Secrets Manager API (JSON 1.1, SigV4) over the ledger.
 
@@ -170,7 +252,8 @@ def serve(
 
     \b
     Example:
-      secretledger serve --db ./secretledger.db --port 8080
+      secretledger serve --db ./secretledger.db --port 8080 \\
+          --rotation-function rotate-db=myrotation.handler:lambda_handler
       aws --endpoint-url http://127.0.0.1:8080 secretsmanager list-secrets
     """
     if not (account_id.isdigit() and len(account_id) == 12):
@@ -182,10 +265,16 @@ def serve(
             "proxy in front, on the same host.",
             err=True,
         )
-    principals = load_or_create_principals(
-        credentials_path, database, account_id, region, f"http://{host}:{port}"
-    )
-    secrets = open_secrets(LedgerSettings(database, keyring_path, region, account_id))
+    try:
+        functions = [parse_rotation_function(text) for text in rotation_functions]
+    except RotationFunctionError as error:
+        raise click.BadParameter(str(error), param_hint="--rotation-function") from None
+    if len({function.name for function in functions}) != len(functions):
+        raise click.BadParameter("a NAME appears twice", param_hint="--rotation-function")
+    url = f"http://{host}:{port}"
+    principals = load_or_create_principals(credentials_path, database, account_id, region, url)
+    clock = FileClock(clock_file) if clock_file is not None else utc_now
+    secrets = open_secrets(LedgerSettings(database, keyring_path, region, account_id), clock)
     try:
         checkpoints = checkpoint_scheduler(
             secrets.recorder,  # type: ignore[arg-type]
@@ -203,23 +292,42 @@ def serve(
         if follow_projections
         else None
     )
+    runner = RotationRunner(
+        secrets,
+        principals,
+        functions,
+        RunnerSettings(
+            endpoint_url=f"http://{callback_host(host)}:{port}",
+            step_timeout_seconds=step_timeout_seconds,
+            rotations_max=rotations_max,
+            attempts_max=attempts_max,
+            retry_delay_seconds=retry_delay_seconds,
+            scan_interval_seconds=scan_interval_seconds,
+        ),
+    )
+
     checkpoints.start()
 
     def close_ledger() -> None:
+        runner.stop()
         checkpoints.stop()
         if projections is not None:
             projections.stop()
         secrets.close()
 
-    recorder = CallRecorder(
-        lambda calls: secrets.save(*calls), asynchronous=call_records == "async"
-    )
+    recorder = CallRecorder(secrets.save_call_records, asynchronous=call_records == "async")
     endpoint = Endpoint(
-        SecretsManagerApi(secrets, save_record=recorder.record),
+        SecretsManagerApi(
+            secrets,
+            save_record=recorder.record,
+            runner_of=runner.runner_of,
+            on_rotation_staged=runner.wake,
+        ),
         SignatureVerifier(principals),
         recorder=recorder,
         on_close=close_ledger,
     )
+    runner.start()
     try:
         uvicorn.Server(server_config(endpoint, host, port)).run()
     finally:
@@ -248,6 +356,25 @@ def checkpoint_scheduler(
     return CheckpointScheduler(
         store, keys, path, every_events=every_events, every_seconds=every_seconds
     )
+
+
+class FileClock:
+    """The ledger's time read from a file (RFC 3339) at each use: for tests of
+    schedules (``--clock-file``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __call__(self) -> datetime:
+        text = self.path.read_text(encoding="utf-8").strip()
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        assert moment.tzinfo is not None, "the clock file holds a UTC instant"
+        return moment
+
+
+def callback_host(host: str) -> str:
+    """Where rotation functions reach this server: loopback for a wildcard address."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 
 
 def server_config(application: Application, host: str, port: int) -> uvicorn.Config:
