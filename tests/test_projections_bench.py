@@ -40,6 +40,7 @@ def test_the_benchmark_prints_every_figure_on_a_small_log(
         "full rebuild of all projections",
         "(reference) the same rebuild in one process",
         "rebuild peak memory (growth + writer)",
+        "rebuild peak memory, absolute (every process)",
         "as-of query, median",
         "as-of query, 99th percentile",
         "same query by replaying the log, median",

@@ -1,4 +1,4 @@
-"""Benchmarks: `python3 tools/bench.py {put,http,projections,verify} [options]`.
+"""Benchmarks: `python3 tools/bench.py {put,http,projections,verify,report} [options]`.
 
 Each prints a table of figures measured side by side in one run, with the
 floor it is compared to and the ratio; medians of repeated rounds, because the
@@ -15,6 +15,7 @@ BENCHMARKS = {
     "http": "bench_http",
     "projections": "bench_projections",
     "verify": "bench_verify",
+    "report": "bench_report",
 }
 
 

@@ -6,6 +6,7 @@ from ledger.cli import (  # noqa: F401  (register commands)
     keys,
     projections,
     proofs,
+    report,
     secrets,
     serve,
 )
