@@ -29,9 +29,14 @@ SLOW_SAVE_SECONDS = 0.05
 def new_call(parameters: dict[str, object] | None = None) -> ApiCall:
     """A call record; ``parameters`` bypass the API's bounds (a record it cannot make)."""
     context = RequestContext(
-        request_id=str(uuid.uuid4()), principal_arn="arn:aws:iam::111122223333:user/alice",
-        access_key_id="AKIAEXAMPLEALICE0001", source_ip="127.0.0.1", user_agent="test",
-        region="eu-west-1", account_id="111122223333", operation="GetSecretValue",
+        request_id=str(uuid.uuid4()),
+        principal_arn="arn:aws:iam::111122223333:user/alice",
+        access_key_id="AKIAEXAMPLEALICE0001",
+        source_ip="127.0.0.1",
+        user_agent="test",
+        region="eu-west-1",
+        account_id="111122223333",
+        operation="GetSecretValue",
         parameters=parameters or {},
     )
     return ApiCall.record(request=context, read_only=True, now=datetime.now(UTC), resources=[])
@@ -136,8 +141,7 @@ def test_asynchronous_records_keep_their_order_across_batches() -> None:
 def test_a_full_backlog_refuses_new_records_instead_of_answering_unrecorded() -> None:
     storage = Storage()
     storage.gate.clear()
-    recorder = CallRecorder(storage.save, asynchronous=True, backlog_max=2,
-                            wait_seconds_max=0.1)
+    recorder = CallRecorder(storage.save, asynchronous=True, backlog_max=2, wait_seconds_max=0.1)
     recorder.record(new_call())  # taken by the writer, which is now stuck saving it
     time.sleep(0.05)
     recorder.record(new_call())
@@ -297,8 +301,9 @@ def test_an_async_server_records_every_read_and_keeps_reads_before_later_writes(
     finally:
         assert server.stop() in (0, -signal.SIGTERM), server.log()
     order = log_positions(server)
-    assert all(order[request_id] < order[put["ResponseMetadata"]["RequestId"]]
-               for request_id in read_ids)
+    assert all(
+        order[request_id] < order[put["ResponseMetadata"]["RequestId"]] for request_id in read_ids
+    )
 
 
 def log_positions(server: RunningServer) -> dict[str, int]:

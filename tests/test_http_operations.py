@@ -96,8 +96,11 @@ def labels(client: Any, name: str) -> dict[str, list[str]]:
 def test_a_secret_is_created_with_a_value_and_read_back(client: Any, name: str) -> None:
     first = token()
     created = client.create_secret(
-        Name=name, SecretString='{"password":"hunter2"}', ClientRequestToken=first,
-        Description="the payments key", Tags=[{"Key": "team", "Value": "payments"}],
+        Name=name,
+        SecretString='{"password":"hunter2"}',
+        ClientRequestToken=first,
+        Description="the payments key",
+        Tags=[{"Key": "team", "Value": "payments"}],
     )
     match = ARN_PATTERN.fullmatch(created["ARN"])
     assert match is not None and match["name"] == name
@@ -106,7 +109,9 @@ def test_a_secret_is_created_with_a_value_and_read_back(client: Any, name: str) 
     read = client.get_secret_value(SecretId=name)
     assert read["SecretString"] == '{"password":"hunter2"}'
     assert (read["ARN"], read["VersionId"], read["VersionStages"]) == (
-        created["ARN"], first, ["AWSCURRENT"]
+        created["ARN"],
+        first,
+        ["AWSCURRENT"],
     )
     assert isinstance(read["CreatedDate"], datetime)
 
@@ -144,8 +149,12 @@ def test_a_replayed_put_changes_nothing(client: Any, name: str) -> None:
 def test_describe_shows_metadata_and_labels_never_the_value(client: Any, name: str) -> None:
     v1 = token()
     client.create_secret(
-        Name=name, SecretString="s3cr3t-value", ClientRequestToken=v1, Description="db",
-        KmsKeyId="alias/payments", Tags=[{"Key": "env", "Value": "prod"}],
+        Name=name,
+        SecretString="s3cr3t-value",
+        ClientRequestToken=v1,
+        Description="db",
+        KmsKeyId="alias/payments",
+        Tags=[{"Key": "env", "Value": "prod"}],
     )
     described = client.describe_secret(SecretId=name)
     assert described["Description"] == "db"
@@ -256,7 +265,9 @@ def test_batch_get_by_filter(client: Any) -> None:
         client.create_secret(Name=f"{prefix}{index}", SecretString=f"value-{index}")
     batch = client.batch_get_secret_value(Filters=[{"Key": "name", "Values": [prefix]}])
     assert sorted(item["SecretString"] for item in batch["SecretValues"]) == [
-        "value-0", "value-1", "value-2"
+        "value-0",
+        "value-1",
+        "value-2",
     ]
 
 
@@ -282,13 +293,13 @@ def test_a_put_is_attributed_to_its_signer_under_the_response_request_id(
     assert put_events, "the put's events carry its request id"
     for event in put_events:
         request = event.request
-        assert (request["principal_arn"], request["access_key_id"]) == (
-            BOB.arn, BOB.access_key_id
-        )
+        assert (request["principal_arn"], request["access_key_id"]) == (BOB.arn, BOB.access_key_id)
         assert request["source_ip"] == "127.0.0.1"
         assert "Boto3" in request["user_agent"] or "botocore" in request["user_agent"]
         assert (request["operation"], request["region"], request["account_id"]) == (
-            "PutSecretValue", REGION, ACCOUNT_ID
+            "PutSecretValue",
+            REGION,
+            ACCOUNT_ID,
         )
 
 
@@ -320,10 +331,16 @@ def test_a_failed_call_is_recorded_with_its_error_code(
 
 
 def test_an_unknown_secret_is_not_found(client: Any, name: str) -> None:
-    for call in (client.get_secret_value, client.describe_secret, client.restore_secret,
-                 client.list_secret_version_ids):
+    for call in (
+        client.get_secret_value,
+        client.describe_secret,
+        client.restore_secret,
+        client.list_secret_version_ids,
+    ):
         assert aws_error(call, SecretId=name) | {"request_id": None} == {
-            "code": "ResourceNotFoundException", "message": NOT_FOUND, "status": 400,
+            "code": "ResourceNotFoundException",
+            "message": NOT_FOUND,
+            "status": 400,
             "request_id": None,
         }
 
@@ -372,9 +389,7 @@ def test_a_put_needs_exactly_one_value(client: Any, name: str) -> None:
     client.create_secret(Name=name)
     neither = aws_error(client.put_secret_value, SecretId=name)
     assert (neither["code"], neither["message"]) == ("InvalidRequestException", VALUE_REQUIRED)
-    both = aws_error(
-        client.put_secret_value, SecretId=name, SecretString="s", SecretBinary=b"b"
-    )
+    both = aws_error(client.put_secret_value, SecretId=name, SecretString="s", SecretBinary=b"b")
     assert (both["code"], both["message"]) == ("InvalidParameterException", BOTH_VALUES)
     created_with_both = aws_error(
         client.create_secret, Name=f"{name}-2", SecretString="s", SecretBinary=b"b"
@@ -388,7 +403,9 @@ def test_more_than_twenty_version_stages_is_a_validation_error(
     client.create_secret(Name=name)
     unvalidated = server.client(parameter_validation=False)
     error = aws_error(
-        unvalidated.put_secret_value, SecretId=name, SecretString="v",
+        unvalidated.put_secret_value,
+        SecretId=name,
+        SecretString="v",
         VersionStages=[f"label-{index}" for index in range(21)],
     )
     assert error["code"] == "ValidationException"
@@ -406,30 +423,27 @@ def test_more_than_twenty_label_attachments_exceed_the_quota(client: Any, name: 
             SecretId=name, VersionStage=f"label-{index}", MoveToVersionId=v1
         )
     error = aws_error(
-        client.update_secret_version_stage, SecretId=name, VersionStage="one-too-many",
+        client.update_secret_version_stage,
+        SecretId=name,
+        VersionStage="one-too-many",
         MoveToVersionId=v1,
     )
     assert (error["code"], error["status"]) == ("LimitExceededException", 400)
     assert len(labels(client, name)[v1]) == 20
 
 
-def test_a_secret_scheduled_for_deletion_refuses_reads_and_writes(
-    client: Any, name: str
-) -> None:
+def test_a_secret_scheduled_for_deletion_refuses_reads_and_writes(client: Any, name: str) -> None:
     v1 = token()
     client.create_secret(Name=name, SecretString="v", ClientRequestToken=v1)
     client.delete_secret(SecretId=name)
     for call, members in (
         (client.get_secret_value, {}),
         (client.put_secret_value, {"SecretString": "w"}),
-        (client.update_secret_version_stage,
-         {"VersionStage": "blue", "MoveToVersionId": v1}),
+        (client.update_secret_version_stage, {"VersionStage": "blue", "MoveToVersionId": v1}),
         (client.delete_secret, {}),
     ):
         error = aws_error(call, SecretId=name, **members)
-        assert (error["code"], error["message"]) == (
-            "InvalidRequestException", MARKED_FOR_DELETION
-        )
+        assert (error["code"], error["message"]) == ("InvalidRequestException", MARKED_FOR_DELETION)
     recreate = aws_error(client.create_secret, Name=name)
     assert (recreate["code"], recreate["message"]) == (
         "InvalidRequestException",
@@ -462,9 +476,7 @@ def test_reads_of_unknown_versions_and_labels_are_not_found(client: Any, name: s
     )
 
 
-def test_a_secret_created_without_a_value_has_no_current_version(
-    client: Any, name: str
-) -> None:
+def test_a_secret_created_without_a_value_has_no_current_version(client: Any, name: str) -> None:
     client.create_secret(Name=name)
     error = aws_error(client.get_secret_value, SecretId=name)
     assert (error["code"], error["message"]) == (
@@ -477,7 +489,8 @@ def test_create_refuses_taken_and_invalid_names(client: Any, name: str) -> None:
     client.create_secret(Name=name)
     taken = aws_error(client.create_secret, Name=name)
     assert (taken["code"], taken["message"]) == (
-        "ResourceExistsException", f"The operation failed because the secret {name} already exists."
+        "ResourceExistsException",
+        f"The operation failed because the secret {name} already exists.",
     )
     invalid = aws_error(client.create_secret, Name="has a space")
     assert (invalid["code"], invalid["message"]) == (
@@ -494,7 +507,9 @@ def test_moving_a_held_label_needs_the_version_it_leaves(client: Any, name: str)
         SecretId=name, SecretString="w", ClientRequestToken=v2, VersionStages=["blue"]
     )
     current = aws_error(
-        client.update_secret_version_stage, SecretId=name, VersionStage="AWSCURRENT",
+        client.update_secret_version_stage,
+        SecretId=name,
+        VersionStage="AWSCURRENT",
         MoveToVersionId=v2,
     )
     assert (current["code"], current["message"]) == (
@@ -504,17 +519,23 @@ def test_moving_a_held_label_needs_the_version_it_leaves(client: Any, name: str)
         "in RemoveFromVersionId.",
     )
     custom = aws_error(
-        client.update_secret_version_stage, SecretId=name, VersionStage="blue",
+        client.update_secret_version_stage,
+        SecretId=name,
+        VersionStage="blue",
         MoveToVersionId=v1,
     )
     assert custom["code"] == "InvalidParameterException"
     wrong_holder = aws_error(
-        client.update_secret_version_stage, SecretId=name, VersionStage="blue",
+        client.update_secret_version_stage,
+        SecretId=name,
+        VersionStage="blue",
         RemoveFromVersionId=v1,
     )
     assert wrong_holder["code"] == "InvalidParameterException"
     unknown = aws_error(
-        client.update_secret_version_stage, SecretId=name, VersionStage="green",
+        client.update_secret_version_stage,
+        SecretId=name,
+        VersionStage="green",
         MoveToVersionId=token(),
     )
     assert unknown["code"] == "InvalidParameterException"
@@ -537,9 +558,7 @@ def test_an_unknown_filter_key_is_a_validation_error(client: Any) -> None:
     assert "filters.1.member.key" in error["message"]
 
 
-def test_a_recovery_window_outside_seven_to_thirty_days_is_refused(
-    client: Any, name: str
-) -> None:
+def test_a_recovery_window_outside_seven_to_thirty_days_is_refused(client: Any, name: str) -> None:
     client.create_secret(Name=name, SecretString="v")
     for members in (
         {"RecoveryWindowInDays": 6},

@@ -252,9 +252,7 @@ def test_t5_a_replay_with_the_same_value_changes_nothing_and_answers_the_same(
 def test_t5_a_replay_with_the_same_bytes_changes_nothing(manager: Harness, secret_arn: str) -> None:
     manager.put(NAME, token(1), b"\x00\x01binary")
     log_before = manager.log_length()
-    manager.quiet_api.call(
-        "PutSecretValue", put_request(token(1), SecretBinary=b"\x00\x01binary")
-    )
+    manager.quiet_api.call("PutSecretValue", put_request(token(1), SecretBinary=b"\x00\x01binary"))
     assert manager.log_length() == log_before
 
 
@@ -539,8 +537,11 @@ CHECK_ORDER_CASES: list[tuple[str, dict[str, Any], str]] = [
         {"SecretId": "unknown", "SecretString": ""},
         "ValidationException",
     ),
-    ("2 token before 3 resolution", {"SecretId": "unknown", "SecretString": "x"},
-     "InvalidRequestException"),
+    (
+        "2 token before 3 resolution",
+        {"SecretId": "unknown", "SecretString": "x"},
+        "InvalidRequestException",
+    ),
     (
         "3 resolution before 5 value",
         {"SecretId": "unknown", "ClientRequestToken": token(1)},
@@ -573,14 +574,22 @@ CHECK_ORDER_CASES: list[tuple[str, dict[str, Any], str]] = [
     ),
     (
         "5 both values before 6 replay",
-        {"SecretId": NAME, "ClientRequestToken": token(1), "SecretString": "x",
-         "SecretBinary": b"x"},
+        {
+            "SecretId": NAME,
+            "ClientRequestToken": token(1),
+            "SecretString": "x",
+            "SecretBinary": b"x",
+        },
         "InvalidParameterException",
     ),
     (
         "6 replay before 7 quota",
-        {"SecretId": NAME, "ClientRequestToken": token(1), "SecretString": "other",
-         "VersionStages": ["extra"]},
+        {
+            "SecretId": NAME,
+            "ClientRequestToken": token(1),
+            "SecretString": "other",
+            "VersionStages": ["extra"],
+        },
         "ResourceExistsException",
     ),
 ]

@@ -230,6 +230,7 @@ def test_resolution_agrees_with_moto_where_moto_matches_aws(manager: Harness) ->
             theirs = oracle.call("DescribeSecret", SecretId=secret_id)
             assert ours.get("Name") == theirs.get("Name")
             assert ours.get("Error") == (
-                None if "Error" not in theirs else
-                {key: theirs["Error"][key] for key in ("Code", "Message")}
+                None
+                if "Error" not in theirs
+                else {key: theirs["Error"][key] for key in ("Code", "Message")}
             )
