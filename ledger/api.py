@@ -862,3 +862,16 @@ def list_entry(secret: Secret) -> dict[str, Any]:
     if stages:
         entry["SecretVersionsToStages"] = stages
     return entry
+
+
+def to_wire(value: Any) -> Any:
+    """AWS JSON 1.1 values: timestamps as epoch seconds, blobs as base64."""
+    if isinstance(value, datetime):
+        return round(value.timestamp(), 3)
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, dict):
+        return {key: to_wire(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_wire(item) for item in value]
+    return value

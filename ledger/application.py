@@ -80,6 +80,7 @@ from ledger.rotation_schedule import parse_rules
 from ledger.storage import (
     DEFER_ERASURE_ARGUMENT,
     DESTROYED_DATA_KEYS_ARGUMENT,
+    LEDGER_APPLICATION_NAME,
     DatabaseKind,
     DataKeyNotFoundError,
     DataKeyPair,
@@ -224,7 +225,7 @@ def service_context(
 class Secrets(Application[UUID]):
     """The ledger of secrets, with AWS Secrets Manager semantics."""
 
-    name = "Ledger"
+    name = LEDGER_APPLICATION_NAME
     snapshotting_intervals = {Secret: 200}  # noqa: RUF012 (eventsourcing's class attribute)
     env = {  # noqa: RUF012
         "AGGREGATE_CACHE_MAXSIZE": "1000",

@@ -71,7 +71,6 @@ import traceback
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from uuid import uuid4
 
@@ -81,6 +80,7 @@ from ledger.api import (
     READ_ONLY_OPERATIONS,
     Caller,
     SecretsManagerApi,
+    to_wire,
     unsupported_operation,
 )
 from ledger.auth import Denial, ReceivedRequest, SignatureVerifier, claimed_access_key_id
@@ -152,19 +152,6 @@ def error_response(
 
 def success_response(response: dict[str, Any], request_id: str) -> WireResponse:
     return WireResponse(200, json.dumps(to_wire(response)).encode("ascii"), request_id)
-
-
-def to_wire(value: Any) -> Any:
-    """AWS JSON 1.1 values: timestamps as epoch seconds, blobs as base64."""
-    if isinstance(value, datetime):
-        return round(value.timestamp(), 3)
-    if isinstance(value, bytes | bytearray):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    if isinstance(value, dict):
-        return {key: to_wire(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_wire(item) for item in value]
-    return value
 
 
 def operation_of(target: str | None) -> str:

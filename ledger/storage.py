@@ -1211,6 +1211,9 @@ class LedgerSQLiteFactory(SQLiteFactory):
 # Choosing a backend
 # --------------------------------------------------------------------------------------
 
+LEDGER_APPLICATION_NAME: Final = "Ledger"
+"""The eventsourcing application name: it prefixes the PostgreSQL tables (ledger_events).
+The writer (`ledger.application.Secrets`) and the keyless log reader share it."""
 MEMORY_DATABASE: Final = "memory:"
 POSTGRES_URL_SCHEMES: Final = ("postgresql", "postgres")
 POSTGRES_PORT_DEFAULT: Final = 5432

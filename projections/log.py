@@ -20,6 +20,7 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import ApplicationRecorder, Mapper, Transcoder
 
 from ledger.storage import (
+    LEDGER_APPLICATION_NAME,
     DatabaseKind,
     MsgpackTranscoder,
     database_kind,
@@ -39,7 +40,7 @@ class Entry(NamedTuple):
 class LedgerLogReader(Application[UUID]):
     """A keyless view of the ``Ledger`` application's stores: recorder and mapper only."""
 
-    name = "Ledger"
+    name = LEDGER_APPLICATION_NAME
 
     def construct_transcoder(self) -> Transcoder:
         return MsgpackTranscoder()

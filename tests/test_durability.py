@@ -32,9 +32,8 @@ from uuid import UUID
 import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
-from ledger.api import SecretsManagerApi
+from ledger.api import SecretsManagerApi, to_wire
 from ledger.application import Secrets
-from ledger.cli.common import to_jsonable
 from ledger.crypto import KeyringError
 from ledger.domain import secret_id_for_arn
 from ledger.errors import SecretsManagerError
@@ -77,7 +76,7 @@ def ledger_state(api: SecretsManagerApi, secret_ids: Sequence[str]) -> Any:
         description = api.call("DescribeSecret", {"SecretId": secret_id})
         versions = api.call("ListSecretVersionIds", {"SecretId": secret_id, **listing})["Versions"]
         state[secret_id] = {"describe": description, "versions": versions, "values": values}
-    return json.loads(json.dumps(to_jsonable(state), sort_keys=True))
+    return json.loads(json.dumps(to_wire(state), sort_keys=True))
 
 
 def print_state(database: str, secret_ids: Sequence[str]) -> None:
@@ -192,7 +191,7 @@ def described(secrets: Secrets, secret_id: str) -> Any:
     answer = SecretsManagerApi(secrets, record_calls=False).call(
         "DescribeSecret", {"SecretId": secret_id}
     )
-    return json.loads(json.dumps(to_jsonable(answer), sort_keys=True))
+    return json.loads(json.dumps(to_wire(answer), sort_keys=True))
 
 
 def check_reads_fail(secrets: Secrets, state: Any, secret_id: str) -> None:
@@ -285,9 +284,7 @@ def test_a_destroyed_version_fails_for_that_version_only(
         assert caught.value.code == "ResourceNotFoundException"
         for version_id in kept:
             answer = api.call("GetSecretValue", {"SecretId": "prod/db", "VersionId": version_id})
-            assert (
-                json.loads(json.dumps(to_jsonable(answer), sort_keys=True)) == versions[version_id]
-            )
+            assert json.loads(json.dumps(to_wire(answer), sort_keys=True)) == versions[version_id]
     finally:
         secrets.close()
 

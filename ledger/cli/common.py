@@ -7,7 +7,6 @@ error (click's own).
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import functools
 import json
@@ -23,7 +22,7 @@ import click
 from click.core import ParameterSource
 from eventsourcing.persistence import PersistenceError
 
-from ledger.api import SecretsManagerApi
+from ledger.api import SecretsManagerApi, to_wire
 from ledger.application import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, Secrets, utc_now
 from ledger.crypto import KeyringError
 from ledger.errors import SecretsManagerError
@@ -152,21 +151,8 @@ def json_option() -> Decorator:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
 
-def to_jsonable(value: Any) -> Any:
-    """AWS wire conventions: timestamps as epoch seconds, bytes as base64."""
-    if isinstance(value, datetime):
-        return round(value.timestamp(), 3)
-    if isinstance(value, bytes | bytearray):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    if isinstance(value, dict):
-        return {key: to_jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_jsonable(item) for item in value]
-    return value
-
-
 def print_json(value: Any) -> None:
-    click.echo(json.dumps(to_jsonable(value), indent=2, ensure_ascii=False))
+    click.echo(json.dumps(to_wire(value), indent=2, ensure_ascii=False))
 
 
 @contextmanager
