@@ -1216,7 +1216,8 @@ class Secrets(Application[UUID]):
     def _note_access(self, secret: Secret, version_id: str, request: RequestContext) -> None:
         """LA-2: the first read of a version on a UTC day appends ``Secret.Accessed``
         (re-run on a write conflict, with the secret as stored); later reads that day
-        write nothing."""
+        write nothing. The note never fails the read it belongs to: when concurrent
+        writers win every attempt, the date is left for the next read that day."""
         if not secret.access_changes(version_id, self.now()):
             return
 
@@ -1230,7 +1231,8 @@ class Secrets(Application[UUID]):
             if current.pending_events:
                 self.save(current)
 
-        self.with_retries(command)
+        with contextlib.suppress(InternalServiceError):  # every attempt lost to writers
+            self.with_retries(command)
 
     def decrypt(self, secret: Secret, version: VersionRecord) -> bytes:
         """The plaintext of one of the secret's versions, in memory; DecryptionFailure

@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+from eventsourcing.persistence import IntegrityError
 from ledger_helpers import Harness, open_harness, token
 
 from ledger.api import SecretsManagerApi
@@ -231,3 +233,25 @@ def test_a_clock_set_back_never_moves_the_secret_date_back(manager: Harness) -> 
     )
     versions = manager.call("ListSecretVersionIds", SecretId=NAME, IncludeDeprecated=True)
     assert versions["Versions"][1]["LastAccessedDate"] == midnight(LATE_EVENING) - timedelta(days=3)
+
+
+def test_writers_winning_every_attempt_never_fail_the_read(
+    manager: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LA-2: the access note loses every attempt to concurrent writers (simulated by a
+    save that always conflicts): the value is answered, the date left for a later read."""
+    manager.create(NAME, token(1), "v1")
+    secrets = manager.secrets
+
+    def always_conflicts(*objects: object, **kwargs: object) -> None:
+        raise IntegrityError("a concurrent writer won")
+
+    monkeypatch.setattr(secrets, "save", always_conflicts)
+    answer = manager.call("GetSecretValue", SecretId=NAME)
+    assert answer["SecretString"] == "v1"
+    monkeypatch.undo()
+    assert "LastAccessedDate" not in manager.call("DescribeSecret", SecretId=NAME)
+    read(manager)
+    assert manager.call("DescribeSecret", SecretId=NAME)["LastAccessedDate"] == midnight(
+        manager.clock()
+    )
