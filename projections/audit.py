@@ -51,8 +51,11 @@ F-8 of docs/forensics.md): one row of ``projection_audit_events`` per ``Secret``
 event, keyed by its position, with what the event states (the version it created,
 removed or destroyed; the label it moved, from and to which version, and why) and
 the request context it carries (principal, access key, source IP, user agent,
-request id, operation). A record is made by a ``Secret`` event exactly when its
-position has such a row; the records of ``ApiCall.Recorded`` are all the others.
+request id, operation). ``projection_audit_rotations`` adds, by the same position,
+what a ``RotationConfigured`` (function ARN, rules), ``RotationScheduled`` (window
+start, next rotation date) or ``PendingVersionStaged`` (runner) states, for the
+report's rotation configuration (CR-15). A record is made by a ``Secret`` event
+exactly when its position has such a row; the records of ``ApiCall.Recorded`` are all the others.
 
 No secret value can reach a record: events carry values only as ciphertext in
 ``VersionCreated``, which this projection reads for the version id alone, and
@@ -61,6 +64,7 @@ request parameters are allow-listed on the write side.
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -120,6 +124,7 @@ class _Pending:
     recorded_request_id: str
     records: list[tuple[Any, ...]] = field(default_factory=list)
     events: list[tuple[Any, ...]] = field(default_factory=list)
+    rotations: list[tuple[Any, ...]] = field(default_factory=list)
     extra_resources: list[tuple[int, int]] = field(default_factory=list)
     secrets: dict[UUID, _KnownSecret] = field(default_factory=dict)
 
@@ -128,10 +133,11 @@ class AuditProjection(Projection):
     """CloudTrail-style records (see the module docstring)."""
 
     name: ClassVar[str] = AUDIT_PROJECTION_NAME
-    version: ClassVar[int] = 8
+    version: ClassVar[int] = 9
     tables: ClassVar[tuple[str, ...]] = (
         "projection_audit_records",
         "projection_audit_events",
+        "projection_audit_rotations",
         "projection_audit_resources",
         "projection_audit_secrets",
         "projection_audit_state",
@@ -164,6 +170,9 @@ class AuditProjection(Projection):
             "principal_arn TEXT NOT NULL, access_key_id TEXT NOT NULL, "
             "source_ip TEXT NOT NULL, user_agent TEXT NOT NULL, request_id TEXT NOT NULL, "
             "operation TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS projection_audit_rotations ("
+            f"position {key} PRIMARY KEY, rotation_lambda_arn TEXT, rotation_rules TEXT, "
+            "window_start BIGINT, next_rotation_date BIGINT, runner TEXT)",
             "CREATE TABLE IF NOT EXISTS projection_audit_resources ("
             "secret_key BIGINT NOT NULL, record_key BIGINT NOT NULL, "
             f"PRIMARY KEY (secret_key, record_key)){keyed}",
@@ -416,6 +425,9 @@ class AuditProjection(Projection):
                 request["operation"],
             )
         )
+        facts = rotation_facts(event)
+        if facts is not None:
+            pending.rotations.append((position, *facts))
 
     # Handlers
 
@@ -585,6 +597,9 @@ class AuditProjection(Projection):
             pending.events,
         )
         cursor.executemany(
+            "INSERT INTO projection_audit_rotations VALUES (?, ?, ?, ?, ?, ?)", pending.rotations
+        )
+        cursor.executemany(
             "INSERT INTO projection_audit_resources VALUES (?, ?)", pending.extra_resources
         )
         cursor.execute(
@@ -628,6 +643,28 @@ def event_facts(
             DESTROYED_BY_FORCED_DELETION if event.forced else DESTROYED_BY_PURGE,
         )
     return None, None, None, None, None
+
+
+def rotation_facts(
+    event: Secret.Event,
+) -> tuple[str | None, str | None, int | None, int | None, str | None] | None:
+    """(function ARN, rules as canonical JSON, window start, next rotation date, runner)
+    of a rotation configuration, schedule or staging (RO-1, RO-8, RO-5), for the
+    report (CR-15 of docs/report.md); None for every other event."""
+    if isinstance(event, Secret.RotationConfigured):
+        rules = json.dumps(event.rotation_rules, sort_keys=True, separators=(",", ":"))
+        return event.rotation_lambda_arn, rules, None, None, None
+    if isinstance(event, Secret.RotationScheduled):
+        return (
+            None,
+            None,
+            to_microseconds(event.window_start),
+            to_microseconds(event.next_rotation_date),
+            None,
+        )
+    if isinstance(event, Secret.PendingVersionStaged):
+        return None, None, None, None, event.runner
+    return None
 
 
 def secret_reference(parameters: Mapping[str, Any]) -> str | None:

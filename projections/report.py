@@ -1,4 +1,4 @@
-"""The compliance report (rules CR-1 to CR-14 of docs/report.md): rotation hygiene,
+"""The compliance report (rules CR-1 to CR-17 of docs/report.md): rotation hygiene,
 churn and access per secret, and findings, computed from the audit projection's rows.
 
 The report is a pure function of its :class:`ReportPeriod`: the cut (``as_of``: every
@@ -13,6 +13,7 @@ and the ledger's integrity are composed in by the CLI (``ledger/cli/report.py``)
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from ledger.domain import (
     AWSPENDING,
     AWSPREVIOUS,
     REMOVED_BY_RETENTION,
+    RUNNER_SERVICE,
     VERSION_COUNT_MAX_DEFAULT,
 )
 from projections.audit import SEQUENCES_PER_POSITION, TRANSCODER, Details
@@ -73,8 +75,9 @@ ACCESS_DENIED: Final = "AccessDeniedException"
 DENIALS: Final = "secretLedger.denials"
 REFUSALS_COUNTED: Final = "secretLedger.refusalsCounted"
 EVENT_COLUMNS: Final = (
-    "position, event_time, event_name, version_id, label, from_version_id, to_version_id, "
-    "reason, principal_arn, request_id, operation"
+    "e.position, e.event_time, e.event_name, e.version_id, e.label, e.from_version_id, "
+    "e.to_version_id, e.reason, e.principal_arn, e.request_id, e.operation, "
+    "o.rotation_lambda_arn, o.rotation_rules, o.next_rotation_date, o.runner"
 )
 RECORD_COLUMNS: Final = "r.record_key, r.event_time, r.event_name, r.principal_arn, r.error_code"
 
@@ -178,6 +181,13 @@ class EventRow:
     principal_arn: str
     request_id: str
     operation: str
+    # From projection_audit_rotations (CR-15): RotationConfigured's function and rules
+    # (canonical JSON), RotationScheduled's next rotation date, PendingVersionStaged's
+    # runner; None for other events.
+    rotation_lambda_arn: str | None = None
+    rotation_rules: str | None = None
+    next_rotation_date: int | None = None
+    runner: str | None = None
 
 
 @dataclass(frozen=True)
@@ -202,6 +212,20 @@ class _Version:
 
 
 @dataclass
+class _Rotation:
+    """A secret's rotation configuration replayed up to the cut (CR-15)."""
+
+    enabled: bool
+    lambda_arn: str
+    rules: str
+    configured: EventRow
+    scheduled: EventRow | None = None
+    next_rotation_date: int | None = None
+    last_rotated_time: int | None = None
+    last_succeeded_position: int = -1
+
+
+@dataclass
 class _SecretState:
     """A secret replayed from its rows, up to the cut."""
 
@@ -215,6 +239,11 @@ class _SecretState:
     counts: Counter[str] = field(default_factory=Counter)
     puts: list[EventRow] = field(default_factory=list)
     last_rotation: EventRow | None = None
+    completed_versions: set[str] = field(default_factory=set)
+    rotation: _Rotation | None = None
+    runners: dict[str, str] = field(default_factory=dict)
+    service_attempt: bool = False
+    deletion_scheduled: bool = False
     deleted_time: int | None = None
     ever_current: set[str] = field(default_factory=set)
     pending_staged: EventRow | None = None
@@ -267,7 +296,8 @@ class ReportQueries:
             row = cursor.execute(
                 "SELECT e.position, e.request_id, e.event_time FROM projection_audit_events e "
                 "JOIN projection_audit_secrets s ON s.secret_key = e.secret_key "
-                "WHERE s.arn = ? AND e.event_name = 'VersionCreated' AND e.version_id = ?",
+                "WHERE s.arn = ? AND e.version_id = ? "
+                "AND e.event_name IN ('VersionCreated', 'PendingVersionStaged')",
                 (arn, version_id),
             ).fetchone()
         assert row is not None, "a live version's creation is in the log"
@@ -293,8 +323,9 @@ class ReportQueries:
         events = [
             EventRow(*row)
             for row in cursor.execute(
-                f"SELECT {EVENT_COLUMNS} FROM projection_audit_events "
-                "WHERE secret_key = ? AND event_time <= ? ORDER BY position",
+                f"SELECT {EVENT_COLUMNS} FROM projection_audit_events e "
+                "LEFT JOIN projection_audit_rotations o ON o.position = e.position "
+                "WHERE e.secret_key = ? AND e.event_time <= ? ORDER BY e.position",
                 (secret_key, cut),
             ).fetchall()
         ]
@@ -308,6 +339,7 @@ class ReportQueries:
         pending_left_behind(state, cut)
         write_bursts(state)
         stale_or_near_cap(state)
+        rotation_overdue(state, cut)
         access_findings(state)
         return secret_entry(state, name), state.findings
 
@@ -454,9 +486,12 @@ def merged(events: Sequence[EventRow], calls: Sequence[CallRow]) -> list[EventRo
 
 def on_event(state: _SecretState, row: EventRow) -> None:
     in_period = state.period.holds(row.event_time)
-    if row.event_name == "VersionCreated":
+    if row.event_name in ("VersionCreated", "VersionFilled"):
+        # A staged version exists from its staging (RO-3, its CreatedDate); the put
+        # that fills it is a put (CR-6).
         assert row.version_id is not None, "a created version has an id"
-        state.versions[row.version_id] = _Version(row.position, row.event_time, row.request_id)
+        if row.event_name == "VersionCreated":
+            state.versions[row.version_id] = _Version(row.position, row.event_time, row.request_id)
         if row.operation == "PutSecretValue" and in_period:
             state.puts.append(row)
     elif row.event_name in ("VersionRemoved", "VersionDestroyed"):
@@ -469,6 +504,70 @@ def on_event(state: _SecretState, row: EventRow) -> None:
         on_label_moved(state, row, in_period)
     elif row.event_name == "SecretDeleted":
         state.deleted_time = row.event_time
+    elif row.event_name in ("SecretDeletionScheduled", "SecretRestored"):
+        state.deletion_scheduled = row.event_name == "SecretDeletionScheduled"
+    else:
+        on_rotation_event(state, row, in_period)
+
+
+def on_rotation_event(state: _SecretState, row: EventRow, in_period: bool) -> None:
+    """CR-15 (configuration), CR-16 (attempts), CR-17 (overdue)."""
+    rotation = state.rotation
+    if row.event_name == "RotationConfigured":
+        assert row.rotation_lambda_arn is not None and row.rotation_rules is not None
+        state.rotation = _Rotation(True, row.rotation_lambda_arn, row.rotation_rules, row)
+        if rotation is not None:
+            state.rotation.scheduled = rotation.scheduled
+            state.rotation.next_rotation_date = rotation.next_rotation_date
+            state.rotation.last_rotated_time = rotation.last_rotated_time
+            state.rotation.last_succeeded_position = rotation.last_succeeded_position
+        return
+    if row.event_name == "PendingVersionStaged":
+        assert row.version_id is not None and row.runner is not None, "a staging's runner"
+        state.versions[row.version_id] = _Version(row.position, row.event_time, row.request_id)
+        state.runners[row.version_id] = row.runner
+        return
+    if row.event_name == "RotationStarted":
+        state.service_attempt = state.runners.get(row.version_id or "") == RUNNER_SERVICE
+        return
+    if rotation is None:
+        return
+    if row.event_name == "RotationDisabled":
+        rotation.enabled = False
+        rotation.scheduled = None
+        rotation.next_rotation_date = None
+    elif row.event_name == "RotationScheduled":
+        assert row.next_rotation_date is not None, "a schedule's next rotation date"
+        rotation.scheduled = row
+        rotation.next_rotation_date = row.next_rotation_date
+    elif row.event_name == "RotationSucceeded":
+        assert row.version_id is not None, "a rotation rotates a version"
+        state.service_attempt = False
+        rotation.last_rotated_time = row.event_time
+        rotation.last_succeeded_position = row.position
+        rotation_completed(state, row, row.version_id, in_period)
+    elif row.event_name == "RotationFailed":
+        state.service_attempt = False
+        if in_period:
+            state.counts["RotationsFailed"] += 1
+            state.find(
+                "rotation-failed",
+                f"rotating to {row.version_id} failed in the {row.reason} step",
+                row,
+            )
+
+
+def rotation_completed(
+    state: _SecretState, row: EventRow, version_id: str, in_period: bool
+) -> None:
+    """CR-3, CR-16: a rotation completes once per version, at its first evidence (the
+    AWSCURRENT move onto the pending version, or RotationSucceeded)."""
+    if version_id in state.completed_versions:
+        return
+    state.completed_versions.add(version_id)
+    state.last_rotation = row
+    if in_period:
+        state.counts["RotationsCompleted"] += 1
 
 
 def on_label_moved(state: _SecretState, row: EventRow, in_period: bool) -> None:
@@ -481,9 +580,7 @@ def on_label_moved(state: _SecretState, row: EventRow, in_period: bool) -> None:
         )
     if row.label == AWSCURRENT and previous is not None and row.to_version_id is not None:
         if state.labels.get(AWSPENDING) == row.to_version_id:
-            state.last_rotation = row
-            if in_period:
-                state.counts["RotationsCompleted"] += 1
+            rotation_completed(state, row, row.to_version_id, in_period)
         elif older(state, row.to_version_id, previous) and in_period:
             state.counts["RolledBack"] += 1
             state.find(
@@ -544,6 +641,7 @@ def on_call(state: _SecretState, row: CallRow) -> None:
             row.event_name == "UpdateSecretVersionStage"
             and row.parameters.get("versionStage") == AWSCURRENT
             and row.error_code not in DENIAL_ERROR_CODES
+            and not state.service_attempt  # CR-16: the attempt's outcome counts
         )
         if failed_move and in_period:
             state.counts["RotationsFailed"] += 1
@@ -625,6 +723,27 @@ def stale_or_near_cap(state: _SecretState) -> None:
         )
 
 
+def rotation_overdue(state: _SecretState, cut: int) -> None:
+    """CR-17: rotation on, its NextRotationDate before the cut, no RotationSucceeded
+    since that schedule; not for a secret deleted or scheduled for deletion."""
+    rotation = state.rotation
+    if state.deleted_time is not None or state.deletion_scheduled or rotation is None:
+        return
+    scheduled = rotation.scheduled
+    if not rotation.enabled or scheduled is None or rotation.next_rotation_date is None:
+        return
+    if rotation.next_rotation_date >= cut:
+        return
+    if rotation.last_succeeded_position > scheduled.position:
+        return
+    late_seconds = (cut - rotation.next_rotation_date) // 1_000_000
+    due = format_instant(from_microseconds(rotation.next_rotation_date))
+    rows = sorted({rotation.configured, scheduled}, key=lambda row: row.position)
+    state.find(
+        "rotation-overdue", f"rotation due by {due}, {duration_text(late_seconds)} late", *rows
+    )
+
+
 def access_findings(state: _SecretState) -> None:
     """CR-9: first-time readers, only when the period has a start."""
     if state.period.since is None:
@@ -683,6 +802,7 @@ def secret_entry(state: _SecretState, name: str) -> dict[str, Any]:
             "Position": last.position,
             "RequestId": last.request_id,
         },
+        "Rotation": rotation_entry(state),
         "Rotations": {
             "Completed": state.counts["RotationsCompleted"],
             "Failed": state.counts["RotationsFailed"],
@@ -712,6 +832,25 @@ def secret_entry(state: _SecretState, name: str) -> dict[str, Any]:
         },
         "LabelTimeline": state.timeline,
     }
+
+
+def rotation_entry(state: _SecretState) -> dict[str, Any] | None:
+    """CR-15: the rotation configuration at the cut, as DescribeSecret shows it."""
+    rotation = state.rotation
+    if rotation is None:
+        return None
+    return {
+        "RotationEnabled": rotation.enabled,
+        "RotationLambdaARN": rotation.lambda_arn,
+        "RotationRules": json.loads(rotation.rules),
+        "NextRotationDate": optional_instant(rotation.next_rotation_date),
+        "LastRotatedDate": optional_instant(rotation.last_rotated_time),
+        "Overdue": any(finding.kind == "rotation-overdue" for finding in state.findings),
+    }
+
+
+def optional_instant(microseconds: int | None) -> str | None:
+    return None if microseconds is None else format_instant(from_microseconds(microseconds))
 
 
 def finding_order(item: dict[str, Any]) -> tuple[int, int, str, str]:

@@ -1,4 +1,4 @@
-"""`secretledger report` (docs/report.md, CR-1 to CR-14): a history written through the
+"""`secretledger report` (docs/report.md, CR-1 to CR-17): a history written through the
 API with a stepping clock, read back as JSON, Markdown and HTML, every finding and
 figure asserted; the report as of an instant on a later ledger; the HTML page in
 headless Chromium (no network request, no console error, a chart and a table drawn).
@@ -382,7 +382,7 @@ def test_markdown_holds_the_findings_and_figures(written: Written) -> None:
     assert CANARY not in text
     assert "| rotation-failed | high |" in text
     assert "#37 (r4-fails)" in text
-    assert "| db | 29d 15h | 29d 15h | 1/1/1/1 | 3 | 0 | 5 (100) | 0/0 | 2 | - | 1 |" in text
+    assert "| db | 29d 15h | 29d 15h | - | 1/1/1/1 | 3 | 0 | 5 (100) | 0/0 | 2 | - | 1 |" in text
     assert "| (unauthenticated) | 1 |" in text
 
 
@@ -393,6 +393,156 @@ def test_usage_errors(written: Written) -> None:
         main, ["report", "--db", written.database, "--since", CUT, "--as-of", SINCE]
     )
     assert result.exit_code == 2
+
+
+# Rotation configured through RotateSecret (CR-15 to CR-17) -------------------------
+
+FUNCTION_ARN = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:rotate-rot"
+ROTATION_CUT = "2025-03-01T00:00:00Z"
+
+
+def write_rotation_history(database: str, keyring: Path, snapshot: Path) -> None:
+    """A rotation played by an external driver (RO-5: no runner), a failed attempt
+    (recorded as the runner would, RO-7), its version's AWSPENDING dropped, and a
+    schedule left to lapse; ``snapshot``: the ledger as it stood at ROTATION_CUT."""
+    s = Story(database, keyring)
+    s.call(
+        ALICE,
+        "rot-create",
+        "CreateSecret",
+        Name="rot",
+        ClientRequestToken=token(200),
+        SecretString=f"{CANARY}-rot",
+    )
+    s.at(START + timedelta(days=1))
+    s.call(
+        ROTATOR,
+        "rot-start",
+        "RotateSecret",
+        SecretId="rot",
+        ClientRequestToken=token(201),
+        RotationLambdaARN=FUNCTION_ARN,
+        RotationRules={"AutomaticallyAfterDays": 30},
+        RotateImmediately=True,
+    )
+    s.at(START + timedelta(days=1, minutes=5))
+    s.call(
+        ROTATOR,
+        "rot-fill",
+        "PutSecretValue",
+        SecretId="rot",
+        ClientRequestToken=token(201),
+        SecretString=f"{CANARY}-rot-2",
+        VersionStages=[AWSPENDING],
+    )
+    s.at(START + timedelta(days=1, minutes=10))
+    s.call(
+        ROTATOR,
+        "rot-finish",
+        "UpdateSecretVersionStage",
+        SecretId="rot",
+        VersionStage=AWSCURRENT,
+        MoveToVersionId=token(201),
+        RemoveFromVersionId=token(200),
+    )
+    s.at(START + timedelta(days=9))
+    s.call(ROTATOR, "rot-again", "RotateSecret", SecretId="rot", ClientRequestToken=token(202))
+    s.at(START + timedelta(days=9, hours=1))
+    secret = s.secrets.find_secret("rot")
+    failing = s.secrets.rotation_context(secret.arn, "RotateSecret")
+    assert not s.secrets.finish_rotation(secret.id, token(202), 1, failing)
+    s.at(START + timedelta(days=10))
+    s.call(
+        ROTATOR,
+        "rot-drop",
+        "UpdateSecretVersionStage",
+        SecretId="rot",
+        VersionStage=AWSPENDING,
+        RemoveFromVersionId=token(202),
+    )
+    with sqlite3.connect(database) as source, sqlite3.connect(snapshot) as target:
+        source.backup(target)
+    s.at(datetime(2025, 3, 10, tzinfo=UTC))
+    s.call(ROTATOR, "rot-late", "RotateSecret", SecretId="rot", ClientRequestToken=token(203))
+    s.secrets.close()
+
+
+@pytest.fixture(scope="module")
+def rotation_written(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Written]:
+    directory = tmp_path_factory.mktemp("report-rotation")
+    database = str(directory / "ledger.db")
+    keyring = directory / "ledger.db.keyring"
+    write_rotation_history(database, keyring, directory / "at-cut.db")
+    yield Written(database, keyring)
+
+
+def test_rotation_configuration_attempts_and_an_overdue_schedule(
+    rotation_written: Written,
+) -> None:
+    """CR-15: the configuration at the cut; CR-16: one completed rotation (its
+    AWSCURRENT move and its RotationSucceeded count once), one failed attempt;
+    CR-17: the 30-day schedule lapsed on 2025-02-01 with no success since."""
+    text = run_report(rotation_written.database, "--as-of", ROTATION_CUT)
+    assert CANARY not in text
+    document = json.loads(text)
+    (entry,) = document["Secrets"]
+    assert entry["Rotation"] == {
+        "RotationEnabled": True,
+        "RotationLambdaARN": FUNCTION_ARN,
+        "RotationRules": {"AutomaticallyAfterDays": 30},
+        "NextRotationDate": "2025-02-02T00:00:00.000000Z",
+        "LastRotatedDate": "2025-01-02T09:10:00.000000Z",
+        "Overdue": True,
+    }
+    assert entry["Rotations"] == {"Completed": 1, "Failed": 1, "Abandoned": 1, "RolledBack": 0}
+    assert entry["LastRotation"]["RequestId"] == "rot-finish"
+    # the staged versions are versions from their staging (RO-3); the fill is a put
+    assert entry["Current"]["VersionId"] == token(201)
+    assert (entry["Churn"]["Puts"], entry["Churn"]["Versions"]) == (1, 3)
+    failing = next(f for f in document["Findings"] if f["Kind"] == "rotation-failed")
+    assert failing["Summary"] == f"rotating to {token(202)} failed in the finishSecret step"
+    assert failing["Evidence"][0]["RequestId"].startswith("Rotation-arn:aws:secretsmanager:")
+    assert [finding_tuple(f)[:4] for f in document["Findings"]] == [
+        ("rotation-overdue", "high", "rot", ROTATOR.principal_arn),
+        ("rotation-failed", "high", "rot", "secretsmanager.amazonaws.com"),
+        ("rotation-abandoned", "medium", "rot", ROTATOR.principal_arn),
+    ]
+    overdue = document["Findings"][0]
+    assert [item["RequestId"] for item in overdue["Evidence"]] == ["rot-start", "rot-finish"]
+    assert overdue["Summary"] == "rotation due by 2025-02-02T00:00:00.000000Z, 27d late"
+    totals = document["Totals"]
+    assert (totals["RotationsCompleted"], totals["RotationsFailed"]) == (1, 1)
+    assert totals["FindingsByKind"] == {
+        "rotation-overdue": 1,
+        "rotation-failed": 1,
+        "rotation-abandoned": 1,
+    }
+    before_due = json.loads(
+        run_report(rotation_written.database, "--as-of", "2025-02-01T12:00:00Z")
+    )
+    assert before_due["Secrets"][0]["Rotation"]["Overdue"] is False
+    assert "rotation-overdue" not in before_due["Totals"]["FindingsByKind"]
+    markdown = run_report(rotation_written.database, "--as-of", ROTATION_CUT, "--format", "md")
+    assert "| rotation-overdue | high |" in markdown
+    assert (
+        "| rot | 57d 15h | 57d 14h | 2025-02-02T00:00:00.000000Z (overdue) | 1/1/1/0 | 1 | 0 "
+        "| 3 (100) | 0/0 | 1 | - | 0 |"
+    ) in markdown
+    assert f"#{overdue['Evidence'][0]['Position']} (rot-start)" in markdown
+
+
+def test_rotation_as_of_on_a_later_ledger_equals_the_report_at_that_instant(
+    rotation_written: Written,
+) -> None:
+    at_cut = str(Path(rotation_written.database).with_name("at-cut.db"))
+    arguments = ("--as-of", ROTATION_CUT)
+    assert run_report(rotation_written.database, *arguments) == run_report(at_cut, *arguments)
+    later = json.loads(run_report(rotation_written.database, "--as-of", "2025-03-11T00:00:00Z"))
+    # rot-late staged a rotation nobody finished: still overdue, now 37 days late
+    overdue = next(f for f in later["Findings"] if f["Kind"] == "rotation-overdue")
+    assert overdue["Summary"] == "rotation due by 2025-02-02T00:00:00.000000Z, 37d late"
+    bars = [(bar["Label"], bar["VersionId"]) for bar in later["Secrets"][0]["LabelTimeline"]]
+    assert (AWSPENDING, token(203)) in bars
 
 
 # HTML in headless Chromium ---------------------------------------------------------

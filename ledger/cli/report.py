@@ -1,4 +1,4 @@
-"""`secretledger report`: the compliance report (docs/report.md, CR-1 to CR-14) as JSON,
+"""`secretledger report`: the compliance report (docs/report.md, CR-1 to CR-17) as JSON,
 Markdown or one self-contained HTML page.
 
 The read side computes the report (:mod:`projections.report`); this face composes in
@@ -380,6 +380,7 @@ SECRET_HEADER: Final = (
     "Secret",
     "Current age",
     "Last rotation",
+    "Next rotation",
     "Rotations ok/failed/abandoned/rolled back",
     "Puts",
     "Bursts",
@@ -415,6 +416,16 @@ def seconds_text(seconds: int | None) -> str:
     return f"{seconds // 86_400}d {seconds % 86_400 // 3_600}h"
 
 
+def next_rotation_text(rotation: dict[str, Any] | None) -> str:
+    """CR-15, CR-17: "-" never configured, "off", or the date (and "overdue")."""
+    if rotation is None:
+        return "-"
+    if not rotation["RotationEnabled"]:
+        return "off"
+    date = rotation["NextRotationDate"] or "not scheduled"
+    return date + (" (overdue)" if rotation["Overdue"] else "")
+
+
 def secret_cells(entry: dict[str, Any]) -> list[str]:
     current = entry["Current"]
     last = entry["LastRotation"]
@@ -424,6 +435,7 @@ def secret_cells(entry: dict[str, Any]) -> list[str]:
         entry["Name"] + (" (deleted)" if entry["Deleted"] else ""),
         seconds_text(None if current is None else current["AgeSeconds"]),
         seconds_text(None if last is None else last["SecondsSince"]),
+        next_rotation_text(entry["Rotation"]),
         "/".join(str(rotations[key]) for key in ("Completed", "Failed", "Abandoned", "RolledBack")),
         str(churn["Puts"]),
         str(churn["WriteBursts"]),
