@@ -44,7 +44,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -493,12 +493,17 @@ def measure(arguments: argparse.Namespace) -> int:
         f"{size_megabytes:,.0f} MB; medians of {arguments.rounds} interleaved round(s), "
         f"{len(durations):,} queries, {len(log_durations)} log replays"
     )
-    widths = [max(len(row[index]) for row in rows) for index in range(4)]
+    print_table(rows)
+    return 0
+
+
+def print_table(rows: Sequence[tuple[str, ...]]) -> None:
+    """The benchmarks' table: columns padded to their widest cell, two spaces apart."""
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     for row in rows:
         print(
             "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         )
-    return 0
 
 
 def parse(arguments: list[str]) -> argparse.Namespace:

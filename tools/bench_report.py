@@ -38,6 +38,7 @@ from bench_projections import (
     START,
     TARGET_PEAK_MEGABYTES,
     generated_log,
+    print_table,
     rebuild_in_child,
 )
 
@@ -126,11 +127,7 @@ def measure(arguments: argparse.Namespace) -> int:
         f"report: {rebuilds[-1]['position']:,} events, {arguments.secrets:,} secrets, SQLite file "
         f"{size_megabytes:,.0f} MB; medians of {arguments.rounds} interleaved round(s)"
     )
-    widths = [max(len(row[index]) for row in rows) for index in range(4)]
-    for row in rows:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        )
+    print_table(rows)
     return 0
 
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench_projections import generated_log
+from bench_projections import generated_log, print_table
 from bench_put import SteppingClock
 
 from ledger.api import SecretsManagerApi
@@ -240,11 +240,7 @@ def report(
         ),
         ("checkpoint signature", f"{median_milliseconds(signatures):.3f} ms median", "", "", ""),
     ]
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    for row in rows:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        )
+    print_table(rows)
 
 
 def parse(arguments: list[str]) -> argparse.Namespace:
