@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -81,6 +82,46 @@ DAVE_EXPIRED = Principal(
     expiration=datetime(2020, 1, 1, tzinfo=UTC),
 )
 EXPIRED = "The security token included in the request is expired"
+
+# Requests whose HTTP framing httptools refuses (uvicorn then calls send_400_response);
+# FRAMING_MARKER is in several of them, and must never come back in an answer.
+FRAMING_MARKER = b"<marker-from-the-client>"
+BROKEN_FRAMING: dict[str, bytes] = {
+    "garbage request line": b"GARBAGE " + FRAMING_MARKER + b" NOT-HTTP\r\n\r\n",
+    "TLS hello on the plain port": b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + b"\x00" * 32,
+    "header line without a colon": (
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n" + FRAMING_MARKER + b"\r\n\r\n"
+    ),
+    "Content-Length abc": b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: abc\r\n\r\n",
+    "two Content-Lengths": (
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}"
+    ),
+    "Content-Length and chunked Transfer-Encoding": (
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    ),
+    "unknown Transfer-Encoding": (
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: "
+        + FRAMING_MARKER
+        + b"\r\n\r\n{}"
+    ),
+    "chunk size not hexadecimal": (
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"zz\r\n{}\r\n0\r\n\r\n"
+    ),
+}
+
+
+def send_until_closed(port: int, data: bytes) -> bytes:
+    """Send ``data`` on a new connection and read everything the server answers until
+    it closes the connection (a socket timeout fails the test if it never does)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=HTTP_TIMEOUT_SECONDS) as sock:
+        with suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(data)  # the server may answer and close before reading it all
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+        return received
 
 
 def free_port() -> int:

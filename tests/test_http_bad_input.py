@@ -14,9 +14,12 @@ import pytest
 import requests
 from http_harness import (
     ALICE,
+    BROKEN_FRAMING,
+    FRAMING_MARKER,
     RunningServer,
     calls_with_request_id,
     recorded_calls,
+    send_until_closed,
     start_server,
     target_headers,
 )
@@ -237,6 +240,44 @@ def test_a_huge_declared_body_is_refused_before_it_is_read(server: RunningServer
     assert head.startswith(b"HTTP/1.1 413 ")
     assert b"connection: close" in head.lower()
     assert json.loads(body)["__type"] == "RequestEntityTooLargeException"
+    still_serving(server)
+
+
+def aws_error_of_raw(answer: bytes) -> tuple[int, dict[str, str], dict[str, Any]]:
+    """The status, headers (names in lower case) and JSON body of a raw answer."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    assert headers["content-length"] == str(len(body))
+    return int(status_line.split(" ")[1]), headers, json.loads(body)
+
+
+def test_broken_http_framing_is_refused_aws_shaped_and_not_recorded(
+    server: RunningServer,
+) -> None:
+    """IL-7: whatever httptools cannot parse gets an AWS-shaped 400, the connection is
+    closed (`send_until_closed` reads until it is), nothing is recorded, and a signed
+    call on another connection is served."""
+    records_before = len(recorded_calls(server))
+    request_ids = set()
+    for name, request in BROKEN_FRAMING.items():
+        answer = send_until_closed(server.port, request)
+        assert FRAMING_MARKER not in answer, name
+        status, headers, body = aws_error_of_raw(answer)
+        assert status == 400, name
+        assert headers["content-type"] == "application/x-amz-json-1.1", name
+        assert headers["connection"] == "close", name
+        assert uuid.UUID(headers["x-amzn-requestid"]).version == 4, name
+        assert set(body) == {"__type", "Message"}, name
+        assert body["__type"] == "SerializationException", name
+        assert "not valid HTTP/1.1" in body["Message"], name
+        request_ids.add(headers["x-amzn-requestid"])
+    assert len(request_ids) == len(BROKEN_FRAMING), "a fresh request id for each refusal"
+    assert len(recorded_calls(server)) == records_before
+    assert FRAMING_MARKER.decode() not in server.log()
     still_serving(server)
 
 

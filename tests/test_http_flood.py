@@ -3,10 +3,17 @@
 A socket that never sends a request, or sends its head one line at a time
 (slowloris), holds no call in progress: it neither counts toward the caps of
 `ledger.admission` nor keeps anyone else waiting, and the head deadline closes
-it by itself."""
+it by itself.
+
+The uvicorn methods `HeadDeadlineProtocol` overrides are private:
+`test_the_uvicorn_hooks_overridden_here_still_exist` and
+`test_uvicorn_still_calls_send_400_response_for_broken_framing` fail when uvicorn
+renames one, changes its parameters, or stops calling ``send_400_response`` for a
+request httptools refuses."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import socket
 import threading
@@ -14,14 +21,15 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ledger.cli.serve import server_config
 from ledger.serving import HeadDeadlineProtocol
-from tests.http_harness import free_port, start_server
+from tests.http_harness import BROKEN_FRAMING, free_port, send_until_closed, start_server
 
 IDLE_SOCKETS = 500
 SLOWLORIS_CONNECTIONS = 150
@@ -119,10 +127,11 @@ async def answer_ok(scope: Any, receive: Any, send: Any) -> None:
 
 
 @contextmanager
-def short_deadline_server() -> Iterator[int]:
+def in_process_server(protocol: type[HttpToolsProtocol]) -> Iterator[int]:
+    """uvicorn in a thread, with the endpoint's settings, ``protocol`` and `answer_ok`."""
     port = free_port()
     config = server_config(answer_ok, "127.0.0.1", port)
-    config.http = ShortHeadDeadline
+    config.http = protocol
     config.lifespan = "off"
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -151,7 +160,10 @@ def closed_by_server_within(connection: socket.socket, seconds: float, line: byt
 
 
 def test_a_head_that_trickles_in_is_cut_off_at_the_deadline() -> None:
-    with short_deadline_server() as port, socket.create_connection(("127.0.0.1", port)) as slow:
+    with (
+        in_process_server(ShortHeadDeadline) as port,
+        socket.create_connection(("127.0.0.1", port)) as slow,
+    ):
         slow.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
         started = time.monotonic()
         assert closed_by_server_within(slow, CLOSED_WITHIN_SECONDS, b"X-Slow: x\r\n")
@@ -159,7 +171,7 @@ def test_a_head_that_trickles_in_is_cut_off_at_the_deadline() -> None:
 
 
 def test_an_idle_socket_is_closed_and_a_prompt_client_is_served() -> None:
-    with short_deadline_server() as port:
+    with in_process_server(ShortHeadDeadline) as port:
         with socket.create_connection(("127.0.0.1", port)) as idle:
             assert closed_by_server_within(idle, CLOSED_WITHIN_SECONDS, b"")
         with socket.create_connection(("127.0.0.1", port)) as prompt:
@@ -170,3 +182,50 @@ def test_an_idle_socket_is_closed_and_a_prompt_client_is_served() -> None:
             assert answer.startswith(b"HTTP/1.1 200")
             time.sleep(SHORT_HEAD_SECONDS * 2)  # idle after its answer: closed
             assert closed_by_peer(prompt)
+
+
+# The uvicorn methods HeadDeadlineProtocol overrides, with the parameters it relies on.
+UVICORN_HOOKS = {
+    "connection_made": ["self", "transport"],
+    "connection_lost": ["self", "exc"],
+    "on_headers_complete": ["self"],
+    "on_response_complete": ["self"],
+    "send_400_response": ["self", "msg"],
+}
+
+
+def test_the_uvicorn_hooks_overridden_here_still_exist() -> None:
+    for name, parameters in UVICORN_HOOKS.items():
+        upstream = getattr(HttpToolsProtocol, name, None)
+        assert callable(upstream), f"uvicorn's HttpToolsProtocol has no {name} any more"
+        assert list(inspect.signature(upstream).parameters) == parameters, name
+        assert name in vars(HeadDeadlineProtocol), f"HeadDeadlineProtocol overrides {name}"
+    overridden = {
+        name
+        for name in vars(HeadDeadlineProtocol)
+        if callable(getattr(HttpToolsProtocol, name, None)) and name != "__init__"
+    }
+    assert overridden == set(UVICORN_HOOKS), "an override of uvicorn not guarded here"
+
+
+class Recording400(HttpToolsProtocol):
+    """uvicorn's own protocol, noting each call of send_400_response."""
+
+    messages: ClassVar[list[str]] = []
+
+    def send_400_response(self, msg: str) -> None:
+        self.messages.append(msg)
+        super().send_400_response(msg)
+
+
+def test_uvicorn_still_calls_send_400_response_for_broken_framing() -> None:
+    with in_process_server(Recording400) as port:
+        for name, request in BROKEN_FRAMING.items():
+            Recording400.messages.clear()
+            answer = send_until_closed(port, request)
+            assert answer.startswith(b"HTTP/1.1 400 "), name
+            assert len(Recording400.messages) == 1, name
+            assert isinstance(Recording400.messages[0], str), name
+        Recording400.messages.clear()
+        answer = send_until_closed(port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 200 ") and not Recording400.messages
