@@ -82,6 +82,7 @@ from ledger.storage import (
     DESTROYED_DATA_KEYS_ARGUMENT,
     LEDGER_APPLICATION_NAME,
     DatabaseKind,
+    DataKeyCache,
     DataKeyNotFoundError,
     DataKeyPair,
     DataKeyRecord,
@@ -253,6 +254,7 @@ class Secrets(Application[UUID]):
             recorder = self.recorder
             assert isinstance(recorder, DataKeyStore), "the ledger's recorder keeps data keys"
             self.data_keys: DataKeyStore = recorder
+            self.data_key_cache = DataKeyCache()
             self._require_keyring_opens_a_stored_key()
         except KeyringError:
             self.close()
@@ -287,7 +289,10 @@ class Secrets(Application[UUID]):
         if destroyed:
             processing_event.saved_kwargs[DESTROYED_DATA_KEYS_ARGUMENT] = destroyed
             processing_event.saved_kwargs[DEFER_ERASURE_ARGUMENT] = is_routine
+            self.data_key_cache.forget(destroyed)
         recordings = self._record(processing_event)
+        if destroyed:  # and any read between the first forget and the commit
+            self.data_key_cache.forget(destroyed)
         self._take_snapshots(processing_event)
         self._notify(recordings)
         return recordings
@@ -1237,9 +1242,19 @@ class Secrets(Application[UUID]):
     def decrypt(self, secret: Secret, version: VersionRecord) -> bytes:
         """The plaintext of one of the secret's versions, in memory; DecryptionFailure
         when the keyring cannot open it."""
-        data_key = self.data_keys.select_data_key(secret.id, version["version_id"])
+        pair = (secret.id, version["version_id"])
+        cached = self.data_key_cache.get(pair)
+        if cached is not None:  # re-wrapped since, perhaps: the keyring keeps every KEK
+            return self._open(secret, version, cached)
+        generation = self.data_key_cache.generation
+        data_key = self.data_keys.select_data_key(*pair)
         if data_key is None:
             raise DecryptionFailure(DECRYPTION_FAILURE_MESSAGE)
+        plaintext = self._open(secret, version, data_key)
+        self.data_key_cache.keep(data_key, generation)
+        return plaintext
+
+    def _open(self, secret: Secret, version: VersionRecord, data_key: DataKeyRecord) -> bytes:
         try:
             return self.envelope.open(
                 ciphertext=version["ciphertext"],
@@ -1275,6 +1290,7 @@ class Secrets(Application[UUID]):
                 pending = [record for record in batch if record.key_id != active_key_id]
                 try:
                     self.data_keys.replace_data_keys([self._rewrapped(r) for r in pending])
+                    self.data_key_cache.forget((r.secret_id, r.version_id) for r in pending)
                     break
                 except DataKeyNotFoundError:
                     if attempt == WRITE_ATTEMPTS_MAX:

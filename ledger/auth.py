@@ -776,19 +776,73 @@ class SignatureVerifier:
         principal: Principal,
         amz_date: str,
     ) -> str:
-        # The host only matters as a signed header; a fixed one keeps URL parsing total.
-        url = f"http://{URL_HOST}{request.path}"
-        if request.query_string:
-            url += "?" + request.query_string
-        signed = AWSRequest(method=request.method, url=url)
-        for name, value in request.headers:
-            if name in authorization.signed_headers:
-                signed.headers[name] = value
-        signer = ReceivedRequestSigner(
-            Credentials(principal.access_key_id, principal.secret_access_key),
-            authorization.service,
-            authorization.region,
-            authorization.signed_headers,
-            request.body,
+        if request.path == "/" and not request.query_string:  # every SDK's POST /
+            return root_path_signature(request, authorization, principal, amz_date)
+        return botocore_signature(request, authorization, principal, amz_date)
+
+
+def botocore_signature(
+    request: ReceivedRequest, authorization: Authorization, principal: Principal, amz_date: str
+) -> str:
+    """The SigV4 signature botocore computes for the request as received."""
+    # The host only matters as a signed header; a fixed one keeps URL parsing total.
+    url = f"http://{URL_HOST}{request.path}"
+    if request.query_string:
+        url += "?" + request.query_string
+    signed = AWSRequest(method=request.method, url=url)
+    for name, value in request.headers:
+        if name in authorization.signed_headers:
+            signed.headers[name] = value
+    signer = ReceivedRequestSigner(
+        Credentials(principal.access_key_id, principal.secret_access_key),
+        authorization.service,
+        authorization.region,
+        authorization.signed_headers,
+        request.body,
+    )
+    return signer.expected_signature(signed, amz_date)
+
+
+def root_path_signature(
+    request: ReceivedRequest, authorization: Authorization, principal: Principal, amz_date: str
+) -> str:
+    """The SigV4 signature of a request for ``/`` without a query string, computed as
+    `ReceivedRequestSigner` computes it (botocore's canonical request, string to sign
+    and key derivation) without building botocore's request and header objects, which
+    cost more than the rest of a GetSecretValue. Requires every signed header name to
+    be a lower-case name the request carries (`check_signed_headers`); the payload
+    hash is the body's (`_check_payload_hash` refused any other). Other paths and
+    query strings go through botocore; tests/test_http_auth.py compares the two."""
+    values: dict[str, list[str]] = {}
+    for name in authorization.signed_headers:  # a name listed twice adds its values twice
+        values.setdefault(name, []).extend(request.header_values(name))
+    names = sorted(values)
+    canonical_headers = "".join(
+        f"{name}:{','.join(' '.join(value.split()) for value in values[name])}\n" for name in names
+    )
+    canonical_request = "\n".join(
+        (
+            request.method.upper(),
+            "/",
+            "",
+            canonical_headers,
+            ";".join(names),
+            sha256(request.body).hexdigest(),
         )
-        return signer.expected_signature(signed, amz_date)
+    )
+    scope = f"{amz_date[:8]}/{authorization.region}/{authorization.service}/{TERMINATOR}"
+    string_to_sign = "\n".join(
+        (ALGORITHM, amz_date, scope, sha256(canonical_request.encode("utf-8")).hexdigest())
+    )
+    key = signing_key(
+        principal.secret_access_key, amz_date[:8], authorization.region, authorization.service
+    )
+    return hmac.new(key, string_to_sign.encode("utf-8"), sha256).hexdigest()
+
+
+def signing_key(secret_access_key: str, date_stamp: str, region: str, service: str) -> bytes:
+    """SigV4's derived key: HMAC chain over the date, region, service and terminator."""
+    key = f"AWS4{secret_access_key}".encode()
+    for part in (date_stamp, region, service, TERMINATOR):
+        key = hmac.new(key, part.encode("utf-8"), sha256).digest()
+    return key

@@ -25,6 +25,7 @@ import enum
 import os
 import sqlite3
 import stat
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -201,6 +202,45 @@ class DataKeyRecord:
         if not 0 < len(self.wrapped_key) <= WRAPPED_KEY_SIZE_BYTES_MAX:
             msg = f"wrapped_key must hold 1 to {WRAPPED_KEY_SIZE_BYTES_MAX} bytes"
             raise ValueError(msg)
+
+
+DATA_KEY_CACHE_ENTRIES_MAX: Final = 4096
+
+
+class DataKeyCache:
+    """The stored data keys of recently read versions, still wrapped, so that a read
+    does not query the store again for a key it has read before.
+
+    Safe because a destroyed version is refused by its secret before any key is
+    looked for (the events that destroy it are folded into the secret), and because
+    the keys the events saved by this process destroy are forgotten here as they are
+    deleted. A key read while such a save runs is not kept (``generation``). Bounded:
+    the oldest entry goes first. Thread-safe."""
+
+    def __init__(self, entries_max: int = DATA_KEY_CACHE_ENTRIES_MAX) -> None:
+        assert entries_max > 0, "a cache holds at least one key"
+        self.entries_max = entries_max
+        self.entries: dict[DataKeyPair, DataKeyRecord] = {}
+        self.generation = 0
+        self.lock = threading.Lock()
+
+    def get(self, pair: DataKeyPair) -> DataKeyRecord | None:
+        return self.entries.get(pair)
+
+    def keep(self, record: DataKeyRecord, read_in_generation: int) -> None:
+        """Keep a record read from the store, unless keys were forgotten since."""
+        with self.lock:
+            if read_in_generation != self.generation:
+                return
+            if len(self.entries) >= self.entries_max:
+                del self.entries[next(iter(self.entries))]
+            self.entries[(record.secret_id, record.version_id)] = record
+
+    def forget(self, pairs: Iterable[DataKeyPair]) -> None:
+        with self.lock:
+            self.generation += 1
+            for pair in pairs:
+                self.entries.pop(pair, None)
 
 
 def _require_text(name: str, value: object, length_max: int) -> None:

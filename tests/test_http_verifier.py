@@ -21,8 +21,11 @@ from http_harness import (
     sign,
     target_headers,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ledger.auth import (
+    Authorization,
     CredentialsFileError,
     Denial,
     Principal,
@@ -30,8 +33,10 @@ from ledger.auth import (
     ReceivedRequest,
     SignatureVerifier,
     TemporaryPrincipalsFull,
+    botocore_signature,
     new_principal,
     new_temporary_principal,
+    root_path_signature,
     write_credentials_file,
 )
 
@@ -533,3 +538,35 @@ def test_a_malformed_temporary_credential_is_refused_with_a_reason(
     path.chmod(0o600)
     with pytest.raises(CredentialsFileError, match=complaint):
         Principals.load(path)
+
+
+HEADER_NAMES = ("host", "x-amz-date", "x-amz-target", "content-type", "x-amz-meta-a", "user-agent")
+header_values = st.text(
+    alphabet=st.characters(min_codepoint=0x09, max_codepoint=0xFF, blacklist_characters="\r\n"),
+    max_size=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    method=st.sampled_from(["POST", "post", "GET"]),
+    headers=st.lists(st.tuples(st.sampled_from(HEADER_NAMES), header_values), max_size=10),
+    signed=st.lists(st.sampled_from(HEADER_NAMES), min_size=1, max_size=8),
+    body=st.binary(max_size=40),
+)
+def test_the_root_path_signature_is_botocores(
+    method: str, headers: list[tuple[str, str]], signed: list[str], body: bytes
+) -> None:
+    """The verifier computes signatures for POST / itself (`root_path_signature`);
+    for every mix of repeated headers, listed-twice names, runs of whitespace and
+    Latin-1 values, it must agree with botocore's signer on the same request."""
+    sent = {name for name, _ in headers}
+    listed = tuple(name for name in signed if name in sent) or ("host",)
+    request = ReceivedRequest(method, "/", "", [("host", "h"), *headers], body)
+    authorization = Authorization(
+        ALICE.access_key_id, "20250319", REGION, "secretsmanager", "aws4_request", listed, ""
+    )
+    amz_date = "20250319T120000Z"
+    assert root_path_signature(request, authorization, ALICE, amz_date) == botocore_signature(
+        request, authorization, ALICE, amz_date
+    )

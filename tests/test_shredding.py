@@ -11,7 +11,9 @@ deprecated version. After each, on SQLite and PostgreSQL:
 (b) the wrapped key's bytes are in none of the SQLite files (db, -wal, -shm); on
     PostgreSQL the row is gone (VACUUM caveat: docs/decisions.md);
 (c) the stored events are untouched: the rows before are the first rows after;
-(d) the hash chain covers every event, the shredding save's included, and walks intact.
+(d) the hash chain covers every event, the shredding save's included, and walks intact;
+(e) the process's cache of data keys read (`ledger.storage.DataKeyCache`) no longer
+    holds the key, though it held it just before.
 """
 
 from __future__ import annotations
@@ -234,6 +236,7 @@ class Recording:
                 data_key = stored_data_key(secrets, arn, version_id)
                 assert data_key is not None, "a live version has its key"
                 self.wrapped_keys[version_id] = data_key.wrapped_key
+                secrets.data_key_cache.keep(data_key, secrets.data_key_cache.generation)
                 opened = opened_from_store(secrets, arn, version_id)
                 assert opened is not None, "before shredding, the recipe opens the value"
                 self.values[version_id] = opened
@@ -255,6 +258,8 @@ def test_a_destroyed_version_cannot_be_recovered_from_the_store(
             assert recording.values[version_id].startswith(b"value")
             assert stored_data_key(secrets, shredded.arn, version_id) is None
             assert opened_from_store(secrets, shredded.arn, version_id) is None  # (a)
+            pair = (secret_id_for_arn(shredded.arn), version_id)
+            assert secrets.data_key_cache.get(pair) is None  # (e)
         if is_sqlite(persistent_backend):  # (b)
             files = sqlite_file_bytes(persistent_backend)
             for wrapped_key in recording.wrapped_keys.values():
