@@ -22,7 +22,12 @@ plus system time of the server process over the window, divided by the calls
 answered). Second, PutSecretValue and GetSecretValue calls per second for one
 boto3 client. Both in interleaved rounds (the order rotates, so noise from other work on the machine
 hits every server alike), median of the rounds, and each server's ratio to the
-floor. Target (issue 3): secret-ledger at 0.8 or more of the floor.
+floor. Then the targets of issue 11, each with its figure and "met" or "missed":
+at concurrency 4, Get and Put at least 4x moto and Get at least 0.5 of the floor;
+server CPU per Get at most 0.6 ms; one boto3 client at least 0.6 (Put) and 0.7
+(Get) of the floor with durable records; two PostgreSQL servers within 1.2x one
+server's CPU per call, with a total throughput not below one server's (a server
+not promised to be the only writer either, as neither of the two can be).
 
 Puts are spread over many secrets (a new one every 90 puts), as every server is
 given the same work and secret-ledger keeps AWS's limit of 100 versions younger
@@ -72,7 +77,12 @@ PUTS_PER_SECRET = 90
 READY_TIMEOUT_SECONDS = 60
 STOP_TIMEOUT_SECONDS = 30
 WARM_UP_CALLS = 20
-TARGET_RATIO = 0.8
+MOTO_MULTIPLE_MIN = 4.0
+FLOOR_RATIO_GET_MIN = 0.5
+CPU_MS_PER_GET_MAX = 0.6
+BOTO3_PUT_RATIO_MIN = 0.6
+BOTO3_GET_RATIO_MIN = 0.7
+TWO_SERVERS_CPU_RATIO_MAX = 1.2
 RAW_CONCURRENCIES = (1, 4)
 RAW_OPERATIONS = ("Put", "Get")
 RAW_SECONDS_DEFAULT = 3.0
@@ -259,16 +269,20 @@ def subjects(directory: Path, with_moto: bool, postgres: str | None) -> list[Sub
 
 
 def postgres_subjects(directory: Path, credentials: Path, url: str) -> list[Subject]:
-    """One server (sole writer) on the given, empty database; two servers on a second
-    database made beside it, each driven by half of the raw clients. Projections are
-    left to a follower (not run here), as with several servers."""
+    """One server (sole writer) on the given, empty database; one server that is not
+    promised to be the only writer (what each of several servers is) on a second
+    database; two servers on a third, each driven by half of the raw clients.
+    Projections are left to a follower (not run here), as with several servers."""
     import psycopg  # only with --postgres
 
-    second = f"bench_two_servers_{uuid.uuid4().hex[:8]}"
+    second, third = (f"bench_{kind}_{uuid.uuid4().hex[:8]}" for kind in ("two", "shared"))
     with psycopg.connect(url, autocommit=True) as connection:
         connection.execute(f"CREATE DATABASE {second}")
+        connection.execute(f"CREATE DATABASE {third}")
     second_url = url.rsplit("/", 1)[0] + "/" + second
+    third_url = url.rsplit("/", 1)[0] + "/" + third
     one_port, first_port, second_port = free_port(), free_port(), free_port()
+    shared_port = free_port()
 
     def files(name: str) -> tuple[str, ...]:
         """The keyring and checkpoint signing key every server of one ledger shares."""
@@ -285,6 +299,11 @@ def postgres_subjects(directory: Path, credentials: Path, url: str) -> list[Subj
         ledger_command(url, one_port, credentials, *files("one"), "--sole-writer"),
         one_port,
     )
+    shared = Subject(  # what each of two servers is: not the ledger's only writer
+        "secret-ledger (PostgreSQL, one shared server)",
+        ledger_command(third_url, shared_port, credentials, *files("shared")),
+        shared_port,
+    )
     two = Subject(
         "secret-ledger (PostgreSQL, two servers)",
         ledger_command(second_url, first_port, credentials, *files("two")),
@@ -297,7 +316,7 @@ def postgres_subjects(directory: Path, credentials: Path, url: str) -> list[Subj
             second_port,
         )
     )
-    return [one, two]
+    return [one, shared, two]
 
 
 # --------------------------------------------------------------------------------------
@@ -488,19 +507,99 @@ def report(chosen: list[Subject], rounds: int, operations: int) -> None:
             f"{subject.label:<44}{put_rate:>11.0f}{put_rate / floor_put:>8.2f}"
             f"{get_rate:>12.0f}{get_rate / floor_get:>8.2f}"
         )
-    for ledger in [subject for subject in chosen if subject.label.startswith("secret-ledger")]:
-        put_ratio = statistics.median(ledger.puts_per_second) / floor_put
-        get_ratio = statistics.median(ledger.gets_per_second) / floor_get
-        print(
-            f"target >= {TARGET_RATIO} of the floor, {ledger.label}: "
-            f"Put {put_ratio:.2f} ({verdict(put_ratio)}), "
-            f"Get {get_ratio:.2f} ({verdict(get_ratio)})"
-        )
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+    print()
 
 
-def verdict(ratio: float) -> str:
-    return "met" if ratio >= TARGET_RATIO else "missed"
+@dataclass(frozen=True)
+class Target:
+    subject: str
+    name: str
+    figure: float
+    bound: float
+    at_least: bool
+
+    def line(self) -> str:
+        met = self.figure >= self.bound if self.at_least else self.figure <= self.bound
+        relation = ">=" if self.at_least else "<="
+        return (
+            f"{self.subject:<44}{self.name:<34}{self.figure:>7.2f} {relation} {self.bound:<5g}"
+            f" {'met' if met else 'missed'}"
+        )
+
+
+def median_of(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def targets(chosen: list[Subject], with_raw: bool) -> list[Target]:
+    """Issue 11's targets, from the medians of the tables above."""
+    floor = chosen[0]
+    moto = next((subject for subject in chosen if subject.label == "moto server"), None)
+    shared = next((s for s in chosen if s.label.endswith("(PostgreSQL, one shared server)")), None)
+    found: list[Target] = []
+    for ledger in [subject for subject in chosen if subject.label.startswith("secret-ledger")]:
+        label = ledger.label
+
+        def rate(subject: Subject, operation: str) -> float:
+            return median_of(subject.raw_per_second.get((operation, 4), []))
+
+        def cpu(subject: Subject, operation: str, concurrency: int) -> float:
+            return median_of(subject.raw_cpu_ms.get((operation, concurrency), []))
+
+        if with_raw:
+            if moto is not None:
+                for operation in RAW_OPERATIONS:
+                    multiple = rate(ledger, operation) / rate(moto, operation)
+                    found.append(
+                        Target(label, f"{operation} x4 / moto", multiple, MOTO_MULTIPLE_MIN, True)
+                    )
+            get_ratio = rate(ledger, "Get") / rate(floor, "Get")
+            found.append(Target(label, "Get x4 / floor", get_ratio, FLOOR_RATIO_GET_MIN, True))
+            for concurrency in RAW_CONCURRENCIES:
+                found.append(
+                    Target(
+                        label,
+                        f"CPU ms per Get x{concurrency}",
+                        cpu(ledger, "Get", concurrency),
+                        CPU_MS_PER_GET_MAX,
+                        False,
+                    )
+                )
+            if ledger.companions and shared is not None:
+                for operation in RAW_OPERATIONS:
+                    found.append(
+                        Target(
+                            label,
+                            f"CPU per {operation} x4 / one server",
+                            cpu(ledger, operation, 4) / cpu(shared, operation, 4),
+                            TWO_SERVERS_CPU_RATIO_MAX,
+                            False,
+                        )
+                    )
+                    found.append(
+                        Target(
+                            label,
+                            f"{operation} x4 / one server",
+                            rate(ledger, operation) / rate(shared, operation),
+                            1.0,
+                            True,
+                        )
+                    )
+        if "async records" not in label:
+            for operation, measured, bound in (
+                ("Put", "puts_per_second", BOTO3_PUT_RATIO_MIN),
+                ("Get", "gets_per_second", BOTO3_GET_RATIO_MIN),
+            ):
+                ratio = median_of(getattr(ledger, measured)) / median_of(getattr(floor, measured))
+                found.append(Target(label, f"boto3 {operation} / floor", ratio, bound, True))
+    return found
+
+
+def report_targets(chosen: list[Subject], with_raw: bool) -> None:
+    print("Targets (issue 11)")
+    for target in targets(chosen, with_raw):
+        print(target.line())
 
 
 def main(arguments: list[str]) -> int:
@@ -550,6 +649,7 @@ def main(arguments: list[str]) -> int:
             report_raw(chosen, rounds, raw_seconds)
         run_rounds(chosen, rounds, operations)
         report(chosen, rounds, operations)
+        report_targets(chosen, with_raw=raw_seconds > 0)
     return 0
 
 
