@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import getpass
 import json
 import logging
@@ -223,6 +224,9 @@ AuthorizingHandler = Callable[
 ]
 
 
+UNRECORDED_MESSAGE = "The call could not be recorded; try again."
+
+
 class SecretsManagerApi:
     """AWS Secrets Manager's operations, by name, over a `Secrets` ledger."""
 
@@ -246,6 +250,13 @@ class SecretsManagerApi:
         self.record_calls = record_calls
         self.save_record = save_record or secrets.save
         self.local_caller = local_caller(account_principal_arn(secrets.account_id))
+
+    def recording_with(self, save_record: Callable[[ApiCall], object]) -> SecretsManagerApi:
+        """This API, saving its call records with ``save_record`` instead: the server's
+        event loop collects the records of the call it answers, to await their commit."""
+        view = copy.copy(self)
+        view.save_record = save_record
+        return view
 
     def context_for(
         self, operation: str, request: Mapping[str, Any], caller: Caller
@@ -406,7 +417,7 @@ class SecretsManagerApi:
         except Exception as failure:
             # No answer (above all no secret value) leaves without its audit record.
             log_failure("could not record", context.operation, context.request_id, failure)
-            raise InternalServiceError("The call could not be recorded; try again.") from None
+            raise InternalServiceError(UNRECORDED_MESSAGE) from None
 
     # Handlers: each maps AWS members onto one `Secrets` command.
 

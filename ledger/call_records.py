@@ -3,27 +3,30 @@
 A server records every call that changes no secret (reads, failures, replays,
 denials) as an `ApiCall` event, and a read is recorded before its value is
 answered. One save per record means one durable commit (an fsync on SQLite) per
-read, and SQLite commits one at a time, so concurrent readers queue behind each
-other's fsyncs. `CallRecorder` batches them, in one of two modes:
+read, and SQLite commits one at a time, so concurrent readers would queue behind
+each other's fsyncs. `CallRecorder` queues records and one writer thread commits
+everything queued whenever it starts a commit, so records that arrive during one
+commit share the next (as databases group-commit their logs). Two ways to wait:
 
-* **durable** (the default): `record()` returns once the record is committed.
-  The first caller to find no commit in progress commits every record queued so
-  far, its own included (leader and followers, as databases group-commit their
-  logs); callers arriving meanwhile wait and are committed together by the next
-  leader. A single caller pays one commit, as without the recorder; concurrent
-  callers share commits. If the storage fails, every call of that batch fails:
-  no answer leaves without its record. Waits are bounded by the save's own bound
-  (the storage's lock timeout).
-* **asynchronous**: `record()` queues the record and returns; a writer thread
-  commits what is queued, continuously. What a crash can lose is bounded: the
-  records queued and not yet committed, never more than ``backlog_max`` (256 by
-  default), in practice those of the last commit interval (a millisecond or so).
-  When the backlog is full, `record()` waits up to ``wait_seconds_max`` and then
-  raises, so the call fails rather than being answered unrecorded; a writer that
-  cannot save retries with backoff, so reads fail closed while storage is down.
-  `flush()` waits for everything queued so far; the endpoint flushes before each
-  call that may change a secret, so the log order of one client's calls is the
-  order in which they were answered.
+* `enqueue()` queues a record and returns its `PendingRecord`, whose ``future``
+  completes when the record is committed (or fails). The server's event loop
+  answers reads itself (`ledger.http`) and awaits the futures of the records a
+  call made before answering it, so no thread waits for the commit.
+* `record()` waits as its mode says: **durable** (the default) returns once the
+  record is committed; **asynchronous** returns once it is queued.
+
+Durable: if the storage fails, every call of that batch fails: no answer leaves
+without its record. Waits are bounded by the save's own bound (the storage's lock
+timeout). Asynchronous: what a crash can lose is bounded: the records queued and
+not yet committed, never more than ``backlog_max`` (256 by default), in practice
+those of the last commit interval (a millisecond or so). When the backlog is
+full, `record()` waits up to ``wait_seconds_max`` and then raises, so the call
+fails rather than being answered unrecorded (`enqueue()` raises at once; the
+event loop asks `has_room()` first and otherwise hands the call to a worker
+thread); a writer that cannot save retries with backoff, so reads fail closed
+while storage is down. `flush()` waits for everything queued so far; the endpoint
+flushes before each call that may change a secret, so the log order of one
+client's calls is the order in which they were answered.
 
 In both modes a batch that fails for another reason than the storage (a record
 the transcoder cannot encode, a duplicate id) is saved again record by record,
@@ -43,7 +46,8 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 
 from eventsourcing.persistence import ConnectionPoolClosedError, InterfaceError, OperationalError
 
@@ -66,12 +70,14 @@ class RecorderUnavailable(Exception):
 @dataclass
 class PendingRecord:
     """``error``: why its call must fail (durable mode), or why a flush must.
-    ``dropped``: the record could not be saved even alone, and is not kept."""
+    ``dropped``: the record could not be saved even alone, and is not kept.
+    ``future``: completes when ``done``: None, or RecorderUnavailable (durable mode)."""
 
     call: ApiCall
     done: bool = False
     error: BaseException | None = None
     dropped: bool = False
+    future: Future[None] = field(default_factory=Future)
 
 
 def is_storage_failure(error: BaseException | None) -> bool:
@@ -100,34 +106,45 @@ class CallRecorder:
         self.in_flight: list[PendingRecord] = []
         self.dropped_count = 0
         self.closed = False
-        self.writer: threading.Thread | None = None
-        if asynchronous:
-            self.writer = threading.Thread(
-                target=self._write_continuously, name="call-records", daemon=True
-            )
-            self.writer.start()
+        self.writer = threading.Thread(
+            target=self._write_continuously, name="call-records", daemon=True
+        )
+        self.writer.start()
 
     def record(self, call: ApiCall) -> None:
-        """Durable mode: returns once committed (raises the save's error). Asynchronous
-        mode: returns once queued (raises RecorderUnavailable if it cannot queue)."""
-        pending = PendingRecord(call)
-        with self.condition:
-            if self.closed:
-                raise RecorderUnavailable("the call recorder is closed")
-            if self.asynchronous:
-                has_room = self.condition.wait_for(
+        """Durable mode: returns once committed (raises RecorderUnavailable if it was
+        not). Asynchronous mode: returns once queued (raises RecorderUnavailable if
+        it cannot queue within ``wait_seconds_max``)."""
+        if self.asynchronous:
+            with self.condition:
+                self.condition.wait_for(
                     lambda: len(self.queue) < self.backlog_max or self.closed,
                     timeout=self.wait_seconds_max,
                 )
-                if not has_room or self.closed:
-                    raise RecorderUnavailable("the call-record backlog stayed full")
-                self.queue.append(pending)
-                self.condition.notify_all()
-                return
-            self.queue.append(pending)
-            self._lead_or_follow(pending)
-        if pending.error is not None:
-            raise RecorderUnavailable("the call record could not be saved") from pending.error
+                self._append(PendingRecord(call))
+            return
+        self.enqueue(call).future.result()
+
+    def enqueue(self, call: ApiCall) -> PendingRecord:
+        """Queue a record without waiting; its ``future`` tells when it is saved.
+        RecorderUnavailable if the recorder is closed or the backlog is full."""
+        pending = PendingRecord(call)
+        with self.condition:
+            self._append(pending)
+        return pending
+
+    def has_room(self) -> bool:
+        """Whether `enqueue` would accept a record now (asynchronous mode only can
+        be full: a durable caller waits for its record, so durable queues stay short)."""
+        return not self.asynchronous or len(self.queue) < self.backlog_max
+
+    def _append(self, pending: PendingRecord) -> None:
+        if self.closed:
+            raise RecorderUnavailable("the call recorder is closed")
+        if self.asynchronous and len(self.queue) >= self.backlog_max:
+            raise RecorderUnavailable("the call-record backlog stayed full")
+        self.queue.append(pending)
+        self.condition.notify_all()
 
     def flush(self) -> None:
         """Make the record of every call answered so far durable. Nothing to do in
@@ -153,8 +170,7 @@ class CallRecorder:
                 return
             self.closed = True
             self.condition.notify_all()
-        if self.writer is not None:
-            self.writer.join()
+        self.writer.join()
 
     # Both modes
 
@@ -199,6 +215,12 @@ class CallRecorder:
         for pending, error in zip(batch, errors, strict=True):
             pending.done = True
             pending.error = error
+            if error is None or (self.asynchronous and pending.dropped):
+                pending.future.set_result(None)  # asynchronous: answered long ago
+            else:
+                unsaved = RecorderUnavailable("the call record could not be saved")
+                unsaved.__cause__ = error
+                pending.future.set_exception(unsaved)
         self.condition.notify_all()
 
     def _drop(self, pending: PendingRecord, error: BaseException) -> None:
@@ -210,19 +232,7 @@ class CallRecorder:
             self.dropped_count,
         )
 
-    # Durable mode: leader and followers
-
-    def _lead_or_follow(self, pending: PendingRecord) -> None:
-        """With the condition held: until ``pending`` is done, commit the queue when no
-        commit is in progress, otherwise wait for the one in progress. The wait is
-        bounded by the save's own bound (the storage's lock timeout)."""
-        while not pending.done:
-            if self.in_flight:
-                self.condition.wait()
-            else:
-                self._finish(*self._commit_queued())
-
-    # Asynchronous mode: one writer thread
+    # The writer thread
 
     def _write_continuously(self) -> None:
         backoff_seconds = RETRY_BACKOFF_SECONDS_FIRST
@@ -233,6 +243,9 @@ class CallRecorder:
                 if not self.queue:
                     return
                 batch, errors = self._commit_queued()
+                if not self.asynchronous:  # durable: the calls of a failed batch fail
+                    self._finish(batch, errors)
+                    continue
                 outcomes = list(zip(batch, errors, strict=True))
                 retried = [pending for pending, error in outcomes if is_storage_failure(error)]
                 settled = [

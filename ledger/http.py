@@ -49,13 +49,21 @@ Everything else is recorded by
 (group commit; see `ledger.call_records`), which is flushed before each call that
 may change a secret, so that the log keeps the order of the answers.
 
-Blocking ledger work (verification, the call, its records) runs on a bounded pool
-of worker threads over one shared `Secrets` (eventsourcing's connection pool and
-repository are thread-safe). Calls that may change a secret take one lock, so
-this process never races itself on a secret: without it, eight clients writing
-one secret exhaust the ledger's bounded optimistic-concurrency retries. The cost
-is nothing on SQLite, which commits one writer at a time anyway; other processes
-writing the same ledger still meet the retries. Reads run in parallel.
+Reads (`READ_ONLY_OPERATIONS`) are answered on the event loop itself when the
+server says so (``reads_on_event_loop``: on SQLite, where a read never waits for a
+lock, and on PostgreSQL when this process is the only writer, so that a read finds
+its secret in the cache without a round trip): verification and the call run
+there, the call's records are queued (`CallRecorder.enqueue`), and the answer
+waits, without holding a thread, until they are committed (durable records). This
+saves two thread hand-offs per read, and the records of all the reads the loop
+answered during one commit share the next. Other calls, and reads when the
+recorder's backlog is full, run on a bounded pool of worker threads over the same
+`Secrets` (eventsourcing's connection pool and repository are thread-safe).
+Calls that may change a secret take one lock, so this process never races itself
+on a secret: without it, eight clients writing one secret exhaust the ledger's
+bounded optimistic-concurrency retries. The cost is nothing on SQLite, which
+commits one writer at a time anyway; other processes writing the same ledger
+still meet the retries. Reads run in parallel.
 """
 
 from __future__ import annotations
@@ -78,6 +86,7 @@ from ledger.admission import Admission
 from ledger.api import (
     AWS_OPERATIONS,
     READ_ONLY_OPERATIONS,
+    UNRECORDED_MESSAGE,
     Caller,
     SecretsManagerApi,
     to_wire,
@@ -91,7 +100,8 @@ from ledger.bounds import (
     parse_float,
     parse_integer,
 )
-from ledger.call_records import CallRecorder, RecorderUnavailable
+from ledger.call_records import CallRecorder, PendingRecord, RecorderUnavailable
+from ledger.domain import ApiCall
 from ledger.errors import (
     InternalServiceError,
     RequestEntityTooLargeException,
@@ -252,12 +262,16 @@ class Endpoint:
         worker_threads: int = WORKER_THREADS_DEFAULT,
         pending_calls_max: int = PENDING_CALLS_MAX_DEFAULT,
         recorder: CallRecorder | None = None,
+        reads_on_event_loop: bool = False,
         on_close: Callable[[], None] | None = None,
         refusals: RefusalLimiter | None = None,
     ) -> None:
         """``recorder`` is the `CallRecorder` the API saves its records with, if any:
         flushed before each call that may change a secret, closed with the endpoint.
+        ``reads_on_event_loop``: answer reads on the event loop (needs ``recorder``;
+        only where a read does not wait on the network or on locks).
         ``refusals`` bounds the records of refused requests (default: DR-1's bounds)."""
+        assert recorder is not None or not reads_on_event_loop, "the loop awaits records"
         assert 0 < body_size_bytes_max <= drain_size_bytes_max, "cap within the drain bound"
         assert 0 < worker_threads <= pending_calls_max, "every worker can have a call"
         self.api = api
@@ -269,6 +283,7 @@ class Endpoint:
         self.executor = ThreadPoolExecutor(worker_threads, thread_name_prefix="ledger-call")
         self.write_lock = threading.Lock()
         self.recorder = recorder
+        self.reads_on_event_loop = reads_on_event_loop
         self.on_close = on_close
         self.refusals = refusals or RefusalLimiter()
         self.closed = False
@@ -338,13 +353,46 @@ class Endpoint:
             await respond(send, error_response(ServiceUnavailable(UNAVAILABLE_MESSAGE), request_id))
             return
         try:
-            loop = asyncio.get_running_loop()
-            response = await loop.run_in_executor(
-                self.executor, self.respond, request, source_ip, request_id
-            )
+            if self._answers_on_the_loop(request):
+                response = await self._respond_on_the_loop(request, source_ip, request_id)
+            else:
+                loop = asyncio.get_running_loop()
+                response = await loop.run_in_executor(
+                    self.executor, self.respond, self.api, request, source_ip, request_id
+                )
         finally:
             self.admission.release(source_ip, claimed_key)
         await respond(send, response)
+
+    def _answers_on_the_loop(self, request: ReceivedRequest) -> bool:
+        return (
+            self.reads_on_event_loop
+            and self.recorder is not None
+            and self.recorder.has_room()
+            and operation_named(request.header("x-amz-target")) in READ_ONLY_OPERATIONS
+        )
+
+    async def _respond_on_the_loop(
+        self, request: ReceivedRequest, source_ip: str, request_id: str
+    ) -> WireResponse:
+        """A read answered here; durable records: once the call's records are committed."""
+        recorder = self.recorder
+        assert recorder is not None, "checked by _answers_on_the_loop"
+        receipts: list[PendingRecord] = []
+
+        def enqueue(call: ApiCall) -> None:
+            receipts.append(recorder.enqueue(call))
+
+        response = self.respond(self.api.recording_with(enqueue), request, source_ip, request_id)
+        if recorder.asynchronous:
+            return response
+        for receipt in receipts:
+            try:
+                await asyncio.wrap_future(receipt.future)
+            except RecorderUnavailable:
+                logger.error("could not record request %s", request_id)
+                return error_response(InternalServiceError(UNRECORDED_MESSAGE), request_id)
+        return response
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         declared = declared_length(scope)
@@ -370,10 +418,12 @@ class Endpoint:
             if not more:
                 return b"".join(chunks)
 
-    def respond(self, request: ReceivedRequest, source_ip: str, request_id: str) -> WireResponse:
-        """Authenticate, decode, call, encode: runs on a worker thread, never raises."""
+    def respond(
+        self, api: SecretsManagerApi, request: ReceivedRequest, source_ip: str, request_id: str
+    ) -> WireResponse:
+        """Authenticate, decode, call, encode: never raises."""
         try:
-            return self._respond(request, source_ip, request_id)
+            return self._respond(api, request, source_ip, request_id)
         except Exception as error:  # a bug: answer AWS-shaped, log without the message
             stack = "".join(traceback.format_tb(error.__traceback__))
             logger.error(
@@ -381,13 +431,15 @@ class Endpoint:
             )
             return error_response(InternalServiceError(INTERNAL_ERROR_MESSAGE), request_id)
 
-    def _respond(self, request: ReceivedRequest, source_ip: str, request_id: str) -> WireResponse:
+    def _respond(
+        self, api: SecretsManagerApi, request: ReceivedRequest, source_ip: str, request_id: str
+    ) -> WireResponse:
         user_agent = (request.header("user-agent") or "")[:USER_AGENT_LENGTH_MAX]
         target = request.header("x-amz-target")
         try:
-            now = self.api.secrets.now()
+            now = api.secrets.now()
             for counted in self.refusals.ended(now):
-                self.api.record_refusals_counted(counted)
+                api.record_refusals_counted(counted)
             try:
                 identity = self.verifier.verify(request)
             except Denial as denial:
@@ -399,7 +451,7 @@ class Endpoint:
                         user_agent[:USER_AGENT_PREFIX_LENGTH_MAX],
                         request_id,
                     )
-                    self.api.record_denial(operation_named(target), {}, refused, denial.error)
+                    api.record_denial(operation_named(target), {}, refused, denial.error)
                 return error_response(denial.error, request_id)
             caller = Caller(
                 identity.principal.arn,
@@ -409,11 +461,13 @@ class Endpoint:
                 request_id,
                 policy=identity.principal.policy,
             )
-            return success_response(self._call(request, target, caller), request_id)
+            return success_response(self._call(api, request, target, caller), request_id)
         except SecretsManagerError as error:
             return error_response(error, request_id)
 
-    def _call(self, request: ReceivedRequest, target: str | None, caller: Caller) -> dict[str, Any]:
+    def _call(
+        self, api: SecretsManagerApi, request: ReceivedRequest, target: str | None, caller: Caller
+    ) -> dict[str, Any]:
         """An authenticated request, decoded and passed to the API (which records it).
         One that names no operation of AWS's, or whose body does not decode, is
         recorded here (OOS-2)."""
@@ -427,13 +481,13 @@ class Endpoint:
                 raise unsupported_operation(operation)  # secret-ledger's own ones included
             members = decode_body(request.body)
         except (UnknownOperationException, SerializationException) as error:
-            self.api.record_denial(operation_named(target), {}, caller, error)
+            api.record_denial(operation_named(target), {}, caller, error)
             raise
         if operation in READ_ONLY_OPERATIONS:
-            return self.api.call(operation, members, caller)
+            return api.call(operation, members, caller)
         with self.write_lock:
             self._flush_call_records()
-            return self.api.call(operation, members, caller)
+            return api.call(operation, members, caller)
 
     def _flush_call_records(self) -> None:
         """Before a change: the records of calls answered earlier come first in the log."""

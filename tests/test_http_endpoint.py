@@ -7,16 +7,22 @@ import asyncio
 import base64
 import json
 import logging
-from collections.abc import Iterator, Mapping
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from eventsourcing.persistence import OperationalError
 from http_harness import ALICE
+from test_http_call_records import new_call
 
 from ledger.api import Caller, SecretsManagerApi
 from ledger.application import Secrets
 from ledger.auth import Identity, Principals, ReceivedRequest, SignatureVerifier
+from ledger.call_records import CallRecorder
+from ledger.domain import ApiCall
 from ledger.errors import SerializationException
 from ledger.http import Endpoint, decode_body, to_wire
 
@@ -57,8 +63,10 @@ def drive(
     *,
     target: str = "secretsmanager.ListSecrets",
     disconnect: bool = False,
+    sent: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """One HTTP request through the ASGI interface; the messages the app sent."""
+    """One HTTP request through the ASGI interface; the messages the app sent (into
+    ``sent``, if given, as they are sent)."""
     scope = {
         "type": "http",
         "method": "POST",
@@ -74,7 +82,7 @@ def drive(
     ]
     if disconnect:
         incoming[-1] = {"type": "http.disconnect"}
-    sent: list[dict[str, Any]] = []
+    sent = [] if sent is None else sent
 
     async def receive() -> dict[str, Any]:
         return incoming.pop(0)
@@ -153,6 +161,81 @@ def test_a_bug_is_an_aws_shaped_500_logged_without_its_message(
     )
     assert "RuntimeError" in caplog.text
     assert "hunter2" not in caplog.text
+    endpoint.close()
+
+
+class NoWorkerThreads:
+    """An executor that fails the test if a call is handed to a worker thread."""
+
+    def submit(self, *_: Any, **__: Any) -> Any:
+        raise AssertionError("a read went to a worker thread")
+
+    def shutdown(self, *_: Any, **__: Any) -> None:
+        pass
+
+
+def loop_reading_endpoint(secrets: Secrets, recorder: CallRecorder) -> Endpoint:
+    endpoint = endpoint_over(secrets, recorder=recorder, reads_on_event_loop=True)
+    endpoint.executor = NoWorkerThreads()  # type: ignore[assignment]
+    return endpoint
+
+
+def test_a_read_on_the_event_loop_is_answered_once_its_record_is_committed(
+    secrets: Secrets,
+) -> None:
+    SecretsManagerApi(secrets).call(
+        "CreateSecret", {"Name": "db", "SecretString": "s3cret", "ClientRequestToken": "t" * 32}
+    )
+    sent: list[dict[str, Any]] = []
+    sent_before_commit: list[int] = []
+
+    def save(calls: Sequence[ApiCall]) -> None:
+        secrets.save_call_records(calls)
+        sent_before_commit.append(len(sent))
+
+    endpoint = loop_reading_endpoint(secrets, CallRecorder(save))
+    drive(endpoint, [b'{"SecretId": "db"}'], target="secretsmanager.GetSecretValue", sent=sent)
+    assert sent_before_commit == [0]
+    status, _, body = answer(sent)
+    assert (status, body["SecretString"]) == (200, "s3cret")
+    endpoint.close()
+
+
+def test_a_read_whose_record_cannot_be_committed_is_refused_without_its_value(
+    secrets: Secrets,
+) -> None:
+    SecretsManagerApi(secrets).call(
+        "CreateSecret", {"Name": "db", "SecretString": "s3cret", "ClientRequestToken": "t" * 32}
+    )
+
+    def fail(calls: Sequence[ApiCall]) -> None:
+        raise OperationalError("disk unavailable")
+
+    endpoint = loop_reading_endpoint(secrets, CallRecorder(fail))
+    sent = drive(endpoint, [b'{"SecretId": "db"}'], target="secretsmanager.GetSecretValue")
+    status, _, body = answer(sent)
+    assert (status, body) == (
+        500,
+        {"__type": "InternalServiceError", "Message": "The call could not be recorded; try again."},
+    )
+    assert b"s3cret" not in sent[1]["body"]
+    endpoint.close()
+
+
+def test_reads_go_to_worker_threads_while_the_record_backlog_is_full(secrets: Secrets) -> None:
+    gate = threading.Event()
+    recorder = CallRecorder(lambda calls: gate.wait(), asynchronous=True, backlog_max=1)
+    endpoint = endpoint_over(secrets, recorder=recorder, reads_on_event_loop=True)
+    request = ReceivedRequest(
+        "POST", "/", "", [("x-amz-target", "secretsmanager.ListSecrets")], b""
+    )
+    assert endpoint._answers_on_the_loop(request)
+    recorder.enqueue(new_call())  # taken by the writer, stuck saving it
+    while recorder.queue:
+        time.sleep(0.01)
+    recorder.enqueue(new_call())  # fills the backlog of one
+    assert not endpoint._answers_on_the_loop(request)
+    gate.set()
     endpoint.close()
 
 

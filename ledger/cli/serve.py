@@ -100,6 +100,7 @@ from ledger.rotation import (
     parse_rotation_function,
 )
 from ledger.serving import HeadDeadlineProtocol
+from ledger.storage import DatabaseKind, database_kind
 from projections import start_in_background
 
 PORT_DEFAULT = 8080
@@ -344,6 +345,7 @@ def serve(
         ),
         SignatureVerifier(principals),
         recorder=recorder,
+        reads_on_event_loop=sole_writer or database_kind(database) is not DatabaseKind.POSTGRES,
         on_close=close_ledger,
     )
     runner.start()
