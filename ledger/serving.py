@@ -1,6 +1,6 @@
 """The HTTP connection protocol of `secretledger serve`: uvicorn's httptools
-protocol with a deadline for each request head, and AWS-shaped refusals of
-broken HTTP framing.
+protocol with a deadline and a size cap for each request head, AWS-shaped
+refusals of broken HTTP framing, and a bound on the log lines such requests add.
 
 This module is the one place where secret-ledger overrides private methods of
 uvicorn, its HTTP server (those of eventsourcing are overridden in
@@ -10,12 +10,15 @@ uvicorn, its HTTP server (those of eventsourcing are overridden in
 
 * ``connection_made(transport)``, ``connection_lost(exc)``,
   ``on_headers_complete()`` and ``on_response_complete()``: the head deadline;
+* ``data_received(data)`` and ``on_message_complete()``, with
+  ``connection_made`` and ``on_headers_complete``: the head size cap;
 * ``send_400_response(msg)``: the answer to a request httptools cannot parse.
 
-``tests/test_http_flood.py`` (``test_the_uvicorn_hooks_overridden_here_still_exist``
-and ``test_uvicorn_still_calls_send_400_response_for_broken_framing``) fails when
-uvicorn renames one of them, changes its parameters or stops calling
-``send_400_response``.
+``tests/test_http_flood.py`` (``test_the_uvicorn_hooks_overridden_here_still_exist``,
+``test_uvicorn_still_calls_send_400_response_for_broken_framing`` and
+``test_uvicorn_still_logs_the_warnings_bounded_here``) fails when uvicorn renames
+one of them, changes its parameters, stops calling ``send_400_response`` or
+changes the text of a warning `ClientWarningBound` bounds.
 
 Head deadline. uvicorn closes a keep-alive connection only after it has been
 silent for ``timeout_keep_alive`` since a response, and never bounds the time a
@@ -28,6 +31,20 @@ in meanwhile. Idle and slow sockets then cost a timer each and go away by
 themselves, so the server's caps can count requests in progress instead
 (`ledger.admission`).
 
+Head size (rule IL-8 of docs/limits.md). Neither httptools nor uvicorn bounds a
+request head: a 200 KB header is buffered, parsed and handed to the endpoint.
+`HeadDeadlineProtocol` counts the bytes of each head, from the connection opening
+or the end of the previous request's message (its body included) until the
+head's last header, and refuses a head of more than ``HEAD_SIZE_BYTES_MAX``
+(64 KiB) bytes. ``data_received`` feeds httptools at most what the open head may
+still take, so a head is never parsed past the cap, and a body arriving in the
+same read as its head is fed after the head completes, uncounted (the endpoint
+caps bodies itself). It feeds at most ``HEAD_SIZE_BYTES_MAX`` bytes at a time in
+any case, so a pipelined head that begins inside such a piece (after the body of
+the request before it) is counted from the end of that piece: it is refused
+before it holds more than twice the cap. The refusal is the AWS-shaped 400 of
+broken framing below, with its own message; it is not logged.
+
 Broken framing (rule IL-7 of docs/limits.md). When httptools refuses the bytes a
 client sends (an invalid request line or header, an invalid ``Content-Length``,
 a conflicting or invalid ``Transfer-Encoding``, a malformed chunk), uvicorn calls
@@ -39,48 +56,106 @@ that never quotes the client's bytes, ``connection: close``; then the connection
 is closed, as uvicorn does. The endpoint never sees such a request, so it is not
 recorded in the audit log: nothing authenticated it (as for the calls turned
 away before authentication in `ledger.http`).
+
+Log lines (rule IL-6). uvicorn logs a warning for each request it refuses
+(``Invalid HTTP request received.``) and two for each request asking for a
+protocol upgrade (``Unsupported upgrade request.`` and advice to install a
+WebSocket library): any client could add log lines without limit.
+`ClientWarningBound`, a filter on the ``uvicorn.error`` logger installed by
+`logging_config` (the ``log_config`` of `ledger.cli.serve.server_config`), lets
+at most ``CLIENT_WARNINGS_PER_MINUTE`` of each kind through a minute and then
+writes one line with the count of the others; the WebSocket advice, which does
+not apply (the endpoint serves no WebSockets, ``ws="none"``), is dropped. Every
+other record of uvicorn passes unchanged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
+import logging
+import threading
+import time
 from typing import Any
 from uuid import uuid4
 
+from uvicorn.config import LOGGING_CONFIG
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ledger.errors import SerializationException
 from ledger.http import error_response
 
 HEAD_SECONDS_MAX = 10.0
+HEAD_SIZE_BYTES_MAX = 64 * 1024
 BAD_REQUEST_STATUS_LINE = b"HTTP/1.1 400 Bad Request\r\n"
 BROKEN_FRAMING_MESSAGE = (
     "The request is not valid HTTP/1.1: its request line, a header, its Content-Length "
     "or its Transfer-Encoding is malformed. The connection is closed."
 )
+HEAD_TOO_LARGE_MESSAGE = f"The request head is larger than {HEAD_SIZE_BYTES_MAX} bytes."
+
+# The warnings uvicorn's HttpToolsProtocol logs for what a client sent, and what the
+# summary line calls the requests behind them.
+INVALID_REQUEST_WARNING = "Invalid HTTP request received."
+UPGRADE_WARNING = "Unsupported upgrade request."
+WEBSOCKET_ADVICE_PREFIX = "No supported WebSocket library detected."
+BOUNDED_WARNINGS = {
+    INVALID_REQUEST_WARNING: "invalid HTTP requests",
+    UPGRADE_WARNING: "unsupported upgrade requests",
+}
+CLIENT_WARNINGS_PER_MINUTE = 10
+UVICORN_ERROR_LOGGER = "uvicorn.error"
 
 
 class HeadDeadlineProtocol(HttpToolsProtocol):
-    """A connection closed when a request head is not complete in time; broken
-    framing answered AWS-shaped."""
+    """A connection closed when a request head is not complete in time; a head over
+    the size cap and broken framing answered AWS-shaped."""
 
     head_seconds_max = HEAD_SECONDS_MAX
+    head_size_bytes_max = HEAD_SIZE_BYTES_MAX
 
     def __init__(self, *arguments: Any, **options: Any) -> None:
         super().__init__(*arguments, **options)
         self.head_deadline: asyncio.TimerHandle | None = None
+        # Bytes of the open request head so far; None between a head's end and the
+        # end of its message (its body).
+        self.head_bytes: int | None = 0
+        self.heads_completed = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.head_bytes = 0
         self._arm_head_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_deadline()
         super().connection_lost(exc)
 
+    def data_received(self, data: bytes) -> None:
+        """uvicorn's parsing, in pieces: while a head is open, no more than it may still
+        take, so a head still open with ``head_size_bytes_max`` bytes and more coming
+        is refused; otherwise (a body, pipelined requests) at most that many bytes."""
+        while data and not self.transport.is_closing():
+            counted = self.head_bytes
+            room = self.head_size_bytes_max - (counted or 0)
+            if room <= 0:
+                self._refuse(HEAD_TOO_LARGE_MESSAGE)
+                return
+            piece, data = data[:room], data[room:]
+            heads_completed = self.heads_completed
+            super().data_received(piece)
+            if counted is not None and self.heads_completed == heads_completed:
+                self.head_bytes = counted + len(piece)  # the same head, still open
+
     def on_headers_complete(self) -> None:
+        self.head_bytes = None
+        self.heads_completed += 1
         self._disarm_head_deadline()
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self.head_bytes = 0  # the next request's head begins
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -90,8 +165,13 @@ class HeadDeadlineProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to bytes httptools refused, AWS-shaped; ``msg`` (uvicorn's
         plain-text message) is not used."""
+        self._refuse(BROKEN_FRAMING_MESSAGE)
+
+    def _refuse(self, message: str) -> None:
+        """A 400 ``SerializationException`` with ``message`` (fixed text, never the
+        client's bytes), then the connection closed: nothing after can be parsed."""
         refused = error_response(
-            SerializationException(BROKEN_FRAMING_MESSAGE), str(uuid4()), close_connection=True
+            SerializationException(message), str(uuid4()), close_connection=True
         )
         content = [BAD_REQUEST_STATUS_LINE]
         for name, value in [*self.server_state.default_headers, *refused.headers()]:
@@ -113,3 +193,112 @@ class HeadDeadlineProtocol(HttpToolsProtocol):
         self.head_deadline = None
         if not self.transport.is_closing():
             self.transport.close()
+
+
+class ClientWarningBound(logging.Filter):
+    """A filter for the ``uvicorn.error`` logger: of each warning in
+    `BOUNDED_WARNINGS`, at most ``per_window`` records pass in a window of
+    ``window_seconds`` (opened by the first such record); when the window ends, one
+    line counts those held back. uvicorn's WebSocket advice never passes; every
+    other record always does.
+
+    The window ends on a timer of the event loop the warnings come from (uvicorn
+    logs them there), or, without one, with the first bounded record after it;
+    `flush` ends it early (at shutdown)."""
+
+    def __init__(
+        self,
+        per_window: int = CLIENT_WARNINGS_PER_MINUTE,
+        window_seconds: float = 60.0,
+        logger_name: str = UVICORN_ERROR_LOGGER,
+    ) -> None:
+        super().__init__()
+        self.per_window = per_window
+        self.window_seconds = window_seconds
+        self.logger_name = logger_name
+        self.lock = threading.Lock()
+        self.window = 0  # numbers the windows, so that a late timer ends only its own
+        self.window_started: float | None = None
+        self.passed: dict[str, int] = {}
+        self.held_back: dict[str, int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.WARNING or not isinstance(record.msg, str):
+            return True
+        if record.msg.startswith(WEBSOCKET_ADVICE_PREFIX):
+            return False
+        kind = BOUNDED_WARNINGS.get(record.msg)
+        if kind is None:
+            return True
+        now = time.monotonic()
+        summaries: list[str] = []
+        with self.lock:
+            if self.window_started is not None and now - self.window_started >= self.window_seconds:
+                summaries = self._end_window()
+            if self.window_started is None:
+                self.window_started = now
+            passes = self.passed.get(kind, 0) < self.per_window
+            if passes:
+                self.passed[kind] = self.passed.get(kind, 0) + 1
+            else:
+                self.held_back[kind] = self.held_back.get(kind, 0) + 1
+                if sum(self.held_back.values()) == 1:
+                    self._end_on_timer(self.window_started + self.window_seconds - now)
+        self._write(summaries)
+        return passes
+
+    def flush(self) -> None:
+        """End the current window now: write the count of the warnings held back."""
+        with self.lock:
+            summaries = self._end_window()
+        self._write(summaries)
+
+    def _end_on_timer(self, delay_seconds: float) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # the next bounded record, or flush, ends the window
+        loop.call_later(max(0.0, delay_seconds), self._timer_ended, self.window)
+
+    def _timer_ended(self, window: int) -> None:
+        with self.lock:
+            summaries = self._end_window() if window == self.window else []
+        self._write(summaries)
+
+    def _end_window(self) -> list[str]:
+        """The summary lines of the current window, which ends (the lock is held)."""
+        summaries = [
+            f"{count} further {kind} in the last minute "
+            f"(at most {self.per_window} a minute are logged)."
+            for kind, count in self.held_back.items()
+            if count
+        ]
+        self.window += 1
+        self.window_started = None
+        self.passed.clear()
+        self.held_back.clear()
+        return summaries
+
+    def _write(self, summaries: list[str]) -> None:
+        logger = logging.getLogger(self.logger_name)
+        for summary in summaries:
+            logger.warning(summary)
+
+
+CLIENT_WARNING_BOUND = ClientWarningBound()
+
+
+def client_warning_bound() -> ClientWarningBound:
+    """The process's one `ClientWarningBound` (a factory for `logging.config`: each
+    uvicorn `Config` configures logging again, and the same filter is added once)."""
+    return CLIENT_WARNING_BOUND
+
+
+def logging_config() -> dict[str, Any]:
+    """uvicorn's default logging configuration, with `CLIENT_WARNING_BOUND` on the
+    ``uvicorn.error`` logger."""
+    config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["client_warnings"] = {"()": client_warning_bound}
+    error_logger = config["loggers"].setdefault(UVICORN_ERROR_LOGGER, {})
+    error_logger["filters"] = [*error_logger.get("filters", []), "client_warnings"]
+    return config

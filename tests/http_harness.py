@@ -124,6 +124,25 @@ def send_until_closed(port: int, data: bytes) -> bytes:
         return received
 
 
+def exchange(port: int, data: bytes, piece_bytes: int | None = None) -> bytes:
+    """Send ``data`` (in pieces of ``piece_bytes``, each its own TCP segment, if given)
+    and read until the server closes the connection. The server may refuse before it
+    has read everything: a failed send ends sending, a reset ends reading."""
+    with socket.create_connection(("127.0.0.1", port), timeout=HTTP_TIMEOUT_SECONDS) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        step = piece_bytes or len(data)
+        with suppress(BrokenPipeError, ConnectionResetError):
+            for offset in range(0, len(data), step):
+                sock.sendall(data[offset : offset + step])
+                if piece_bytes is not None:
+                    time.sleep(0.001)
+        received = b""
+        with suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):
+                received += chunk
+        return received
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))

@@ -104,6 +104,6 @@ def test_a_real_server_keeps_the_rules(
     status, headers, body = fuzz.send_raw(
         server.port, fuzz.raw_request(server.port, request, mutation)
     )
-    fuzz.check_answer(status, headers, body, framing_broken=fuzz.HEADER_MUTATIONS[mutation])
+    fuzz.check_answer(status, headers, body, refused_with=fuzz.HEADER_MUTATIONS[mutation])
     if status != 200:
         assert state_event_count(server) == before, f"{request.note}, {mutation}"

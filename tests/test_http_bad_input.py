@@ -8,6 +8,7 @@ import signal
 import socket
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from http_harness import (
     FRAMING_MARKER,
     RunningServer,
     calls_with_request_id,
+    exchange,
     recorded_calls,
     send_until_closed,
     start_server,
@@ -27,6 +29,8 @@ from http_harness import (
 pytestmark = pytest.mark.slow
 
 BODY_SIZE_BYTES_MAX = 1024 * 1024
+HEAD_SIZE_BYTES_MAX = 64 * 1024
+CLIENT_WARNINGS_PER_MINUTE = 10
 
 
 @pytest.fixture(scope="module")
@@ -279,6 +283,72 @@ def test_broken_http_framing_is_refused_aws_shaped_and_not_recorded(
     assert len(recorded_calls(server)) == records_before
     assert FRAMING_MARKER.decode() not in server.log()
     still_serving(server)
+
+
+def padded_head(padding_bytes: int) -> bytes:
+    """An unsigned ListSecrets head with one header of ``padding_bytes`` bytes."""
+    return (
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Target: secretsmanager.ListSecrets\r\n"
+        b"Content-Type: application/x-amz-json-1.1\r\nContent-Length: 2\r\n"
+        b"Connection: close\r\nX-Padding: " + b"p" * padding_bytes + b"\r\n\r\n"
+    )
+
+
+@pytest.mark.parametrize("piece_bytes", [None, 1_000], ids=["at once", "in 1 KB pieces"])
+def test_a_head_over_the_size_cap_is_refused_aws_shaped_and_not_recorded(
+    server: RunningServer, piece_bytes: int | None
+) -> None:
+    """IL-8: a 70 KB head (one huge header) gets an AWS-shaped 400 on a closed
+    connection, nothing recorded, nothing logged."""
+    records_before = len(recorded_calls(server))
+    log_before = server.log()
+    answer = exchange(server.port, padded_head(70_000) + b"{}", piece_bytes)
+    status, headers, body = aws_error_of_raw(answer)
+    assert status == 400
+    assert headers["content-type"] == "application/x-amz-json-1.1"
+    assert headers["connection"] == "close"
+    assert uuid.UUID(headers["x-amzn-requestid"]).version == 4
+    assert body == {
+        "__type": "SerializationException",
+        "Message": f"The request head is larger than {HEAD_SIZE_BYTES_MAX} bytes.",
+    }
+    assert len(recorded_calls(server)) == records_before
+    assert server.log() == log_before
+    still_serving(server)
+
+
+def test_a_head_under_the_size_cap_is_not_refused_for_its_size(server: RunningServer) -> None:
+    """A 60 KB head is parsed and handed to the endpoint: signed, it is served;
+    unsigned, it gets the endpoint's authentication error."""
+    padding = {"X-Padding": "p" * 60_000}
+    signed = server.post(b"{}", {**target_headers("ListSecrets"), **padding})
+    assert signed.status_code == 200, signed.text
+    unsigned = server.post(b"{}", {**target_headers("ListSecrets"), **padding}, principal=None)
+    assert aws_error_of(unsigned) == (400, "MissingAuthenticationTokenException")
+    status, _, body = aws_error_of_raw(exchange(server.port, padded_head(60_000) + b"{}"))
+    assert (status, body["__type"]) == (400, "MissingAuthenticationTokenException")
+
+
+def test_broken_requests_add_a_bounded_number_of_log_lines(tmp_path: Path) -> None:
+    """IL-6: 200 broken requests in a minute log uvicorn's warning ten times, then one
+    line with the count of the others (written at shutdown here, the minute not being
+    over); each is still answered AWS-shaped."""
+    running = start_server(tmp_path)
+    try:
+        requests_sent = 200
+        broken = list(BROKEN_FRAMING.values())
+        for number in range(requests_sent):
+            answer = send_until_closed(running.port, broken[number % len(broken)])
+            assert aws_error_of_raw(answer)[0] == 400
+        still_serving(running)
+        assert running.log().count("Invalid HTTP request received.") == (CLIENT_WARNINGS_PER_MINUTE)
+    finally:
+        assert running.stop() in (0, -signal.SIGTERM), running.log()
+    log = running.log()
+    assert log.count("Invalid HTTP request received.") == CLIENT_WARNINGS_PER_MINUTE
+    further = requests_sent - CLIENT_WARNINGS_PER_MINUTE
+    assert f"{further} further invalid HTTP requests in the last minute" in log
+    assert "Traceback" not in log
 
 
 def test_no_bad_input_ever_caused_a_server_error(server: RunningServer) -> None:

@@ -1,20 +1,26 @@
-"""Floods of idle and slow sockets do not lock other clients out (`ledger.serving`).
+"""Floods of idle and slow sockets do not lock other clients out, huge request heads
+are refused, and floods of refused requests add a bounded number of log lines
+(`ledger.serving`).
 
 A socket that never sends a request, or sends its head one line at a time
 (slowloris), holds no call in progress: it neither counts toward the caps of
 `ledger.admission` nor keeps anyone else waiting, and the head deadline closes
-it by itself.
+it by itself. A head of more than 64 KiB, sent at once or a little at a time, is
+refused (IL-8); bodies and pipelined requests are not counted as one.
 
 The uvicorn methods `HeadDeadlineProtocol` overrides are private:
-`test_the_uvicorn_hooks_overridden_here_still_exist` and
-`test_uvicorn_still_calls_send_400_response_for_broken_framing` fail when uvicorn
-renames one, changes its parameters, or stops calling ``send_400_response`` for a
-request httptools refuses."""
+`test_the_uvicorn_hooks_overridden_here_still_exist`,
+`test_uvicorn_still_calls_send_400_response_for_broken_framing` and
+`test_uvicorn_still_logs_the_warnings_bounded_here` fail when uvicorn renames one,
+changes its parameters, stops calling ``send_400_response`` for a request httptools
+refuses, or changes the text of a warning `ClientWarningBound` bounds."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
+import logging
 import socket
 import threading
 import time
@@ -22,14 +28,29 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any, ClassVar
+from unittest import mock
 
 import pytest
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ledger.cli.serve import server_config
-from ledger.serving import HeadDeadlineProtocol
-from tests.http_harness import BROKEN_FRAMING, free_port, send_until_closed, start_server
+from ledger.serving import (
+    HEAD_SIZE_BYTES_MAX,
+    HEAD_TOO_LARGE_MESSAGE,
+    INVALID_REQUEST_WARNING,
+    UPGRADE_WARNING,
+    WEBSOCKET_ADVICE_PREFIX,
+    ClientWarningBound,
+    HeadDeadlineProtocol,
+)
+from tests.http_harness import (
+    BROKEN_FRAMING,
+    exchange,
+    free_port,
+    send_until_closed,
+    start_server,
+)
 
 IDLE_SOCKETS = 500
 SLOWLORIS_CONNECTIONS = 150
@@ -188,7 +209,9 @@ def test_an_idle_socket_is_closed_and_a_prompt_client_is_served() -> None:
 UVICORN_HOOKS = {
     "connection_made": ["self", "transport"],
     "connection_lost": ["self", "exc"],
+    "data_received": ["self", "data"],
     "on_headers_complete": ["self"],
+    "on_message_complete": ["self"],
     "on_response_complete": ["self"],
     "send_400_response": ["self", "msg"],
 }
@@ -224,8 +247,176 @@ def test_uvicorn_still_calls_send_400_response_for_broken_framing() -> None:
             Recording400.messages.clear()
             answer = send_until_closed(port, request)
             assert answer.startswith(b"HTTP/1.1 400 "), name
-            assert len(Recording400.messages) == 1, name
-            assert isinstance(Recording400.messages[0], str), name
+            # uvicorn logs this same text as a warning before it answers
+            assert Recording400.messages == [INVALID_REQUEST_WARNING], name
         Recording400.messages.clear()
         answer = send_until_closed(port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 200 ") and not Recording400.messages
+
+
+UPGRADE_REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, close\r\nUpgrade: h2c\r\n\r\n"
+
+
+def test_uvicorn_still_logs_the_warnings_bounded_here() -> None:
+    """`ClientWarningBound` recognizes uvicorn's warnings by their text: a broken
+    request logs one, an upgrade request two (the second, advice to install a
+    WebSocket library, is the one the filter always drops)."""
+    error_logger = logging.getLogger("uvicorn.error")
+    with (
+        in_process_server(HttpToolsProtocol) as port,
+        mock.patch.object(error_logger, "warning") as warning,
+    ):
+        send_until_closed(port, BROKEN_FRAMING["header line without a colon"])
+        assert [entry.args for entry in warning.call_args_list] == [(INVALID_REQUEST_WARNING,)]
+        warning.reset_mock()
+        assert send_until_closed(port, UPGRADE_REQUEST).startswith(b"HTTP/1.1 200 ")
+        [(first,), (second,)] = [entry.args for entry in warning.call_args_list]
+        assert first == UPGRADE_WARNING
+        assert second.startswith(WEBSOCKET_ADVICE_PREFIX)
+
+
+# Request heads over and under the size cap (IL-8), against `answer_ok`.
+
+
+def head_of(size: int, headers: bytes = b"Connection: close\r\n") -> bytes:
+    """A GET head of exactly ``size`` bytes (request line and headers), padded by one
+    header."""
+    start = b"GET / HTTP/1.1\r\nHost: x\r\n" + headers + b"X-Padding: "
+    head = start + b"p" * (size - len(start) - 4) + b"\r\n\r\n"
+    assert len(head) == size
+    return head
+
+
+def assert_head_too_large(answer: bytes) -> None:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert b"content-type: application/x-amz-json-1.1" in head
+    assert b"connection: close" in head
+    assert b"x-amzn-requestid: " in head
+    assert json.loads(body) == {
+        "__type": "SerializationException",
+        "Message": HEAD_TOO_LARGE_MESSAGE,
+    }
+
+
+def test_a_head_at_the_cap_is_served_and_a_byte_more_is_refused() -> None:
+    with in_process_server(HeadDeadlineProtocol) as port:
+        assert exchange(port, head_of(HEAD_SIZE_BYTES_MAX)).startswith(b"HTTP/1.1 200 ")
+        assert_head_too_large(exchange(port, head_of(HEAD_SIZE_BYTES_MAX + 1)))
+        assert_head_too_large(exchange(port, head_of(70_000)))
+        assert_head_too_large(exchange(port, head_of(1_000_000)))
+
+
+def test_a_head_over_the_cap_in_small_pieces_is_refused() -> None:
+    with in_process_server(HeadDeadlineProtocol) as port:
+        assert_head_too_large(exchange(port, head_of(70_000), piece_bytes=1_000))
+        answer = exchange(port, head_of(60_000), piece_bytes=1_000)
+        assert answer.startswith(b"HTTP/1.1 200 ")
+
+
+def test_a_body_read_with_its_head_is_not_counted_as_head() -> None:
+    body = b"b" * (2 * HEAD_SIZE_BYTES_MAX)
+    head = head_of(HEAD_SIZE_BYTES_MAX, b"Content-Length: %d\r\nConnection: close\r\n" % len(body))
+    with in_process_server(HeadDeadlineProtocol) as port:
+        assert exchange(port, head + body).startswith(b"HTTP/1.1 200 ")
+
+
+def test_pipelined_requests_are_served() -> None:
+    """Two small requests sent at once, and two of 60 KB each (together over the cap):
+    both answered, in order, on one connection."""
+    keep_alive = b"Connection: keep-alive\r\n"
+    small = head_of(100, keep_alive) + head_of(100)
+    large = head_of(60_000, keep_alive) + head_of(60_000)
+    with in_process_server(HeadDeadlineProtocol) as port:
+        for pair in (small, large):
+            answer = exchange(port, pair)
+            assert answer.count(b"HTTP/1.1 200 ") == 2, answer[:300]
+            assert answer.endswith(b"ok")
+
+
+def test_a_pipelined_head_over_twice_the_cap_is_refused() -> None:
+    """A head that begins inside a piece fed to the parser is counted from the end of
+    that piece: refused before it holds twice the cap."""
+    pair = head_of(100, b"Connection: keep-alive\r\n") + head_of(2 * HEAD_SIZE_BYTES_MAX + 1)
+    with in_process_server(HeadDeadlineProtocol) as port:
+        answer = exchange(port, pair)
+    assert b"HTTP/1.1 200 " in answer
+    assert_head_too_large(answer[answer.index(b"HTTP/1.1 400 ") :])
+
+
+# The bound on uvicorn's warnings about what clients send (IL-6).
+
+
+def warning_record(message: str) -> logging.LogRecord:
+    return logging.LogRecord("uvicorn.error", logging.WARNING, __file__, 0, message, None, None)
+
+
+class Captured(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextmanager
+def captured_logger(name: str, bound: ClientWarningBound) -> Iterator[Captured]:
+    logger = logging.getLogger(name)
+    captured = Captured()
+    logger.addHandler(captured)
+    logger.addFilter(bound)
+    logger.propagate = False
+    try:
+        yield captured
+    finally:
+        logger.propagate = True
+        logger.removeFilter(bound)
+        logger.removeHandler(captured)
+
+
+def test_client_warnings_are_bounded_per_window_and_counted() -> None:
+    bound = ClientWarningBound(per_window=3, window_seconds=0.2, logger_name="test.bound")
+
+    async def flood() -> None:
+        logger = logging.getLogger("test.bound")
+        for _ in range(10):
+            logger.warning(INVALID_REQUEST_WARNING)
+            logger.warning(UPGRADE_WARNING)
+            logger.warning(WEBSOCKET_ADVICE_PREFIX + " Please use ...")
+        logger.warning("Exceeded concurrency limit.")
+        logger.error("Exception in ASGI application\n")
+        await asyncio.sleep(0.4)  # the window ends on a timer of this loop
+        logger.warning(INVALID_REQUEST_WARNING)  # a new window
+
+    with captured_logger("test.bound", bound) as captured:
+        asyncio.run(flood())
+        bound.flush()  # nothing held back in the new window: nothing written
+    assert captured.messages == [
+        *[INVALID_REQUEST_WARNING, UPGRADE_WARNING] * 3,
+        "Exceeded concurrency limit.",
+        "Exception in ASGI application\n",
+        "7 further invalid HTTP requests in the last minute (at most 3 a minute are logged).",
+        "7 further unsupported upgrade requests in the last minute "
+        "(at most 3 a minute are logged).",
+        INVALID_REQUEST_WARNING,
+    ]
+
+
+def test_without_an_event_loop_the_next_warning_or_flush_ends_the_window() -> None:
+    bound = ClientWarningBound(per_window=1, window_seconds=0.1, logger_name="test.bound")
+    with captured_logger("test.bound", bound) as captured:
+        logger = logging.getLogger("test.bound")
+        for _ in range(3):
+            logger.warning(INVALID_REQUEST_WARNING)
+        time.sleep(0.2)
+        logger.warning(INVALID_REQUEST_WARNING)
+        logger.warning(INVALID_REQUEST_WARNING)
+        bound.flush()
+    summary = "{} further invalid HTTP requests in the last minute (at most 1 a minute are logged)."
+    assert captured.messages == [
+        INVALID_REQUEST_WARNING,
+        summary.format(2),
+        INVALID_REQUEST_WARNING,
+        summary.format(1),
+    ]

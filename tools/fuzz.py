@@ -10,13 +10,16 @@ Strategies (hypothesis), built from the service model that botocore's loader shi
   deep, a lone surrogate, invalid base64 in ``SecretBinary``; bodies that are random
   bytes, truncated JSON, or invalid UTF-8;
 * header mutations (real sockets only): CR, LF or NUL inside a header value, a second
-  header smuggled after CR LF, a missing or doubled ``X-Amz-Target``.
+  header smuggled after CR LF, a missing or doubled ``X-Amz-Target``, an unsigned
+  header of 20 KB (under the head size cap) or of 100 KB (over it).
 
-The rules (`check_answer`): an answer within the timeout; never a 5xx; a 4xx only
-AWS-shaped (``{"__type", "Message"}``, the JSON 1.1 content type, a request id) -- except
-that a request whose HTTP framing is broken may be refused by the HTTP server itself
-with a plain 400 before the application sees it; and a refused request changes no
-secret (the count of the ledger's non-audit events stays the same).
+The rules (`check_answer`): an answer within the timeout; never a 5xx; every answer
+AWS-shaped (the JSON 1.1 content type, a request id, a JSON body; for a 4xx
+``{"__type", "Message"}``), including the refusals of the HTTP server itself, before
+the endpoint sees the request: broken framing (IL-7 of docs/limits.md) and a head
+over 64 KiB (IL-8) are each a 400 ``SerializationException`` with its own fixed
+message (`HEADER_MUTATIONS` says which mutation must get which); and a refused request
+changes no secret (the count of the ledger's non-audit events stays the same).
 
 `python3 tools/fuzz.py --examples N` runs the in-process target for longer than the
 tests do (tests/test_fuzz.py; ``SECRETLEDGER_FUZZ_EXAMPLES`` scales them); with
@@ -59,6 +62,7 @@ from ledger.application import Secrets  # noqa: E402
 from ledger.auth import Principal, Principals, ReceivedRequest, SignatureVerifier  # noqa: E402
 from ledger.domain import ApiCall  # noqa: E402
 from ledger.http import CONTENT_TYPE, Endpoint  # noqa: E402
+from ledger.serving import BROKEN_FRAMING_MESSAGE, HEAD_TOO_LARGE_MESSAGE  # noqa: E402
 from ledger.validation import service_model  # noqa: E402
 
 REGION = "eu-west-1"
@@ -233,21 +237,22 @@ def signed_headers(url: str, operation: str, body: bytes) -> dict[str, str]:
 
 
 def check_answer(
-    status: int, headers: Mapping[str, str], body: bytes, *, framing_broken: bool = False
+    status: int, headers: Mapping[str, str], body: bytes, *, refused_with: str | None = None
 ) -> None:
-    """Raise AssertionError unless the answer keeps the rules of the module docstring."""
+    """Raise AssertionError unless the answer keeps the rules of the module docstring;
+    with ``refused_with``, unless it is the HTTP server's refusal with that message."""
     assert status < 500, f"a server error: {status} {body[:300]!r}"
     content_type = headers.get("content-type", "")
-    if framing_broken and content_type != CONTENT_TYPE:
-        assert status == 400, f"broken framing answered {status}"
-        return
-    assert content_type == CONTENT_TYPE, f"content type {content_type!r}"
+    assert content_type == CONTENT_TYPE, f"content type {content_type!r}: {body[:300]!r}"
     assert uuid.UUID(headers.get("x-amzn-requestid", ""))
     document = json.loads(body)
     if status != 200:
         assert 400 <= status < 500, status
         assert set(document) == {"__type", "Message"}, document
         assert isinstance(document["__type"], str) and isinstance(document["Message"], str)
+    if refused_with is not None:
+        assert (status, document["__type"]) == (400, "SerializationException"), document
+        assert document["Message"] == refused_with, document
 
 
 class CountingSecrets(Secrets):
@@ -268,17 +273,18 @@ class CountingSecrets(Secrets):
 # Real sockets: a running `secretledger serve`
 # --------------------------------------------------------------------------------------
 
-# Header mutations, applied after signing; True: the HTTP framing is broken, so the HTTP
-# server may refuse the request itself (a plain 400) before the application sees it.
-HEADER_MUTATIONS: dict[str, bool] = {
-    "none": False,
-    "smuggled header after CR LF": False,
-    "second X-Amz-Target": False,
-    "no X-Amz-Target": False,
-    "bare LF in a value": True,
-    "bare CR in a value": True,
-    "NUL in a value": True,
-    "20 KB header": True,
+# Header mutations, applied after signing, and the message of the HTTP server's own
+# refusal the request must get, before the endpoint sees it (None: the endpoint answers).
+HEADER_MUTATIONS: dict[str, str | None] = {
+    "none": None,
+    "smuggled header after CR LF": None,
+    "second X-Amz-Target": None,
+    "no X-Amz-Target": None,
+    "bare LF in a value": BROKEN_FRAMING_MESSAGE,
+    "bare CR in a value": BROKEN_FRAMING_MESSAGE,
+    "NUL in a value": BROKEN_FRAMING_MESSAGE,
+    "20 KB header": None,  # under the head size cap: parsed, and not signed
+    "100 KB header": HEAD_TOO_LARGE_MESSAGE,
 }
 SOCKET_TIMEOUT_SECONDS = 15.0
 RESPONSE_SIZE_BYTES_MAX = 4 * 1024 * 1024
@@ -303,6 +309,8 @@ def raw_request(port: int, request: FuzzRequest, mutation: str) -> bytes:
         lines.append("X-Note: a\x00b")
     elif mutation == "20 KB header":
         lines.append("X-Note: " + "n" * 20_000)
+    elif mutation == "100 KB header":
+        lines.append("X-Note: " + "n" * 100_000)
     head = "\r\n".join(
         [
             "POST / HTTP/1.1",
@@ -369,7 +377,7 @@ class InProcessTarget:
             headers=[("host", "127.0.0.1:9"), *((k.lower(), v) for k, v in headers.items())],
             body=request.body,
         )
-        answer = self.endpoint.respond(received, "127.0.0.1", str(uuid.uuid4()))
+        answer = self.endpoint.respond(self.endpoint.api, received, "127.0.0.1", str(uuid.uuid4()))
         answer_headers = {name.decode(): value.decode() for name, value in answer.headers()}
         return answer.status, answer_headers, answer.body
 

@@ -17,9 +17,12 @@ must be signed (SigV4) by a principal of the credentials file. Choices:
 * ``--region`` and ``--account-id`` name the ledger's ARNs and audit records,
   whatever region a client's signature is scoped to.
 * HTTP: uvicorn's httptools parser on the uvloop event loop (chosen by
-  measurement, docs/decisions.md), with a deadline for request heads.
-* Limits: a request head must be complete within 10 s of the connection opening
-  or of the previous response, however slowly it trickles in (`ledger.serving`);
+  measurement, docs/decisions.md), with a deadline and a size cap for request
+  heads.
+* Limits: a request head (request line and headers) of at most 64 KiB, complete
+  within 10 s of the connection opening or of the previous response, however
+  slowly it trickles in (`ledger.serving`); uvicorn's warnings about what clients
+  send (invalid requests, upgrades) at most ten of each kind a minute;
   request bodies of at most 1 MiB kept in memory, arriving within 30 s; idle
   keep-alive connections closed after 5 s. Caps count calls in progress, not
   sockets: 8 worker threads for ledger calls, at most 64 calls in progress, at
@@ -99,7 +102,7 @@ from ledger.rotation import (
     RunnerSettings,
     parse_rotation_function,
 )
-from ledger.serving import HeadDeadlineProtocol
+from ledger.serving import CLIENT_WARNING_BOUND, HeadDeadlineProtocol, logging_config
 from ledger.storage import DatabaseKind, database_kind
 from projections import start_in_background
 
@@ -329,6 +332,7 @@ def serve(
     checkpoints.start()
 
     def close_ledger() -> None:
+        CLIENT_WARNING_BOUND.flush()  # the count of client warnings not logged yet
         runner.stop()
         checkpoints.stop()
         if projections is not None:
@@ -408,6 +412,7 @@ def server_config(application: Application, host: str, port: int) -> uvicorn.Con
         ws="none",
         loop="uvloop",
         lifespan="on",
+        log_config=logging_config(),
         proxy_headers=False,
         server_header=False,
         access_log=False,
