@@ -283,6 +283,8 @@ class Endpoint:
         self.executor = ThreadPoolExecutor(worker_threads, thread_name_prefix="ledger-call")
         self.write_lock = threading.Lock()
         self.recorder = recorder
+        if recorder is not None:
+            recorder.commit_with_calls_in_progress(lambda: self.admission.calls)
         self.reads_on_event_loop = reads_on_event_loop
         self.on_close = on_close
         self.refusals = refusals or RefusalLimiter()

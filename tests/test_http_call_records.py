@@ -18,6 +18,7 @@ import pytest
 from eventsourcing.persistence import OperationalError
 from http_harness import RunningServer, open_ledger, start_server
 
+from ledger import call_records
 from ledger.application import Secrets
 from ledger.call_records import CallRecorder, RecorderUnavailable
 from ledger.domain import ApiCall, RequestContext
@@ -318,3 +319,41 @@ def log_positions(server: RunningServer) -> dict[str, int]:
     finally:
         secrets.close()
     return positions
+
+
+def test_the_writer_waits_for_the_records_of_the_calls_in_progress(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Three calls in progress: the first record waits for the other two, and the
+    three share one commit."""
+    monkeypatch.setattr(call_records, "LINGER_SECONDS_MAX", 5.0)
+    storage = Storage()
+    recorder = CallRecorder(storage.save)
+    recorder.commit_with_calls_in_progress(lambda: 3)
+    first = recorder.enqueue(new_call())
+    time.sleep(0.05)
+    assert not first.future.done()
+    others = [recorder.enqueue(new_call()) for _ in range(2)]
+    for pending in [first, *others]:
+        pending.future.result(timeout=5)
+    assert [len(batch) for batch in storage.batches] == [3]
+    recorder.close()
+
+
+def test_the_wait_for_calls_in_progress_is_bounded_and_a_lone_call_does_not_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(call_records, "LINGER_SECONDS_MAX", 0.1)
+    storage = Storage()
+    recorder = CallRecorder(storage.save)
+    in_progress = [3]
+    recorder.commit_with_calls_in_progress(lambda: in_progress[0])
+    started = time.monotonic()
+    recorder.record(new_call())  # the two others never come
+    assert 0.1 <= time.monotonic() - started < 2
+    in_progress[0] = 1
+    started = time.monotonic()
+    recorder.record(new_call())
+    assert time.monotonic() - started < 0.05
+    assert [len(batch) for batch in storage.batches] == [1, 1]
+    recorder.close()
