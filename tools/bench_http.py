@@ -77,6 +77,7 @@ PUTS_PER_SECRET = 90
 READY_TIMEOUT_SECONDS = 60
 STOP_TIMEOUT_SECONDS = 30
 WARM_UP_CALLS = 20
+LABEL_WIDTH = 48
 MOTO_MULTIPLE_MIN = 4.0
 FLOOR_RATIO_GET_MIN = 0.5
 CPU_MS_PER_GET_MAX = 0.6
@@ -471,7 +472,7 @@ def report_raw(chosen: list[Subject], rounds: int, seconds: float) -> None:
         for operation in RAW_OPERATIONS
         for concurrency in RAW_CONCURRENCIES
     ]
-    print(f"{'server':<44}" + "".join(f"{f'{op} x{n}':>22}" for op, n in columns))
+    print(f"{'server':<{LABEL_WIDTH}}" + "".join(f"{f'{op} x{n}':>22}" for op, n in columns))
     for subject in chosen:
         cells = []
         for key in columns:
@@ -479,7 +480,7 @@ def report_raw(chosen: list[Subject], rounds: int, seconds: float) -> None:
             ratio = rate / statistics.median(floor.raw_per_second[key])
             cpu_ms = statistics.median(subject.raw_cpu_ms[key])
             cells.append(f"{rate:>8.0f} {ratio:>5.2f} {cpu_ms:>5.2f}ms")
-        print(f"{subject.label:<44}" + "".join(f"{cell:>22}" for cell in cells))
+        print(f"{subject.label:<{LABEL_WIDTH}}" + "".join(f"{cell:>22}" for cell in cells))
     print()
 
 
@@ -499,12 +500,12 @@ def report(chosen: list[Subject], rounds: int, operations: int) -> None:
         f"HTTP endpoint, one boto3 client, {len(VALUE)}-byte SecretString; "
         f"median of {rounds} interleaved round(s) x {operations} calls per operation"
     )
-    print(f"{'server':<44}{'Put ops/s':>11}{'ratio':>8}{'Get ops/s':>12}{'ratio':>8}")
+    print(f"{'server':<{LABEL_WIDTH}}{'Put ops/s':>11}{'ratio':>8}{'Get ops/s':>12}{'ratio':>8}")
     for subject in chosen:
         put_rate = statistics.median(subject.puts_per_second)
         get_rate = statistics.median(subject.gets_per_second)
         print(
-            f"{subject.label:<44}{put_rate:>11.0f}{put_rate / floor_put:>8.2f}"
+            f"{subject.label:<{LABEL_WIDTH}}{put_rate:>11.0f}{put_rate / floor_put:>8.2f}"
             f"{get_rate:>12.0f}{get_rate / floor_get:>8.2f}"
         )
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
@@ -523,8 +524,8 @@ class Target:
         met = self.figure >= self.bound if self.at_least else self.figure <= self.bound
         relation = ">=" if self.at_least else "<="
         return (
-            f"{self.subject:<44}{self.name:<34}{self.figure:>7.2f} {relation} {self.bound:<5g}"
-            f" {'met' if met else 'missed'}"
+            f"{self.subject:<{LABEL_WIDTH}}{self.name:<34}{self.figure:>7.2f} "
+            f"{relation} {self.bound:<5g} {'met' if met else 'missed'}"
         )
 
 
