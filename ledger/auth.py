@@ -70,6 +70,7 @@ algorithm again. Choices, each as AWS Secrets Manager behaves where known:
 
 from __future__ import annotations
 
+import functools
 import hmac
 import os
 import re
@@ -115,6 +116,7 @@ CREDENTIALS_FILE_SIZE_BYTES_MAX = 4 * 1024 * 1024
 CREDENTIALS_FILE_NAME = "secretledger-credentials.toml"
 CREDENTIALS_FILE_MODE = 0o600
 URL_HOST = "secretsmanager.invalid"
+SIGNING_KEYS_CACHED_MAX = 64
 ACCESS_KEY_ID_PATTERN = re.compile(r"[A-Za-z0-9]{16,128}")
 SECRET_ACCESS_KEY_PATTERN = re.compile(r"[\x21-\x7e]{16,256}")
 ARN_PATTERN = re.compile(r"arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{12}:[\x21-\x7e]{1,1024}")
@@ -840,8 +842,12 @@ def root_path_signature(
     return hmac.new(key, string_to_sign.encode("utf-8"), sha256).hexdigest()
 
 
+@functools.lru_cache(maxsize=SIGNING_KEYS_CACHED_MAX)
 def signing_key(secret_access_key: str, date_stamp: str, region: str, service: str) -> bytes:
-    """SigV4's derived key: HMAC chain over the date, region, service and terminator."""
+    """SigV4's derived key: HMAC chain over the date, region, service and terminator.
+    Kept for the day's requests (it changes with the date), a few keys at most: the
+    secret keys it is derived from are in memory anyway (`Principals`), and a
+    revoked principal is refused before its key is looked for."""
     key = f"AWS4{secret_access_key}".encode()
     for part in (date_stamp, region, service, TERMINATOR):
         key = hmac.new(key, part.encode("utf-8"), sha256).digest()
