@@ -41,6 +41,7 @@ from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
+from psycopg.types.numeric import Int8
 
 from ledger.merkle import HASH_SIZE_BYTES
 from ledger.storage import (
@@ -213,6 +214,15 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
             "WHERE t.secret_id = n.secret_id AND t.version_id = n.version_id "
             "RETURNING t.secret_id, t.version_id"
         ).format(table=table)
+        self.insert_event_columns_statement = SQL(
+            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
+            "SELECT * FROM unnest(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[]) "
+            "RETURNING notification_id"
+        ).format(
+            schema=Identifier(self.datastore.schema),
+            table=Identifier(events_table_name),
+            id_type=Identifier(self.datastore.originator_id_type),
+        )
         self._prepare_evidence_statements(events_table_name)
         self._prepare_adoption_statements(events_table_name)
 
@@ -285,9 +295,23 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
     def _insert_stored_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> None:
-        """The library's lock and INSERT, then the chain's head, read under the lock
-        and answered by the same sync as the INSERT."""
-        super()._insert_stored_events(curs, stored_events, **kwargs)
+        """The library's lock and NOTIFY, then the events' INSERT with one binary array
+        per column (the library sends an array of a composite type, which psycopg
+        writes out as text in Python, a regular expression per field: most of a
+        put's CPU on PostgreSQL), then the chain's head, read under the lock and
+        answered by the same sync as the INSERT."""
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        curs.execute(
+            self.insert_event_columns_statement,
+            (
+                [event.originator_id for event in stored_events],
+                [Int8(event.originator_version) for event in stored_events],
+                [event.topic for event in stored_events],
+                [event.state for event in stored_events],
+            ),
+            prepare=True,
+        )
         pending: PendingReads = kwargs[PENDING_READS_ARGUMENT]
         pending.head = curs.connection.cursor()
         pending.head.execute(self.select_event_hash_head_statement, prepare=True)

@@ -565,6 +565,9 @@ def library_hooks() -> dict[str, Callable[..., Any]]:
             application_recorder._insert_stored_events
         ),
         "postgres.PostgresApplicationRecorder._lock_table": application_recorder._lock_table,
+        "postgres.PostgresApplicationRecorder._notify_channel": (
+            application_recorder._notify_channel
+        ),
         "postgres.PostgresApplicationRecorder._fetch_ids_after_insert_events": (
             application_recorder._fetch_ids_after_insert_events
         ),
@@ -581,6 +584,7 @@ LIBRARY_HOOK_FINGERPRINTS: Final = {
     "postgres.PostgresApplicationRecorder.insert_events": "f1a98da0239e3ea7",
     "postgres.PostgresApplicationRecorder._insert_stored_events": "139580714a659085",
     "postgres.PostgresApplicationRecorder._lock_table": "42bc9c135b4a93c1",
+    "postgres.PostgresApplicationRecorder._notify_channel": "9e5bab72ecfbcf2e",
     "postgres.PostgresApplicationRecorder._fetch_ids_after_insert_events": "9c8efbc1baf72b52",
     "popo.POPOAggregateRecorder._insert_events": "f778911e63d38a89",
     "popo.POPOApplicationRecorder._update_table": "5dd59375e55d37ba",
@@ -592,7 +596,9 @@ def test_the_library_hooks_the_chain_relies_on_are_unchanged() -> None:
     write lock is held (see ``docs/evidence.md``, "Storage"). If this fails after an
     upgrade, re-check that each hook still runs inside the events' transaction and
     after the lock (SQLite: deferred BEGIN, event INSERTs first; PostgreSQL: LOCK
-    TABLE then INSERT then the fetch hook), then update the fingerprints."""
+    TABLE then INSERT then the fetch hook; `_insert_stored_events` is replaced, not
+    extended, by `PostgresDataKeyRecorder`, which must do what it does: lock, notify,
+    insert), then update the fingerprints."""
     fingerprints = {
         name: hashlib.sha256(inspect.getsource(hook).encode()).hexdigest()[:16]
         for name, hook in library_hooks().items()
