@@ -70,6 +70,7 @@ algorithm again. Choices, each as AWS Secrets Manager behaves where known:
 
 from __future__ import annotations
 
+import errno
 import functools
 import hmac
 import os
@@ -101,6 +102,7 @@ from ledger.errors import (
     UnrecognizedClientException,
 )
 from ledger.policies import Policy, check_identity_policy
+from ledger.private_files import publish_new_private_file
 
 SERVICE_NAME = "secretsmanager"
 ALGORITHM = "AWS4-HMAC-SHA256"
@@ -114,7 +116,6 @@ AMZ_HEADER_PREFIX = "x-amz-"
 PRINCIPALS_MAX = 10_000
 CREDENTIALS_FILE_SIZE_BYTES_MAX = 4 * 1024 * 1024
 CREDENTIALS_FILE_NAME = "secretledger-credentials.toml"
-CREDENTIALS_FILE_MODE = 0o600
 URL_HOST = "secretsmanager.invalid"
 SIGNING_KEYS_CACHED_MAX = 64
 ACCESS_KEY_ID_PATTERN = re.compile(r"[A-Za-z0-9]{16,128}")
@@ -427,7 +428,11 @@ def random_secret_access_key() -> str:
 
 
 def write_credentials_file(path: Path, principals: Sequence[Principal]) -> None:
-    """Create ``path`` with mode 0600; refuses to overwrite an existing file."""
+    """Create ``path`` with mode 0600 (`ledger.private_files`: written and fsynced under a
+    temporary name, then linked to ``path``, so no reader sees it half-written).
+
+    Raises ``FileExistsError`` if ``path`` exists (it is never overwritten), and the
+    system's ``OSError`` if it cannot be written (a missing directory included)."""
     assert principals, "a credentials file names at least one principal"
     lines = ["# secret-ledger credentials: keep this file private (mode 0600).", ""]
     for principal in principals:
@@ -442,9 +447,8 @@ def write_credentials_file(path: Path, principals: Sequence[Principal]) -> None:
         if principal.expiration is not None:
             lines.append(f"expiration = {rfc3339(principal.expiration)}")
         lines.append("")
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, CREDENTIALS_FILE_MODE)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-        file.write("\n".join(lines))
+    if not publish_new_private_file(path, "\n".join(lines).encode("utf-8")):
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path))
 
 
 def rfc3339(instant: datetime) -> str:

@@ -1,9 +1,11 @@
 """Files that hold key material: mode 0600, created exclusively, replaced atomically.
 
-Shared by the keyring (``ledger/crypto.py``) and the checkpoint signing keys
-(``ledger/signing_keys.py``). Every function names the file by a ``label`` ("keyring",
-"signing key file") and raises the caller's error type, with messages that name the
-path and never the content.
+Shared by the keyring (``ledger/crypto.py``), the checkpoint signing keys
+(``ledger/signing_keys.py``) and the server's credentials file (``ledger/auth.py``).
+Every function names the file by a ``label`` ("keyring", "signing key file") and
+raises the caller's error type, with messages that name the path and never the
+content; `publish_new_private_file` alone lets the system's ``OSError`` through, for
+a caller whose own callers expect one.
 
 * A new file is written under a temporary name with ``O_CREAT | O_EXCL`` and mode 0600,
   fsynced, then hard-linked to its final name: the link fails if the name exists, so
@@ -94,14 +96,9 @@ def read_private_file(
         os.close(descriptor)
 
 
-def create_private_file(
-    path: pathlib.Path, content: bytes, *, label: str, error: ErrorFactory
-) -> bool:
-    """Publish ``content`` at ``path`` unless the name exists; whether this call published it."""
-    try:
-        path.parent.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
-    except OSError as cause:
-        raise error(f"{label} directory {path.parent} cannot be created: {cause}") from None
+def publish_new_private_file(path: pathlib.Path, content: bytes) -> bool:
+    """Publish ``content`` at ``path`` unless the name exists; whether this call published
+    it. The parent directory must exist; a failure raises the system's ``OSError``."""
     temporary = temporary_sibling(path)
     try:
         write_new_private_file(temporary, content)
@@ -111,12 +108,25 @@ def create_private_file(
         except FileExistsError:
             published = False
         fsync_directory(path.parent)
-    except OSError as cause:
-        raise error(f"{label} {path} cannot be created: {cause.strerror}") from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
     return published
+
+
+def create_private_file(
+    path: pathlib.Path, content: bytes, *, label: str, error: ErrorFactory
+) -> bool:
+    """Publish ``content`` at ``path`` unless the name exists; whether this call published it.
+    A missing parent directory is created (mode 0700)."""
+    try:
+        path.parent.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
+    except OSError as cause:
+        raise error(f"{label} directory {path.parent} cannot be created: {cause}") from None
+    try:
+        return publish_new_private_file(path, content)
+    except OSError as cause:
+        raise error(f"{label} {path} cannot be created: {cause.strerror}") from None
 
 
 def replace_private_file(

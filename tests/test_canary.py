@@ -558,7 +558,7 @@ def run_commands(database: Path, canaries: Canaries, directory: Path) -> Command
         ["verify", "--json", "--projections", *db],
         ["prove", "--secret-id", name, "--version-id", reused_token, *db],
         ["forensics", "--secret-id", name, "--json", *db],
-        ["history", name, *db],
+        ["history", "--secret-id", name, *db],
         ["audit", "query", "--json", *db],
         ["keys", "list", "--json", *db],
     ]

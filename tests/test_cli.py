@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import getpass
 import json
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -523,6 +524,26 @@ def test_every_command_help_shows_an_example(command: str) -> None:
     assert f"  secretledger {command}" in result.stdout
 
 
+def all_commands(group: click.Group, prefix: str = "") -> Iterator[tuple[str, click.Command]]:
+    for name, command in group.commands.items():
+        yield prefix + name, command
+        if isinstance(command, click.Group):
+            yield from all_commands(command, f"{prefix}{name} ")
+
+
+def test_every_command_names_a_secret_with_the_one_secret_id_option() -> None:
+    takers = []
+    for name, command in all_commands(main):
+        arguments = [param.name for param in command.params if isinstance(param, click.Argument)]
+        assert not [argument for argument in arguments if "secret" in (argument or "")], name
+        options = [param for param in command.params if "--secret-id" in param.opts]
+        if options:
+            (option,) = options
+            assert option.opts == ["--secret-id"] and option.name == "secret_id", name
+            takers.append(name)
+    assert {"get", "put", "destroy-version", "labels", "history", "diff"} <= set(takers)
+
+
 # Audit
 
 
@@ -685,20 +706,31 @@ def test_the_demo_uses_a_new_temporary_database_by_default(temporary_directory: 
     assert len(databases) == 2
 
 
-def test_the_demo_points_to_the_read_side_commands_when_they_exist(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    history = click.Command("history", params=[click.Argument(["secret"])])
-    labels = click.Command("labels", params=[click.Option(["--secret-id"])])
-    monkeypatch.setitem(main.commands, "history", history)
-    monkeypatch.setitem(main.commands, "labels", labels)
+def test_the_demo_points_to_the_read_side_commands_and_they_run(tmp_path: Path) -> None:
     database = str(tmp_path / "demo.db")
 
     result = CliRunner().invoke(main, ["demo", "--db", database])
 
+    assert result.exit_code == 0, result.output
     lines = [line.strip() for line in result.stdout.splitlines()]
-    assert f"secretledger history demo/payments/api-key --db {database}" in lines
-    assert f"secretledger labels --secret-id demo/payments/api-key --db {database}" in lines
+    for command in ("labels", "history"):
+        pointer = f"secretledger {command} --secret-id demo/payments/api-key --db {database}"
+        assert pointer in lines
+        pointed = CliRunner().invoke(main, shlex.split(pointer)[1:])
+        assert pointed.exit_code == 0, (pointer, pointed.output)
+
+
+def test_the_demo_points_only_to_read_side_commands_that_are_registered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delitem(main.commands, "history")
+    database = str(tmp_path / "demo.db")
+
+    result = CliRunner().invoke(main, ["demo", "--db", database])
+
+    assert result.exit_code == 0, result.output
+    assert "secretledger labels --secret-id demo/payments/api-key" in result.stdout
+    assert "secretledger history" not in result.stdout
 
 
 def test_the_demo_runs_in_memory_too() -> None:

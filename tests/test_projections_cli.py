@@ -57,7 +57,9 @@ def run(database: str, *arguments: str) -> Result:
 
 
 def test_labels_as_of_a_time_prints_a_describe_secret_shaped_object(database: str) -> None:
-    result = run(database, "labels", "app/db", "--as-of", "2025-03-19T09:00:15Z", "--json")
+    result = run(
+        database, "labels", "--secret-id", "app/db", "--as-of", "2025-03-19T09:00:15Z", "--json"
+    )
 
     assert result.exit_code == 0, result.output
     shaped = json.loads(result.stdout)
@@ -68,42 +70,53 @@ def test_labels_as_of_a_time_prints_a_describe_secret_shaped_object(database: st
 
 
 def test_labels_now_and_at_a_position(database: str) -> None:
-    now = json.loads(run(database, "labels", "app/db", "--json").stdout)
+    now = json.loads(run(database, "labels", "--secret-id", "app/db", "--json").stdout)
     assert now["VersionIdsToStages"] == {
         token(1): [AWSPREVIOUS],
         token(2): [AWSCURRENT, AWSPENDING],
     }
-    first = json.loads(run(database, "labels", "app/db", "--at-position", "5", "--json").stdout)
+    first = json.loads(
+        run(database, "labels", "--secret-id", "app/db", "--at-position", "5", "--json").stdout
+    )
     assert first["VersionIdsToStages"] == {token(1): [AWSCURRENT]}
     assert first["Position"] == 5
 
-    table = run(database, "labels", "app/db", "--as-of", "2025-03-19T09:00:00")
+    table = run(database, "labels", "--secret-id", "app/db", "--as-of", "2025-03-19T09:00:00")
     assert table.exit_code == 0
     assert f"{token(1)}  {AWSCURRENT}" in table.stdout
 
 
 def test_labels_refuses_two_cuts_and_unknown_secrets(database: str) -> None:
     both = run(
-        database, "labels", "app/db", "--as-of", "2025-03-19T09:00:00Z", "--at-position", "3"
+        database,
+        "labels",
+        "--secret-id",
+        "app/db",
+        "--as-of",
+        "2025-03-19T09:00:00Z",
+        "--at-position",
+        "3",
     )
     assert both.exit_code == 2
     assert "not both" in both.output
 
-    bad_time = run(database, "labels", "app/db", "--as-of", "last tuesday")
+    bad_time = run(database, "labels", "--secret-id", "app/db", "--as-of", "last tuesday")
     assert bad_time.exit_code == 2
     assert "not an ISO 8601 time" in bad_time.output
 
-    before = run(database, "labels", "app/db", "--as-of", "2025-03-19T08:00:00Z", "--json")
+    before = run(
+        database, "labels", "--secret-id", "app/db", "--as-of", "2025-03-19T08:00:00Z", "--json"
+    )
     assert before.exit_code == 1
     assert json.loads(before.stderr)["__type"] == "ResourceNotFoundException"
 
-    unknown = run(database, "labels", "nothing")
+    unknown = run(database, "labels", "--secret-id", "nothing")
     assert unknown.exit_code == 1
     assert unknown.stderr.startswith("ResourceNotFoundException: No secret named 'nothing'")
 
 
 def test_history_prints_every_move_in_order(database: str) -> None:
-    result = run(database, "history", "app/db", "--json")
+    result = run(database, "history", "--secret-id", "app/db", "--json")
 
     moves = json.loads(result.stdout)
     assert [
@@ -117,10 +130,19 @@ def test_history_prints_every_move_in_order(database: str) -> None:
     ]
     assert [move["Principal"] for move in moves] == [ALICE, ROTATOR, ROTATOR, ROTATOR]
 
-    since = run(database, "history", "app/db", "--label", AWSCURRENT, "--since", "09:00:01Z")
+    since = run(
+        database, "history", "--secret-id", "app/db", "--label", AWSCURRENT, "--since", "09:00:01Z"
+    )
     assert since.exit_code == 2, "a time needs a date"
     later = run(
-        database, "history", "app/db", "--label", AWSCURRENT, "--since", "2025-03-19T09:00:01Z"
+        database,
+        "history",
+        "--secret-id",
+        "app/db",
+        "--label",
+        AWSCURRENT,
+        "--since",
+        "2025-03-19T09:00:01Z",
     )
     lines = later.stdout.splitlines()
     assert lines[0].split() == [
@@ -141,7 +163,9 @@ def test_history_prints_every_move_in_order(database: str) -> None:
 
 
 def test_diff_shows_what_changed_between_two_instants(database: str) -> None:
-    result = run(database, "diff", "app/db", "2025-03-19T09:00:05Z", "2025-03-19T09:00:25Z")
+    result = run(
+        database, "diff", "--secret-id", "app/db", "2025-03-19T09:00:05Z", "2025-03-19T09:00:25Z"
+    )
 
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[1:] == [
@@ -149,8 +173,51 @@ def test_diff_shows_what_changed_between_two_instants(database: str) -> None:
         f"{AWSPENDING}   -                                     {token(2)}",
         f"{AWSPREVIOUS}  -                                     {token(1)}",
     ]
-    same = run(database, "diff", "app/db", "2025-03-19T09:00:25Z", "2025-03-19T09:00:26Z")
+    same = run(
+        database, "diff", "--secret-id", "app/db", "2025-03-19T09:00:25Z", "2025-03-19T09:00:26Z"
+    )
     assert same.stdout == "no label changed\n"
+
+
+@pytest.mark.parametrize(
+    ("command", "times"),
+    [("labels", []), ("history", []), ("diff", ["2025-03-19T09:00:05Z", "2025-03-19T09:00:25Z"])],
+)
+def test_the_secret_is_named_with_secret_id_only(
+    database: str, command: str, times: list[str]
+) -> None:
+    positional = run(database, command, "app/db", *times)
+    assert positional.exit_code == 2, positional.output
+    assert "Usage:" in positional.stderr
+
+    named = run(database, command, "--secret-id", "app/db", *times, "--json")
+    assert named.exit_code == 0, named.output
+
+    shown = CliRunner().invoke(main, [command, "--help"])
+    assert shown.exit_code == 0
+    assert f"  secretledger {command} --secret-id payments/api-key" in shown.stdout
+
+
+def test_the_secret_id_may_be_a_full_or_partial_arn(database: str) -> None:
+    by_name = run(database, "labels", "--secret-id", "app/db", "--json")
+    arn = json.loads(by_name.stdout)["ARN"]
+    partial = arn.rsplit("-", 1)[0]  # without AWS's random suffix
+
+    for secret_id in (arn, partial):
+        labels = run(database, "labels", "--secret-id", secret_id, "--json")
+        assert labels.stdout == by_name.stdout, secret_id
+        history = run(database, "history", "--secret-id", secret_id, "--json")
+        assert len(json.loads(history.stdout)) == 4, secret_id
+        changes = run(
+            database,
+            "diff",
+            "--secret-id",
+            secret_id,
+            "2025-03-19T09:00:05Z",
+            "2025-03-19T09:00:25Z",
+        )
+        assert changes.exit_code == 0, changes.output
+        assert len(changes.stdout.splitlines()) == 4, secret_id
 
 
 def test_audit_query_prints_json_lines_or_a_table(database: str) -> None:
@@ -189,7 +256,7 @@ def test_audit_export_writes_cloudtrail_files_and_lists_them(database: str, tmp_
 
 
 def test_replay_rebuilds_to_the_same_rows_with_progress_on_stderr(database: str) -> None:
-    run(database, "labels", "app/db")
+    run(database, "labels", "--secret-id", "app/db")
     with ReadModel.open(database) as model:
         before = projection_rows(model.store)
 

@@ -179,10 +179,10 @@ def test_no_value_reaches_tables_exports_or_query_output(
         return
     runner = CliRunner()
     commands = [
-        ["labels", "app/db", "--json", "--include-deprecated"],
-        ["history", "app/db", "--json"],
-        ["history", "app/db"],
-        ["diff", "app/db", "2025-03-19T09:00:00Z", "2025-03-19T10:00:00Z", "--json"],
+        ["labels", "--secret-id", "app/db", "--json", "--include-deprecated"],
+        ["history", "--secret-id", "app/db", "--json"],
+        ["history", "--secret-id", "app/db"],
+        ["diff", "--secret-id", "app/db", "2025-03-19T09:00:00Z", "2025-03-19T10:00:00Z", "--json"],
         ["audit", "query", "--json"],
         ["audit", "query"],
         ["audit", "export", "--out", str(tmp_path / "cli-trail")],

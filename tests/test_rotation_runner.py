@@ -203,8 +203,8 @@ def test_a_rotation_that_keeps_failing_waits_for_an_operator_then_the_next_one_s
         client.rotate_secret(SecretId="db/stuck", ClientRequestToken=str(uuid.uuid4()))
     labels = subprocess.run(
         [sys.executable, "-c", "import sys; from ledger.cli import main; sys.exit(main())",
-         "labels", "db/stuck", "--as-of", staged_at.isoformat(), "--db", str(server.database),
-         "--json"],
+         "labels", "--secret-id", "db/stuck", "--as-of", staged_at.isoformat(),
+         "--db", str(server.database), "--json"],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert json.loads(labels.stdout)["VersionIdsToStages"][stuck] == ["AWSPENDING"]

@@ -147,6 +147,15 @@ def database_with_password(context: click.Context, parameter: click.Parameter, v
     return urlunsplit(parts._replace(netloc=credentials + parts.netloc.rpartition("@")[2]))
 
 
+SECRET_ID_HELP = "Name, ARN or partial ARN of the secret."
+
+
+def secret_id_option(*, required: bool = True, help_text: str = SECRET_ID_HELP) -> Decorator:
+    """--secret-id: the one way every command names a secret (a name, a full ARN or a
+    partial ARN, as the AWS CLI takes it); the command receives ``secret_id``."""
+    return click.option("--secret-id", "secret_id", required=required, help=help_text)
+
+
 def json_option() -> Decorator:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 

@@ -23,6 +23,7 @@ from ledger.cli.common import (
     main,
     open_secrets,
     print_json,
+    secret_id_option,
 )
 from ledger.cli.projections import (
     caught_up,
@@ -53,9 +54,9 @@ TIMELINE_HEADER = (
 
 
 @main.group("forensics", invoke_without_command=True)
-@click.option(
-    "--secret-id",
-    help="The secret: a full ARN, or a name or partial ARN (every secret that had it).",
+@secret_id_option(
+    required=False,
+    help_text="The secret: a full ARN, or a name or partial ARN (every secret that had it).",
 )
 @click.option(
     "--principal",

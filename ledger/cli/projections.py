@@ -1,20 +1,21 @@
 """The read-side commands of `secretledger`: time travel over labels, and the audit trail.
 
-========================  =====================================================
-labels SECRET             the label map now, ``--as-of TIME`` or ``--at-position N``
-history SECRET            every label move, in log order
-diff SECRET T1 T2         labels whose version differs between two instants
-audit query               audit records, filtered; a table or JSON Lines
-audit export --out DIR    CloudTrail log files (gzipped JSON)
-replay                    drop projections and rebuild them from the log
-follow                    keep the projections up to date (a projection process)
-========================  =====================================================
+==========================  =====================================================
+labels --secret-id S        the label map now, ``--as-of TIME`` or ``--at-position N``
+history --secret-id S       every label move, in log order
+diff --secret-id S T1 T2    labels whose version differs between two instants
+audit query                 audit records, filtered; a table or JSON Lines
+audit export --out DIR      CloudTrail log files (gzipped JSON)
+replay                      drop projections and rebuild them from the log
+follow                      keep the projections up to date (a projection process)
+==========================  =====================================================
 
 Every query first brings the projections up to date with the log, so it sees a
 write made just before it. Times are ISO 8601 (``2025-03-19T09:20:11Z``; without an
-offset, UTC). "As of T" includes every event stamped T. SECRET is a name, a full
-ARN or a partial ARN; a name means the secret that held it at the time asked about
-(names are re-used after a forced delete), else the last one that held it before.
+offset, UTC). "As of T" includes every event stamped T. ``--secret-id`` takes a
+name, a full ARN or a partial ARN, as every other command does; a name means the
+secret that held it at the time asked about (names are re-used after a forced
+delete), else the last one that held it before.
 No command needs the keyring: the read side never sees a secret value.
 """
 
@@ -33,7 +34,13 @@ from typing import Any
 import click
 from eventsourcing.persistence import PersistenceError
 
-from ledger.cli.common import EXIT_AWS_ERROR, database_option, json_option, main
+from ledger.cli.common import (
+    EXIT_AWS_ERROR,
+    database_option,
+    json_option,
+    main,
+    secret_id_option,
+)
 from ledger.storage import DatabaseKind, database_kind
 from projections import (
     PROJECTION_NAMES,
@@ -131,7 +138,7 @@ def print_label_map(label_map: LabelMap, include_deprecated: bool) -> None:
 
 
 @main.command("labels")
-@click.argument("secret")
+@secret_id_option()
 @time_option("--as-of", "The labels as of this time.")
 @click.option(
     "--at-position",
@@ -143,14 +150,14 @@ def print_label_map(label_map: LabelMap, include_deprecated: bool) -> None:
 @with_database
 @with_json
 def labels(
-    secret: str,
+    secret_id: str,
     as_of: datetime | None,
     position: int | None,
     include_deprecated: bool,
     database: str,
     as_json: bool,
 ) -> None:
-    """Which version each label of SECRET was on: now, --as-of TIME, or --at-position N.
+    """Which version each label of the secret was on: now, --as-of TIME, or --at-position N.
 
     \b
     --json prints {"ARN", "Name", "AsOf", "Position", "VersionIdsToStages"} like
@@ -160,13 +167,13 @@ def labels(
 
     \b
     Example:
-      secretledger labels payments/api-key --as-of 2025-03-19T09:20:11Z --json
+      secretledger labels --secret-id payments/api-key --as-of 2025-03-19T09:20:11Z --json
     """
     if as_of is not None and position is not None:
         raise click.UsageError("give --as-of or --at-position, not both")
     with caught_up(database) as model, not_found_errors(as_json):
         label_map = model.labels.label_map(
-            secret, as_of=as_of, position=position, include_deprecated=include_deprecated
+            secret_id, as_of=as_of, position=position, include_deprecated=include_deprecated
         )
     if as_json:
         echo_json(label_map.to_json(include_deprecated=include_deprecated))
@@ -175,30 +182,30 @@ def labels(
 
 
 @main.command("history")
-@click.argument("secret")
+@secret_id_option()
 @click.option("--label", help="Only this label.")
 @time_option("--since", "Only moves at or after this time.")
 @time_option("--until", "Only moves at or before this time.")
 @with_database
 @with_json
 def history(
-    secret: str,
+    secret_id: str,
     label: str | None,
     since: datetime | None,
     until: datetime | None,
     database: str,
     as_json: bool,
 ) -> None:
-    """Every label move of SECRET, in log order: who moved which label from which
+    """Every label move of the secret, in log order: who moved which label from which
     version to which, when, and why (REASON, see docs/events.md). A deletion shows
     as every label leaving its version (reason detached-by-deletion).
 
     \b
     Example:
-      secretledger history payments/api-key --label AWSCURRENT --since 2025-03-01
+      secretledger history --secret-id payments/api-key --label AWSCURRENT --since 2025-03-01
     """
     with caught_up(database) as model, not_found_errors(as_json):
-        moves = model.labels.history(secret, label=label, since=since, until=until)
+        moves = model.labels.history(secret_id, label=label, since=since, until=until)
     if as_json:
         echo_json([move.to_json() for move in moves])
         return
@@ -232,20 +239,20 @@ def history(
 
 
 @main.command("diff")
-@click.argument("secret")
+@secret_id_option()
 @click.argument("first", metavar="T1", callback=instant)
 @click.argument("second", metavar="T2", callback=instant)
 @with_database
 @with_json
-def diff(secret: str, first: datetime, second: datetime, database: str, as_json: bool) -> None:
-    """The labels of SECRET whose version differs between T1 and T2 ("-": not attached).
+def diff(secret_id: str, first: datetime, second: datetime, database: str, as_json: bool) -> None:
+    """The labels of the secret whose version differs between T1 and T2 ("-": not attached).
 
     \b
     Example:
-      secretledger diff payments/api-key 2025-03-19T09:00Z 2025-03-19T10:00Z
+      secretledger diff --secret-id payments/api-key 2025-03-19T09:00Z 2025-03-19T10:00Z
     """
     with caught_up(database) as model, not_found_errors(as_json):
-        changes = model.labels.diff(secret, first, second)
+        changes = model.labels.diff(secret_id, first, second)
     if as_json:
         echo_json([change.to_json() for change in changes])
         return

@@ -40,6 +40,7 @@ from ledger.cli.common import (
     json_option,
     main,
     public_key_option,
+    secret_id_option,
 )
 from ledger.cli.projections import caught_up, not_found_errors, open_read_model
 from ledger.domain import Secret
@@ -83,7 +84,9 @@ def proof_store(recorder: ApplicationRecorder) -> ProofStore:
 
 
 @main.command("prove")
-@click.option("--secret-id", help="Name, ARN or partial ARN of the secret (with --version-id).")
+@secret_id_option(
+    required=False, help_text="Name, ARN or partial ARN of the secret (with --version-id)."
+)
 @click.option(
     "--version-id",
     help="The version whose creation to prove: its VersionCreated (PendingVersionStaged for "

@@ -86,6 +86,7 @@ from ledger.cli.common import (
     main,
     opened_api,
     print_json,
+    secret_id_option,
 )
 from ledger.errors import SecretsManagerError
 
@@ -452,7 +453,7 @@ def create_command(
 
 
 @main.command("put", cls=VersionStagesCommand, short_help="Store a new version (PutSecretValue).")
-@click.option("--secret-id", required=True, help="Name, ARN or partial ARN of the secret.")
+@secret_id_option()
 @value_options
 @token_option()
 @click.option(
@@ -509,7 +510,7 @@ def put_command(
 
 
 @main.command("get", short_help="Print a value (GetSecretValue).")
-@click.option("--secret-id", required=True, help="Name, ARN or partial ARN of the secret.")
+@secret_id_option()
 @click.option("--version-id", help="Read this version (even if deprecated).")
 @click.option("--version-stage", help="Read the version holding this label. Default: AWSCURRENT.")
 @ledger_options
@@ -544,7 +545,7 @@ def get_command(
 
 
 @main.command("describe", short_help="Show metadata and labels (DescribeSecret).")
-@click.option("--secret-id", required=True, help="Name, ARN or partial ARN of the secret.")
+@secret_id_option()
 @ledger_options
 @principal_option
 def describe_command(
@@ -586,7 +587,7 @@ def describe_command(
 
 
 @main.command("versions", short_help="List versions (ListSecretVersionIds).")
-@click.option("--secret-id", required=True, help="Name, ARN or partial ARN of the secret.")
+@secret_id_option()
 @click.option("--include-deprecated", is_flag=True, help="Also list versions with no label.")
 @click.option("--max-results", type=int, help="Page size (1-100).")
 @click.option("--next-token", help="Continue a listing where the previous page stopped.")
@@ -635,7 +636,7 @@ def versions_command(
 
 
 @main.command("update-stage", short_help="Move a label (UpdateSecretVersionStage).")
-@click.option("--secret-id", required=True, help="Name, ARN or partial ARN of the secret.")
+@secret_id_option()
 @click.option("--version-stage", required=True, help="The label to attach, move or remove.")
 @click.option("--move-to-version-id", help="Attach the label to this version.")
 @click.option(
@@ -686,7 +687,7 @@ def update_stage_command(
 
 
 @main.command("delete", short_help="Delete a secret (DeleteSecret).")
-@click.option("--secret-id", required=True, help="Name, ARN or partial ARN of the secret.")
+@secret_id_option()
 @click.option(
     "--recovery-window-in-days", type=int, help="Days before deletion (7-30). Default: 30."
 )
@@ -733,7 +734,7 @@ def delete_command(
 
 
 @main.command("restore", short_help="Cancel a deletion (RestoreSecret).")
-@click.option("--secret-id", required=True, help="Name, ARN or partial ARN of the secret.")
+@secret_id_option()
 @ledger_options
 @principal_option
 def restore_command(
@@ -753,7 +754,7 @@ def restore_command(
 
 
 @main.command("destroy-version", short_help="Shred one version's value for good.")
-@click.option("--secret-id", required=True, help="Name, ARN or partial ARN of the secret.")
+@secret_id_option()
 @click.option("--version-id", required=True, help="The version to destroy.")
 @ledger_options
 @principal_option
@@ -1107,17 +1108,8 @@ def echo_pointers(database: str, keyring_path: Path | None) -> None:
     click.echo("Explore:")
     click.echo(f"  secretledger describe --secret-id {DEMO_SECRET_NAME} --db {database_argument}")
     for command_name in ("labels", "history"):
-        command = main.commands.get(command_name)
-        secret_argument = secret_argument_of(command) if command is not None else None
-        if secret_argument:
-            click.echo(f"  secretledger {command_name} {secret_argument} --db {database_argument}")
-
-
-def secret_argument_of(command: click.Command) -> str | None:
-    """How another command (from the read side, registered or not) takes the demo
-    secret: as its argument or as --secret-id; None if it takes neither."""
-    if any(isinstance(parameter, click.Argument) for parameter in command.params):
-        return DEMO_SECRET_NAME
-    if any("--secret-id" in parameter.opts for parameter in command.params):
-        return f"--secret-id {DEMO_SECRET_NAME}"
-    return None
+        if command_name in main.commands:  # the read side, when it is registered
+            click.echo(
+                f"  secretledger {command_name} --secret-id {DEMO_SECRET_NAME} "
+                f"--db {database_argument}"
+            )
