@@ -49,6 +49,10 @@ Everything else is recorded by
 (group commit; see `ledger.call_records`), which is flushed before each call that
 may change a secret, so that the log keeps the order of the answers.
 
+Calls that may change a secret run, in arrival order, on one writer thread
+(``write_executor``): they commit one at a time anyway (below), and one thread
+spares them the hand-offs of a lock passed between pool threads.
+
 Reads (`READ_ONLY_OPERATIONS`) are answered on the event loop itself when the
 server says so (``reads_on_event_loop``: on SQLite, where a read never waits for a
 lock, and on PostgreSQL when this process is the only writer, so that a read finds
@@ -59,11 +63,12 @@ saves two thread hand-offs per read, and the records of all the reads the loop
 answered during one commit share the next. Other calls, and reads when the
 recorder's backlog is full, run on a bounded pool of worker threads over the same
 `Secrets` (eventsourcing's connection pool and repository are thread-safe).
-Calls that may change a secret take one lock, so this process never races itself
-on a secret: without it, eight clients writing one secret exhaust the ledger's
-bounded optimistic-concurrency retries. The cost is nothing on SQLite, which
-commits one writer at a time anyway; other processes writing the same ledger
-still meet the retries. Reads run in parallel.
+Calls that may change a secret also take one lock (uncontended on the writer
+thread; it makes the rule hold for any caller of `respond`), so this process
+never races itself on a secret: eight clients writing one secret in parallel
+would exhaust the ledger's bounded optimistic-concurrency retries. The cost is
+nothing on SQLite, which commits one writer at a time anyway; other processes
+writing the same ledger still meet the retries. Reads run in parallel.
 """
 
 from __future__ import annotations
@@ -281,6 +286,7 @@ class Endpoint:
         self.body_read_seconds_max = body_read_seconds_max
         self.admission = Admission(pending_calls_max, share_max=max(1, pending_calls_max // 2))
         self.executor = ThreadPoolExecutor(worker_threads, thread_name_prefix="ledger-call")
+        self.write_executor = ThreadPoolExecutor(1, thread_name_prefix="ledger-write")
         self.write_lock = threading.Lock()
         self.recorder = recorder
         if recorder is not None:
@@ -299,6 +305,7 @@ class Endpoint:
             return
         self.closed = True
         self.executor.shutdown(wait=True)
+        self.write_executor.shutdown(wait=True)
         try:
             for counted in self.refusals.drain(self.api.secrets.now()):
                 self.api.record_refusals_counted(counted)
@@ -354,32 +361,33 @@ class Endpoint:
         if not self.admission.admit(source_ip, claimed_key):
             await respond(send, error_response(ServiceUnavailable(UNAVAILABLE_MESSAGE), request_id))
             return
+        is_read = operation_named(request.header("x-amz-target")) in READ_ONLY_OPERATIONS
         try:
-            if self._answers_on_the_loop(request):
+            if is_read and self._answers_reads_on_the_loop():
                 response = await self._respond_on_the_loop(request, source_ip, request_id)
             else:
                 loop = asyncio.get_running_loop()
                 response = await loop.run_in_executor(
-                    self.executor, self.respond, self.api, request, source_ip, request_id
+                    self.executor if is_read else self.write_executor,
+                    self.respond,
+                    self.api,
+                    request,
+                    source_ip,
+                    request_id,
                 )
         finally:
             self.admission.release(source_ip, claimed_key)
         await respond(send, response)
 
-    def _answers_on_the_loop(self, request: ReceivedRequest) -> bool:
-        return (
-            self.reads_on_event_loop
-            and self.recorder is not None
-            and self.recorder.has_room()
-            and operation_named(request.header("x-amz-target")) in READ_ONLY_OPERATIONS
-        )
+    def _answers_reads_on_the_loop(self) -> bool:
+        return self.reads_on_event_loop and self.recorder is not None and self.recorder.has_room()
 
     async def _respond_on_the_loop(
         self, request: ReceivedRequest, source_ip: str, request_id: str
     ) -> WireResponse:
         """A read answered here; durable records: once the call's records are committed."""
         recorder = self.recorder
-        assert recorder is not None, "checked by _answers_on_the_loop"
+        assert recorder is not None, "checked by _answers_reads_on_the_loop"
         receipts: list[PendingRecord] = []
 
         def enqueue(call: ApiCall) -> None:

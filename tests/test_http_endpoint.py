@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from eventsourcing.persistence import OperationalError
@@ -226,16 +226,38 @@ def test_reads_go_to_worker_threads_while_the_record_backlog_is_full(secrets: Se
     gate = threading.Event()
     recorder = CallRecorder(lambda calls: gate.wait(), asynchronous=True, backlog_max=1)
     endpoint = endpoint_over(secrets, recorder=recorder, reads_on_event_loop=True)
-    request = ReceivedRequest(
-        "POST", "/", "", [("x-amz-target", "secretsmanager.ListSecrets")], b""
-    )
-    assert endpoint._answers_on_the_loop(request)
+    assert endpoint._answers_reads_on_the_loop()
     recorder.enqueue(new_call())  # taken by the writer, stuck saving it
     while recorder.queue:
         time.sleep(0.01)
     recorder.enqueue(new_call())  # fills the backlog of one
-    assert not endpoint._answers_on_the_loop(request)
+    assert not endpoint._answers_reads_on_the_loop()
     gate.set()
+    endpoint.close()
+
+
+class ThreadNotingApi(SecretsManagerApi):
+    """Notes the thread each call runs on."""
+
+    threads: ClassVar[list[str]] = []
+
+    def call(
+        self, operation: str, request: Mapping[str, Any], caller: Caller | None = None
+    ) -> dict[str, Any]:
+        self.threads.append(f"{operation} {threading.current_thread().name}")
+        return super().call(operation, request, caller)
+
+
+def test_changes_run_on_one_writer_thread_and_reads_on_the_pool(secrets: Secrets) -> None:
+    endpoint = endpoint_over(secrets, ThreadNotingApi)
+    ThreadNotingApi.threads = []
+    for number in range(3):
+        body = json.dumps({"Name": f"s{number}", "ClientRequestToken": f"{number}" * 32})
+        assert answer(drive(endpoint, [body.encode()], target="secretsmanager.CreateSecret"))[0]
+    drive(endpoint, [b"{}"])
+    writers = {name for name in ThreadNotingApi.threads if name.startswith("CreateSecret")}
+    assert writers == {"CreateSecret ledger-write_0"}
+    assert ThreadNotingApi.threads[-1].startswith("ListSecrets ledger-call")
     endpoint.close()
 
 
