@@ -115,9 +115,7 @@ class CallRecorder:
         self.dropped_count = 0
         self.closed = False
         self.calls_in_progress: Callable[[], int] | None = None
-        self.writer = threading.Thread(
-            target=self._write_continuously, name="call-records", daemon=True
-        )
+        self.writer = threading.Thread(target=self._write, name="call-records", daemon=True)
         self.writer.start()
 
     def record(self, call: ApiCall) -> None:
@@ -247,6 +245,20 @@ class CallRecorder:
         )
 
     # The writer thread
+
+    def _write(self) -> None:
+        """The writer's loop; should it ever fail (a bug), the recorder closes and
+        every record waiting fails, rather than leaving its caller waiting forever."""
+        try:
+            self._write_continuously()
+        except BaseException as error:
+            logger.critical("the call-record writer stopped (%s)", type(error).__name__)
+            with self.condition:
+                self.closed = True
+                stranded = [*self.in_flight, *self.queue]
+                self.in_flight, self.queue = [], deque()
+                self._finish(stranded, [error] * len(stranded))
+            raise
 
     def _write_continuously(self) -> None:
         backoff_seconds = RETRY_BACKOFF_SECONDS_FIRST

@@ -357,3 +357,29 @@ def test_the_wait_for_calls_in_progress_is_bounded_and_a_lone_call_does_not_wait
     assert time.monotonic() - started < 0.05
     assert [len(batch) for batch in storage.batches] == [1, 1]
     recorder.close()
+
+
+def test_a_writer_that_fails_unexpectedly_fails_the_waiting_calls_instead_of_hanging(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    storage = Storage()
+    storage.gate.clear()
+    recorder = CallRecorder(storage.save)
+    first = recorder.enqueue(new_call())  # the writer is saving it, stuck at the gate
+    while recorder.queue:
+        time.sleep(0.01)
+    second = recorder.enqueue(new_call())
+
+    def broken() -> int:
+        raise RuntimeError("a bug in the server's count")
+
+    recorder.commit_with_calls_in_progress(broken)  # the writer's next look fails
+    monkeypatch.setattr(threading, "excepthook", lambda arguments: None)
+    storage.gate.set()
+    recorder.writer.join(timeout=5)
+    assert not recorder.writer.is_alive()
+    assert first.future.result(timeout=5) is None
+    with pytest.raises(RecorderUnavailable):
+        second.future.result(timeout=5)
+    with pytest.raises(RecorderUnavailable):
+        recorder.record(new_call())
