@@ -218,6 +218,12 @@ def lower_camel_keys(value: Any) -> Any:
 
 
 Handler = Callable[["SecretsManagerApi", Mapping[str, Any], RequestContext], Outcome]
+# Reads that act on the secret authorization resolved (one look-up per call): the live
+# secret the SecretId names, or None (not found, deleted, past its window: the
+# operation then looks it up itself, and answers or purges as it does).
+ResolvedHandler = Callable[
+    ["SecretsManagerApi", Mapping[str, Any], RequestContext, "Secret | None"], Outcome
+]
 # Handlers that authorize resource by resource themselves (AZ-6: BatchGetSecretValue).
 AuthorizingHandler = Callable[
     ["SecretsManagerApi", Mapping[str, Any], RequestContext, Caller], Outcome
@@ -288,17 +294,20 @@ class SecretsManagerApi:
         context = self.context_for(operation, request, caller)
         handler = HANDLERS.get(operation)
         authorizing_handler = AUTHORIZING_HANDLERS.get(operation)
-        if handler is None and authorizing_handler is None:
+        resolved_handler = RESOLVED_HANDLERS.get(operation)
+        if handler is None and authorizing_handler is None and resolved_handler is None:
             unknown = unsupported_operation(operation)
             self._record(context, operation, [], unknown)
             raise unknown
         try:
             validate_request(operation, request)
-            target = self._target(operation, request)
+            target, resolved = self._target(operation, request)
             for access in accesses_for(operation, request, self._facts(caller), target):
                 self._require(access, caller.policy, target)
             if authorizing_handler is not None:
                 outcome = authorizing_handler(self, request, context, caller)
+            elif resolved_handler is not None:
+                outcome = resolved_handler(self, request, context, resolved)
             else:
                 assert handler is not None
                 outcome = handler(self, request, context)
@@ -320,28 +329,32 @@ class SecretsManagerApi:
     def _facts(self, caller: Caller) -> Requester:
         return Requester(caller.principal_arn, caller.source_ip, self.secrets.now())
 
-    def _target(self, operation: str, request: Mapping[str, Any]) -> Target | None:
-        """AZ-10: the secret a request names, resolved without recording anything."""
+    def _target(
+        self, operation: str, request: Mapping[str, Any]
+    ) -> tuple[Target | None, Secret | None]:
+        """AZ-10: the secret a request names, resolved without recording anything, and
+        the live secret itself (None if there is none)."""
         prefix = SecretArn(self.secrets.region, self.secrets.account_id, "").prefix
         if operation == "CreateSecret":
             name = str(request["Name"])
-            return Target(arn=prefix + name + ARN_SUFFIX_PATTERN, named=name)
+            return Target(arn=prefix + name + ARN_SUFFIX_PATTERN, named=name), None
         secret_id = request.get("SecretId")
         if not isinstance(secret_id, str):
-            return None
+            return None, None
         return self._secret_target(secret_id, prefix)
 
-    def _secret_target(self, secret_id: str, prefix: str) -> Target:
+    def _secret_target(self, secret_id: str, prefix: str) -> tuple[Target, Secret | None]:
         secret = self.secrets.resolve(secret_id)
         if secret is None:
             arn = secret_id if secret_id.startswith("arn:") else prefix + secret_id
-            return Target(arn=arn, named=secret_id)
-        return Target(
+            return Target(arn=arn, named=secret_id), None
+        target = Target(
             arn=secret.arn,
             named=secret_id,
             tags=tuple(secret.tags),
             resource_policy=secret.resource_policy,
         )
+        return target, secret
 
     def _require(
         self, access: Access, identity_policy: Policy | None, target: Target | None
@@ -506,12 +519,15 @@ class SecretsManagerApi:
     def _restore_secret(self, request: Mapping[str, Any], context: RequestContext) -> Outcome:
         return self.secrets.restore_secret(secret_id=request["SecretId"], request=context)
 
-    def _get_secret_value(self, request: Mapping[str, Any], context: RequestContext) -> Outcome:
+    def _get_secret_value(
+        self, request: Mapping[str, Any], context: RequestContext, resolved: Secret | None
+    ) -> Outcome:
         return self.secrets.get_secret_value(
             secret_id=request["SecretId"],
             request=context,
             version_id=request.get("VersionId"),
             version_stage=request.get("VersionStage"),
+            resolved=resolved,
         )
 
     def _destroy_secret_version(
@@ -521,8 +537,12 @@ class SecretsManagerApi:
             secret_id=request["SecretId"], version_id=request["VersionId"], request=context
         )
 
-    def _describe_secret(self, request: Mapping[str, Any], context: RequestContext) -> Outcome:
-        return self.secrets.describe_secret(secret_id=request["SecretId"], request=context)
+    def _describe_secret(
+        self, request: Mapping[str, Any], context: RequestContext, resolved: Secret | None
+    ) -> Outcome:
+        return self.secrets.describe_secret(
+            secret_id=request["SecretId"], request=context, resolved=resolved
+        )
 
     def _list_secret_version_ids(
         self, request: Mapping[str, Any], context: RequestContext
@@ -627,12 +647,14 @@ class SecretsManagerApi:
         denials: list[dict[str, Any]] = []
         for identifier in identifiers:
             try:
-                target = self._secret_target(identifier, prefix)
+                target, resolved = self._secret_target(identifier, prefix)
                 access = access_for(
                     "GetSecretValue", {"SecretId": identifier}, self._facts(caller), target
                 )
                 self._require(access, caller.policy, target)
-                outcome = self.secrets.get_secret_value(secret_id=identifier, request=context)
+                outcome = self.secrets.get_secret_value(
+                    secret_id=identifier, request=context, resolved=resolved
+                )
             except SecretsManagerError as error:
                 if isinstance(error, AccessDeniedException):
                     denials.append(error.denial)
@@ -707,8 +729,6 @@ HANDLERS: dict[str, Handler] = {
     "RestoreSecret": SecretsManagerApi._restore_secret,
     "RotateSecret": SecretsManagerApi._rotate_secret,
     "CancelRotateSecret": SecretsManagerApi._cancel_rotate_secret,
-    "GetSecretValue": SecretsManagerApi._get_secret_value,
-    "DescribeSecret": SecretsManagerApi._describe_secret,
     "ListSecretVersionIds": SecretsManagerApi._list_secret_version_ids,
     "ListSecrets": SecretsManagerApi._list_secrets,
     "TagResource": SecretsManagerApi._tag_resource,
@@ -726,11 +746,18 @@ AUTHORIZING_HANDLERS: dict[str, AuthorizingHandler] = {
     "BatchGetSecretValue": SecretsManagerApi._batch_get_secret_value,
 }
 
+RESOLVED_HANDLERS: dict[str, ResolvedHandler] = {
+    "GetSecretValue": SecretsManagerApi._get_secret_value,
+    "DescribeSecret": SecretsManagerApi._describe_secret,
+}
+
 # Operations that are secret-ledger's own (`ledger.validation.LOCAL_OPERATION_MEMBERS`):
 # the CLI and Python callers reach them through `SecretsManagerApi.call`, audited like
 # every call; the HTTP endpoint speaks AWS's protocol only and refuses them as unknown.
 LOCAL_OPERATIONS = frozenset(LOCAL_OPERATION_MEMBERS)
-AWS_OPERATIONS = (frozenset(HANDLERS) | frozenset(AUTHORIZING_HANDLERS)) - LOCAL_OPERATIONS
+AWS_OPERATIONS = (
+    frozenset(HANDLERS) | frozenset(AUTHORIZING_HANDLERS) | frozenset(RESOLVED_HANDLERS)
+) - LOCAL_OPERATIONS
 
 
 def paginate(

@@ -418,6 +418,13 @@ class Secrets(Application[UUID]):
             raise secret_not_found()
         return secret
 
+    def _found(self, secret_id: str, resolved: Secret | None) -> Secret:
+        """`find_secret`, or the live secret `resolve` found (the same checks, one look-up)."""
+        if resolved is None:
+            return self.find_secret(secret_id)
+        require_valid_secret_id(secret_id)
+        return resolved
+
     def resolve(self, secret_id: str) -> Secret | None:
         """The live secret a ``SecretId`` names, or None, for authorization (AZ-10),
         which must know the secret before the operation looks it up. It writes
@@ -1193,8 +1200,11 @@ class Secrets(Application[UUID]):
         request: RequestContext,
         version_id: str | None = None,
         version_stage: str | None = None,
+        resolved: Secret | None = None,
     ) -> Outcome:
-        secret = self.find_secret(secret_id)
+        """``resolved``: the secret as `resolve` found it for authorization, if live (one
+        look-up per call; the read acts on what was authorized)."""
+        secret = self._found(secret_id, resolved)
         if secret.is_scheduled_for_deletion():
             raise marked_for_deletion()
         version = select_version(secret, version_id, version_stage)
@@ -1329,8 +1339,11 @@ class Secrets(Application[UUID]):
                 return kind
         raise AssertionError("a data key is saved with its version's VersionCreated")
 
-    def describe_secret(self, *, secret_id: str, request: RequestContext) -> Outcome:
-        secret = self.find_secret(secret_id)
+    def describe_secret(
+        self, *, secret_id: str, request: RequestContext, resolved: Secret | None = None
+    ) -> Outcome:
+        """``resolved``: as for `get_secret_value`."""
+        secret = self._found(secret_id, resolved)
         return Outcome(describe(secret), changed=False, resources=[{"secret_arn": secret.arn}])
 
     def list_versions(

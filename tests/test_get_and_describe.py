@@ -368,3 +368,24 @@ def comparable(outcome: dict[str, Any]) -> dict[str, Any]:
         "SecretString": outcome["SecretString"],
         "VersionStages": sorted(outcome.get("VersionStages", [])),
     }
+
+
+@pytest.mark.parametrize("operation", ["GetSecretValue", "DescribeSecret"])
+def test_a_read_looks_its_secret_up_once_for_authorization_and_answer(
+    manager: Harness, rotated: str, operation: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read answers from the secret authorization resolved: one look-up (a
+    round trip on PostgreSQL when the cache must be brought up to date), not two."""
+    manager.call(operation, SecretId=NAME)  # the name is remembered from here on
+    repository = manager.secrets.repository
+    looked_up: list[object] = []
+    original_get = repository.get
+
+    def counting_get(aggregate_id: Any, **options: Any) -> Any:
+        looked_up.append(aggregate_id)
+        return original_get(aggregate_id, **options)
+
+    monkeypatch.setattr(repository, "get", counting_get)
+    manager.call(operation, SecretId=NAME)
+    manager.call(operation, SecretId=rotated)
+    assert len(looked_up) == 2
