@@ -218,7 +218,7 @@ def lower_camel_keys(value: Any) -> Any:
 
 
 Handler = Callable[["SecretsManagerApi", Mapping[str, Any], RequestContext], Outcome]
-# Reads that act on the secret authorization resolved (one look-up per call): the live
+# Calls that act on the secret authorization resolved (one look-up per call): the live
 # secret the SecretId names, or None (not found, deleted, past its window: the
 # operation then looks it up itself, and answers or purges as it does).
 ResolvedHandler = Callable[
@@ -450,7 +450,9 @@ class SecretsManagerApi:
             tags=[dict(tag) for tag in request.get("Tags") or []],
         )
 
-    def _put_secret_value(self, request: Mapping[str, Any], context: RequestContext) -> Outcome:
+    def _put_secret_value(
+        self, request: Mapping[str, Any], context: RequestContext, resolved: Secret | None
+    ) -> Outcome:
         stages = request.get("VersionStages")
         secret_string, secret_binary = request.get("SecretString"), request.get("SecretBinary")
         both_values = secret_string is not None and secret_binary is not None
@@ -461,6 +463,7 @@ class SecretsManagerApi:
             value=None if both_values else value_from(secret_string, secret_binary),
             version_stages=list(stages) if stages is not None else None,
             both_values=both_values,
+            resolved=resolved,
         )
 
     def _update_secret(self, request: Mapping[str, Any], context: RequestContext) -> Outcome:
@@ -722,7 +725,6 @@ class SecretsManagerApi:
 
 HANDLERS: dict[str, Handler] = {
     "CreateSecret": SecretsManagerApi._create_secret,
-    "PutSecretValue": SecretsManagerApi._put_secret_value,
     "UpdateSecret": SecretsManagerApi._update_secret,
     "UpdateSecretVersionStage": SecretsManagerApi._update_secret_version_stage,
     "DeleteSecret": SecretsManagerApi._delete_secret,
@@ -747,6 +749,7 @@ AUTHORIZING_HANDLERS: dict[str, AuthorizingHandler] = {
 }
 
 RESOLVED_HANDLERS: dict[str, ResolvedHandler] = {
+    "PutSecretValue": SecretsManagerApi._put_secret_value,
     "GetSecretValue": SecretsManagerApi._get_secret_value,
     "DescribeSecret": SecretsManagerApi._describe_secret,
 }

@@ -619,16 +619,25 @@ class Secrets(Application[UUID]):
         value: Value | None,
         version_stages: list[str] | None = None,
         both_values: bool = False,
+        resolved: Secret | None = None,
     ) -> Outcome:
         """Checks in the order of reference section 2.2: token, secret, deletion state,
         value (``both_values``: the request carried SecretString and SecretBinary),
-        replay, labels and quota."""
+        replay, labels and quota. ``resolved``: the live secret authorization found,
+        used by the first attempt (a retry after a conflict reads it afresh)."""
         if client_request_token is None:
             raise InvalidRequestException(TOKEN_REQUIRED_MESSAGE)
         token = client_request_token
+        in_hand = [resolved] if resolved is not None else []
         return self.with_retries(
             lambda: self._put_secret_value(
-                secret_id, request, token, value, version_stages, both_values
+                secret_id,
+                request,
+                token,
+                value,
+                version_stages,
+                both_values,
+                in_hand.pop() if in_hand else None,
             )
         )
 
@@ -640,8 +649,9 @@ class Secrets(Application[UUID]):
         value: Value | None,
         stages: list[str] | None,
         both_values: bool,
+        resolved: Secret | None,
     ) -> Outcome:
-        secret = self.find_secret(secret_id)
+        secret = self._found(secret_id, resolved)
         if secret.is_scheduled_for_deletion():
             raise marked_for_deletion()
         if both_values:

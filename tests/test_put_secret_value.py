@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from eventsourcing.persistence import IntegrityError
 from ledger_helpers import (
     AWSCURRENT,
     AWSPENDING,
@@ -661,3 +662,36 @@ def compare_put(manager: Harness, oracle: Oracle, secret_id: str, step: Step) ->
     assert ours["VersionId"] == theirs["VersionId"]
     assert ours["VersionStages"] == sorted(theirs["VersionStages"])
     assert labelled_only(manager.labels(secret_id)) == labelled_only(oracle.labels(secret_id))
+
+
+def test_a_put_looks_its_secret_up_once_and_again_only_after_a_conflict(
+    manager: Harness, secret_arn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first attempt acts on the secret authorization resolved (AZ-10); a write
+    conflict makes the retry read the secret afresh."""
+    manager.put(NAME, token(2), "two")  # the name is remembered from here on
+    secrets = manager.secrets
+    looked_up: list[object] = []
+    original_get = secrets.repository.get
+
+    def counting_get(aggregate_id: Any, **options: Any) -> Any:
+        looked_up.append(aggregate_id)
+        return original_get(aggregate_id, **options)
+
+    monkeypatch.setattr(secrets.repository, "get", counting_get)
+    manager.put(NAME, token(3), "three")
+    assert len(looked_up) == 1
+
+    original_save = secrets.save
+    conflicts = [IntegrityError("a concurrent writer")]
+
+    def save_once_in_conflict(*objects: Any, **options: Any) -> Any:
+        if conflicts:
+            raise conflicts.pop()
+        return original_save(*objects, **options)
+
+    monkeypatch.setattr(secrets, "save", save_once_in_conflict)
+    looked_up.clear()
+    manager.put(NAME, token(4), "four")
+    assert len(looked_up) == 2
+    assert manager.call("GetSecretValue", SecretId=NAME)["SecretString"] == "four"
