@@ -549,10 +549,20 @@ def test_postgres_takes_the_exclusive_table_lock_before_the_chain_is_read(
 
 
 def library_hooks() -> dict[str, Callable[..., Any]]:
-    from eventsourcing import popo, postgres, sqlite
+    """Every private method of eventsourcing that the ledger overrides or relies on."""
+    from eventsourcing import application, popo, postgres, sqlite
 
     application_recorder = postgres.PostgresApplicationRecorder
     return {
+        "application.Application._record": application.Application._record,
+        "application.Application._take_snapshots": application.Application._take_snapshots,
+        "sqlite.SQLiteConnectionPool._create_connection": (
+            sqlite.SQLiteConnectionPool._create_connection
+        ),
+        "popo.POPOAggregateRecorder._assert_uniqueness": (
+            popo.POPOAggregateRecorder._assert_uniqueness
+        ),
+        "postgres.PostgresRecorder._create_table": postgres.PostgresRecorder._create_table,
         "sqlite.SQLiteTransaction.__enter__": sqlite.SQLiteTransaction.__enter__,
         "sqlite.SQLiteAggregateRecorder.insert_events": (
             sqlite.SQLiteAggregateRecorder.insert_events
@@ -561,6 +571,9 @@ def library_hooks() -> dict[str, Callable[..., Any]]:
             sqlite.SQLiteApplicationRecorder._insert_events
         ),
         "postgres.PostgresApplicationRecorder.insert_events": application_recorder.insert_events,
+        "postgres.PostgresApplicationRecorder._insert_events": (
+            application_recorder._insert_events
+        ),
         "postgres.PostgresApplicationRecorder._insert_stored_events": (
             application_recorder._insert_stored_events
         ),
@@ -572,26 +585,32 @@ def library_hooks() -> dict[str, Callable[..., Any]]:
             application_recorder._fetch_ids_after_insert_events
         ),
         "popo.POPOAggregateRecorder._insert_events": popo.POPOAggregateRecorder._insert_events,
-        "popo.POPOApplicationRecorder._update_table": popo.POPOApplicationRecorder._update_table,
+        "popo.POPOAggregateRecorder._update_table": popo.POPOAggregateRecorder._update_table,
     }
 
 
 # SHA-256 (first 16 hex digits) of the source of each hook in eventsourcing 9.5.6.
 LIBRARY_HOOK_FINGERPRINTS: Final = {
+    "application.Application._record": "104c6186b29d5059",
+    "application.Application._take_snapshots": "ae98c5b97ed9a8e3",
+    "sqlite.SQLiteConnectionPool._create_connection": "4635cb356e9ae4ec",
+    "popo.POPOAggregateRecorder._assert_uniqueness": "9044e5bdd6449649",
+    "postgres.PostgresRecorder._create_table": "2a02b9fe6d23ddc9",
     "sqlite.SQLiteTransaction.__enter__": "f0629bdfee895c92",
     "sqlite.SQLiteAggregateRecorder.insert_events": "32f60619a2ca6e6a",
     "sqlite.SQLiteApplicationRecorder._insert_events": "413cdf219c7bae63",
     "postgres.PostgresApplicationRecorder.insert_events": "f1a98da0239e3ea7",
+    "postgres.PostgresApplicationRecorder._insert_events": "319d1ce6f3f9c865",
     "postgres.PostgresApplicationRecorder._insert_stored_events": "139580714a659085",
     "postgres.PostgresApplicationRecorder._lock_table": "42bc9c135b4a93c1",
     "postgres.PostgresApplicationRecorder._notify_channel": "9e5bab72ecfbcf2e",
     "postgres.PostgresApplicationRecorder._fetch_ids_after_insert_events": "9c8efbc1baf72b52",
     "popo.POPOAggregateRecorder._insert_events": "f778911e63d38a89",
-    "popo.POPOApplicationRecorder._update_table": "5dd59375e55d37ba",
+    "popo.POPOAggregateRecorder._update_table": "5dd59375e55d37ba",
 }
 
 
-def test_the_library_hooks_the_chain_relies_on_are_unchanged() -> None:
+def test_the_private_library_methods_the_ledger_relies_on_are_unchanged() -> None:
     """The chain is written in overrides of eventsourcing's private hooks, where the
     write lock is held (see ``docs/evidence.md``, "Storage"). If this fails after an
     upgrade, re-check that each hook still runs inside the events' transaction and
@@ -607,6 +626,43 @@ def test_the_library_hooks_the_chain_relies_on_are_unchanged() -> None:
         name for name in fingerprints if fingerprints[name] != LIBRARY_HOOK_FINGERPRINTS[name]
     )
     assert changed == [], f"eventsourcing changed: {changed}"
+
+
+def test_every_private_library_method_the_ledger_overrides_is_fingerprinted() -> None:
+    """An override of a private eventsourcing method that the fingerprints above do not
+    cover would go unnoticed when the library changes it."""
+    from eventsourcing.application import Application
+
+    from ledger import storage, storage_postgres
+    from ledger.application import Secrets
+
+    overridden = {
+        f"application.Application.{name}"
+        for name in vars(Secrets)
+        if name.startswith("_") and not name.startswith("__") and hasattr(Application, name)
+    }
+    for module in (storage, storage_postgres):
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ != module.__name__:
+                continue
+            for name in vars(cls):
+                if not name.startswith("_") or name.startswith("__") or name == "_abc_impl":
+                    continue
+                base = next(
+                    (
+                        b
+                        for b in cls.__mro__[1:]
+                        if b.__module__.startswith("eventsourcing.") and name in vars(b)
+                    ),
+                    None,
+                )
+                if base is not None:
+                    overridden.add(
+                        f"{base.__module__.removeprefix('eventsourcing.')}.{base.__name__}.{name}"
+                    )
+    assert overridden <= set(LIBRARY_HOOK_FINGERPRINTS), sorted(
+        overridden - set(LIBRARY_HOOK_FINGERPRINTS)
+    )
 
 
 if __name__ == "__main__":
