@@ -236,7 +236,7 @@ def test_audit_query_prints_json_lines_or_a_table(database: str) -> None:
     rows = filtered.stdout.splitlines()
     assert rows[0].split()[:3] == ["EVENT", "TIME", "EVENT"]
     assert len(rows) == 2
-    missing = run(database, "audit", "query", "--secret", "app/missing", "--json")
+    missing = run(database, "audit", "query", "--secret-id", "app/missing", "--json")
     assert json.loads(missing.stdout)["errorCode"] == "ResourceNotFoundException"
     limited = run(database, "audit", "query", "--limit", "1", "--json")
     assert len(limited.stdout.splitlines()) == 1

@@ -217,7 +217,7 @@ def test_a_rotation_that_keeps_failing_waits_for_an_operator_then_the_next_one_s
     wait_for(rotated_to(client, "db/stuck", fresh), "the next rotation")
     audit = subprocess.run(
         [sys.executable, "-c", "import sys; from ledger.cli import main; sys.exit(main())",
-         "audit", "query", "--secret", "db/stuck", "--json", "--db", str(server.database)],
+         "audit", "query", "--secret-id", "db/stuck", "--json", "--db", str(server.database)],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     records = [json.loads(line) for line in audit.stdout.splitlines()]

@@ -274,7 +274,10 @@ def audit() -> None:
 
 
 @audit.command("query")
-@click.option("--secret", help="A full ARN, or a name / partial ARN (every secret of that name).")
+@secret_id_option(
+    required=False,
+    help_text="A full ARN (that secret), or a name or partial ARN (every secret that had it).",
+)
 @click.option("--principal", "principal_arn", help="The caller's principal ARN.")
 @click.option("--event-name", help="An operation or service event name, e.g. GetSecretValue.")
 @click.option("--error-code", help="Failed calls with this errorCode, e.g. AccessDeniedException.")
@@ -290,7 +293,7 @@ def audit() -> None:
 @with_database
 @click.option("--json", "as_json", is_flag=True, help="Print JSON Lines: one whole record a line.")
 def audit_query(
-    secret: str | None,
+    secret_id: str | None,
     principal_arn: str | None,
     event_name: str | None,
     error_code: str | None,
@@ -306,12 +309,12 @@ def audit_query(
 
     \b
     Example:
-      secretledger audit query --secret payments/api-key --event-name GetSecretValue
+      secretledger audit query --secret-id payments/api-key --event-name GetSecretValue
       secretledger audit query --principal arn:aws:iam::123456789012:user/ci --json
       secretledger audit query --error-code AccessDeniedException --json
     """
     audit_filter = AuditFilter(
-        secret=secret,
+        secret=secret_id,
         principal_arn=principal_arn,
         event_name=event_name,
         error_code=error_code,
