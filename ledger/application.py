@@ -14,6 +14,7 @@ import contextlib
 import random
 import secrets as random_source
 import string
+import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from copy import deepcopy
@@ -223,6 +224,15 @@ def service_context(
     )
 
 
+@dataclass
+class SecretIdsRead:
+    """The ids of the secrets created up to ``position`` in the log, in order."""
+
+    ids: list[UUID] = field(default_factory=list)
+    position: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
 class Secrets(Application[UUID]):
     """The ledger of secrets, with AWS Secrets Manager semantics."""
 
@@ -264,6 +274,7 @@ class Secrets(Application[UUID]):
         self.clock = clock
         self.version_count_max = version_count_max
         self.secret_ids_by_name: dict[str, UUID] = {}
+        self.secret_ids_read = SecretIdsRead()
 
     def save(
         self,
@@ -1370,24 +1381,36 @@ class Secrets(Application[UUID]):
             if secret is not None:
                 yield secret
 
-    def secret_ids(self, page_size: int = 500) -> Iterator[UUID]:
+    def secret_ids(self, page_size: int = 500) -> list[UUID]:
         """The id of every secret ever created, deleted ones included, in creation
-        order: a read of the log that, unlike `iterate_secrets`, writes nothing."""
-        last_id = 0
-        while True:
-            notifications = self.recorder.select_notifications(
-                start=last_id,
-                limit=page_size,
-                topics=[Secret.Created.TOPIC],
-                inclusive_of_start=False,
-            )
-            if not notifications:
-                return
-            for notification in notifications:
-                last_id = notification.id
-                originator_id = notification.originator_id
-                assert isinstance(originator_id, UUID)
-                yield originator_id
+        order: a read of the log that, unlike `iterate_secrets`, writes nothing.
+
+        A secret's creation never leaves the log, so the ids read are kept
+        (`SecretIdsRead`) and each call reads only the log after the last position
+        read: ListSecrets no longer scans the whole log (20,000 events: 10 ms of a
+        17 ms ListSecrets of 50 secrets). Positions only grow in commit order: both
+        engines append one transaction at a time (SQLite's lock; PostgreSQL's
+        exclusive table lock)."""
+        read = self.secret_ids_read
+        with read.lock:
+            end = self.recorder.max_notification_id() or 0
+            while read.position < end:
+                notifications = self.recorder.select_notifications(
+                    start=read.position,
+                    limit=page_size,
+                    stop=end,
+                    topics=[Secret.Created.TOPIC],
+                    inclusive_of_start=False,
+                )
+                for notification in notifications:
+                    originator_id = notification.originator_id
+                    assert isinstance(originator_id, UUID)
+                    assert notification.id > read.position, "positions grow"
+                    read.ids.append(originator_id)
+                    read.position = notification.id
+                if len(notifications) < page_size:
+                    read.position = end  # nothing else was created up to the end read
+            return list(read.ids)
 
     def stored_secret(self, secret_id: UUID) -> Secret:
         """A secret as stored (deleted or past its recovery window: never purged here)."""

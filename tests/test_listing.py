@@ -16,8 +16,11 @@ from ledger_helpers import (
     START,
     Harness,
     case,
+    open_harness,
     token,
 )
+
+from ledger.crypto import Keyring
 
 NAME = "billing/ledger"
 INVALID_TOKEN_MESSAGE = "The NextToken value is not valid."
@@ -426,3 +429,32 @@ def test_list_secrets_refuses_a_token_of_another_listing(
 
 def test_an_empty_ledger_lists_nothing(manager: Harness) -> None:
     assert manager.call("ListSecrets") == {"SecretList": []}
+
+
+def test_secrets_created_by_another_process_are_listed_after_those_read_before(
+    persistent_backend: str,
+) -> None:
+    """The ids read from the log are kept, and each listing reads only what came
+    after: secrets another process creates meanwhile (among many other events)
+    are still found, in creation order, each once."""
+    keyring = Keyring.in_memory()
+    with (
+        open_harness(persistent_backend, keyring=keyring) as first,
+        open_harness(persistent_backend, keyring=keyring) as second,
+    ):
+        first.create("a", token(1), "one")
+        assert names_listed(first) == ["a"]
+        second.create("b", token(2), "two")
+        for _ in range(3):
+            second.call("GetSecretValue", SecretId="b")  # call records between creations
+        second.create("c", token(3), "three")
+        assert sorted(names_listed(first)) == ["a", "b", "c"]
+        assert sorted(names_listed(first)) == ["a", "b", "c"]
+        in_creation_order = [
+            first.secrets.stored_secret(i).name for i in first.secrets.secret_ids()
+        ]
+        assert in_creation_order == ["a", "b", "c"]
+
+
+def names_listed(manager: Harness) -> list[str]:
+    return [entry["Name"] for entry in manager.call("ListSecrets")["SecretList"]]
