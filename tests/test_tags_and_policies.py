@@ -404,7 +404,7 @@ def test_tags_and_policy_survive_snapshots_and_a_restart(tmp_path: Path) -> None
             api.call("TagResource", {"SecretId": NAME, "Tags": tags(("n", str(number)))})
         api.call("UntagResource", {"SecretId": NAME, "TagKeys": ["n"]})
         assert writer.snapshots is not None
-        [snapshot] = list(writer.snapshots.get(next(writer.secret_ids())))
+        [snapshot] = list(writer.snapshots.get(writer.secret_ids()[0]))
         assert snapshot.state["resource_policy"] == POLICY
     finally:
         writer.close()
