@@ -274,7 +274,8 @@ class Endpoint:
         """``recorder`` is the `CallRecorder` the API saves its records with, if any:
         flushed before each call that may change a secret, closed with the endpoint.
         ``reads_on_event_loop``: answer reads on the event loop (needs ``recorder``;
-        only where a read does not wait on the network or on locks).
+        only where a read rarely waits: SQLite, or a PostgreSQL sole writer, whose
+        reads find their secrets in its cache).
         ``refusals`` bounds the records of refused requests (default: DR-1's bounds)."""
         assert recorder is not None or not reads_on_event_loop, "the loop awaits records"
         assert 0 < body_size_bytes_max <= drain_size_bytes_max, "cap within the drain bound"
