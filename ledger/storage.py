@@ -292,6 +292,17 @@ class DataKeyStore(Protocol):
         """
 
 
+@runtime_checkable
+class LastVersionsStore(Protocol):
+    """The newest stored version of many aggregates in one read: what lets a listing
+    check that its cached secrets are current without a query for each."""
+
+    def select_last_versions(self, originator_ids: Sequence[UUID]) -> dict[UUID, int]:
+        """The newest stored version of each aggregate that has any events."""
+
+
+LAST_VERSIONS_BATCH_MAX: Final = 500
+
 DATA_KEYS_ARGUMENT: Final = "data_keys"
 DATA_KEYS_BATCH_SIZE_MAX: Final = 10_000
 
@@ -746,6 +757,14 @@ class POPODataKeyRecorder(POPOApplicationRecorder):
                     break
             return results
 
+    def select_last_versions(self, originator_ids: Sequence[UUID]) -> dict[UUID, int]:
+        versions: dict[UUID, int] = {}
+        for originator_id in originator_ids:
+            last = self.select_events(originator_id, desc=True, limit=1)
+            if last:
+                versions[originator_id] = last[0].originator_version
+        return versions
+
     def select_data_key(self, secret_id: UUID, version_id: str) -> DataKeyRecord | None:
         with self._database_lock:
             return self._data_keys.get((secret_id, version_id))
@@ -983,6 +1002,24 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
                 self.delete_data_key_statement,
                 [(secret_id.hex, version_id) for secret_id, version_id in pairs],
             )
+
+    def select_last_versions(self, originator_ids: Sequence[UUID]) -> dict[UUID, int]:
+        versions: dict[UUID, int] = {}
+        for start in range(0, len(originator_ids), LAST_VERSIONS_BATCH_MAX):
+            batch = originator_ids[start : start + LAST_VERSIONS_BATCH_MAX]
+            statement = (
+                "SELECT originator_id, MAX(originator_version) AS version "
+                f"FROM {self.events_table_name} "
+                f"WHERE originator_id IN ({','.join('?' * len(batch))}) GROUP BY originator_id"
+            )
+            with self.datastore.transaction(commit=False) as c:
+                c.execute(statement, [originator_id.hex for originator_id in batch])
+                rows = c.fetchall()
+            for row in rows:
+                converted = self.convert_originator_id(row["originator_id"])
+                assert isinstance(converted, UUID), "the ledger's aggregates have UUIDs"
+                versions[converted] = int(row["version"])
+        return versions
 
     def select_data_key(self, secret_id: UUID, version_id: str) -> DataKeyRecord | None:
         with self.datastore.transaction(commit=False) as c:

@@ -214,6 +214,10 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
             "WHERE t.secret_id = n.secret_id AND t.version_id = n.version_id "
             "RETURNING t.secret_id, t.version_id"
         ).format(table=table)
+        self.select_last_versions_statement = SQL(
+            "SELECT originator_id, MAX(originator_version) AS version FROM {schema}.{table} "
+            "WHERE originator_id = ANY(%s) GROUP BY originator_id"
+        ).format(schema=Identifier(self.datastore.schema), table=Identifier(events_table_name))
         self.insert_event_columns_statement = SQL(
             "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
             "SELECT * FROM unnest(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[]) "
@@ -349,6 +353,12 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
         except Exception as error:
             raise AbortEventsTransaction(error) from error
         return notification_ids
+
+    @retried_on_connection_errors
+    def select_last_versions(self, originator_ids: Sequence[UUID]) -> dict[UUID, int]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(self.select_last_versions_statement, (list(originator_ids),), prepare=True)
+            return {row["originator_id"]: int(row["version"]) for row in curs.fetchall()}
 
     @retried_on_connection_errors
     def select_data_key(self, secret_id: UUID, version_id: str) -> DataKeyRecord | None:

@@ -21,6 +21,7 @@ from ledger_helpers import (
 )
 
 from ledger.crypto import Keyring
+from ledger.domain import secret_id_for_arn
 
 NAME = "billing/ledger"
 INVALID_TOKEN_MESSAGE = "The NextToken value is not valid."
@@ -458,3 +459,30 @@ def test_secrets_created_by_another_process_are_listed_after_those_read_before(
 
 def names_listed(manager: Harness) -> list[str]:
     return [entry["Name"] for entry in manager.call("ListSecrets")["SecretList"]]
+
+
+def test_a_listing_checks_its_cached_secrets_in_one_read_and_sees_changes_made_elsewhere(
+    persistent_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ledger that is not the sole writer checks its cached secrets against the
+    log's newest versions in one read: only a secret another process changed is
+    read again, and the listing shows the change."""
+    keyring = Keyring.in_memory()
+    with (
+        open_harness(persistent_backend, keyring=keyring) as first,
+        open_harness(persistent_backend, keyring=keyring) as second,
+    ):
+        arns = [first.create(f"s{number}", token(number + 1), "v")["ARN"] for number in range(3)]
+        first.call("ListSecrets")
+        second.call("UpdateSecret", SecretId="s1", Description="changed elsewhere")
+        read_again: list[object] = []
+        original_get = first.secrets.repository.get
+
+        def counting_get(aggregate_id: Any, **options: Any) -> Any:
+            read_again.append(aggregate_id)
+            return original_get(aggregate_id, **options)
+
+        monkeypatch.setattr(first.secrets.repository, "get", counting_get)
+        listed = {entry["Name"]: entry for entry in first.call("ListSecrets")["SecretList"]}
+        assert listed["s1"]["Description"] == "changed elsewhere"
+        assert read_again == [secret_id_for_arn(arns[1])]
