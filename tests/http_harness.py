@@ -218,6 +218,11 @@ class RunningServer:
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
+    def stop_cleanly(self) -> None:
+        """Stop, and require a graceful exit with no traceback in the log."""
+        assert self.stop() in (0, -signal.SIGTERM), self.log()
+        assert "Traceback" not in self.log()
+
     def stop(self) -> int:
         """SIGTERM, then wait for the graceful shutdown; the exit status."""
         if self.process.poll() is None:
