@@ -43,7 +43,6 @@ import json
 import multiprocessing
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -62,6 +61,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
+from loadtest import free_port, secretledger_command, wait_until_listening
 
 from ledger.auth import Principal, write_credentials_file
 from ledger.cli.serve import server_config
@@ -74,7 +74,6 @@ PRINCIPAL = Principal(
 )
 VALUE = "v" * 32
 PUTS_PER_SECRET = 90
-READY_TIMEOUT_SECONDS = 60
 STOP_TIMEOUT_SECONDS = 30
 WARM_UP_CALLS = 20
 LABEL_WIDTH = 48
@@ -175,13 +174,6 @@ class Subject:
         return f"http://127.0.0.1:{self.port}"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @contextmanager
 def running(subject: Subject, log_directory: Path) -> Iterator[None]:
     log_path = log_directory / f"{subject.port}.log"
@@ -202,24 +194,8 @@ def running(subject: Subject, log_directory: Path) -> Iterator[None]:
             process.wait()
 
 
-def wait_until_listening(process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited early:\n{log_path.read_text(errors='replace')}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"server on port {port} did not listen in {READY_TIMEOUT_SECONDS} s")
-
-
 def ledger_command(database: str, port: int, credentials: Path, *options: str) -> list[str]:
-    return [
-        sys.executable,
-        "-c",
-        "import sys; from ledger.cli import main; sys.exit(main())",
+    return secretledger_command(
         "serve",
         "--db",
         database,
@@ -230,7 +206,7 @@ def ledger_command(database: str, port: int, credentials: Path, *options: str) -
         "--region",
         REGION,
         *options,
-    ]
+    )
 
 
 def subjects(directory: Path, with_moto: bool, postgres: str | None) -> list[Subject]:
