@@ -79,13 +79,17 @@ class RecorderUnavailable(Exception):
 class PendingRecord:
     """``error``: why its call must fail (durable mode), or why a flush must.
     ``dropped``: the record could not be saved even alone, and is not kept.
-    ``future``: completes when ``done``: None, or RecorderUnavailable (durable mode)."""
+    ``future``: completes once the record is settled: None, or RecorderUnavailable
+    (durable mode)."""
 
     call: ApiCall
-    done: bool = False
     error: BaseException | None = None
     dropped: bool = False
     future: Future[None] = field(default_factory=Future)
+
+    @property
+    def done(self) -> bool:
+        return self.future.done()
 
 
 def is_storage_failure(error: BaseException | None) -> bool:
@@ -225,7 +229,6 @@ class CallRecorder:
 
     def _finish(self, batch: list[PendingRecord], errors: list[BaseException | None]) -> None:
         for pending, error in zip(batch, errors, strict=True):
-            pending.done = True
             pending.error = error
             if error is None or (self.asynchronous and pending.dropped):
                 pending.future.set_result(None)  # asynchronous: answered long ago
