@@ -818,7 +818,7 @@ def root_path_signature(
     cost more than the rest of a GetSecretValue. Requires every signed header name to
     be a lower-case name the request carries (`check_signed_headers`); the payload
     hash is the body's (`_check_payload_hash` refused any other). Other paths and
-    query strings go through botocore; tests/test_http_auth.py compares the two."""
+    query strings go through botocore; tests/test_http_verifier.py compares the two."""
     values: dict[str, list[str]] = {}
     for name in authorization.signed_headers:  # a name listed twice adds its values twice
         values.setdefault(name, []).extend(request.header_values(name))
