@@ -18,13 +18,13 @@ key-encryption key that wrapped it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Final, ParamSpec, TypeVar
+from typing import Any, Final, NamedTuple, ParamSpec, TypeVar
 from uuid import UUID
 
 import psycopg
 from eventsourcing.persistence import (
-    IntegrityError,
     InterfaceError,
+    InternalError,
     Notification,
     OperationalError,
     PersistenceError,
@@ -40,14 +40,11 @@ from eventsourcing.postgres import (
 from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Identifier
-from psycopg.types.numeric import Int8
+from psycopg.sql import SQL, Identifier, Literal
 
 from ledger.merkle import HASH_SIZE_BYTES
 from ledger.storage import (
     ADOPTION_PAGE_SIZE,
-    DATA_KEYS_ARGUMENT,
-    DESTROYED_DATA_KEYS_ARGUMENT,
     DataKeyNotFoundError,
     DataKeyPair,
     DataKeyRecord,
@@ -95,42 +92,17 @@ def retried_on_connection_errors(function: Callable[P, R]) -> Callable[P, R]:
     return retried
 
 
-PENDING_READS_ARGUMENT: Final = "pending_reads"
+APPEND_ATTEMPTS_MAX: Final = 10
+APPEND_FUNCTION_SUFFIX: Final = "_append_events"
+UNKNOWN_LEAF_INDEX: Final = -2  # matches no log: that call of the function reads its end
 
 
-class PendingReads:
-    """Statements of one events transaction whose results are read after the
-    library's sync: the data-key INSERT and the chain's head."""
+class LogEnd(NamedTuple):
+    """The end of the log as one append found it, under the table lock: the newest
+    hash row (None: the chain is empty) and the newest notification id (0: none)."""
 
-    def __init__(self) -> None:
-        self.data_keys: Cursor[DictRow] | None = None
-        self.data_key_count = 0
-        self.head: Cursor[DictRow] | None = None
-
-    def close(self) -> None:
-        for cursor in (self.data_keys, self.head):
-            if cursor is not None:
-                cursor.close()
-        self.data_keys = None
-        self.data_key_count = 0
-        self.head = None
-
-
-class AbortEventsTransaction(BaseException):
-    """Carries an error of the chain step out of the library's ``insert_events``.
-
-    The library runs ``_insert_stored_events`` and ``_fetch_ids_after_insert_events``
-    inside ``try: ... except Exception as e: exc = e`` *within* the transaction
-    block, and re-raises only after the block has exited: an ``Exception`` raised
-    there by Python code (not by the server) lets the transaction COMMIT, i.e. the
-    events without their hash rows. A ``BaseException`` passes that ``except``, so
-    the transaction block sees it and rolls back; ``insert_events`` then re-raises
-    the original error.
-    """
-
-    def __init__(self, error: Exception) -> None:
-        super().__init__(error)
-        self.error = error
+    head: EventHash | None
+    last_notification_id: int
 
 
 class PostgresTablesCreatedInTurn(PostgresAggregateRecorder):
@@ -149,12 +121,13 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
     evidence tables ``<app>_event_hashes``, ``<app>_checkpoints`` and
     ``<app>_merkle_nodes``.
 
-    Data keys are inserted and destroyed (crypto-shredding) in the ``_insert_events``
-    hook, i.e. inside the same transaction (and pipeline) as the events, before the
-    library locks the events table: a conflict on either table rolls back both. The
-    hash chain is extended in ``_fetch_ids_after_insert_events``, which the library
-    calls in that transaction after ``LOCK TABLE <app>_events IN EXCLUSIVE MODE``
-    and the events' INSERT, once the pipeline is synced.
+    Every save is one call of the PL/pgSQL function ``<app>_append_events``: one
+    statement, one round trip, one transaction (see :meth:`insert_events`). It
+    takes ``LOCK TABLE <app>_events IN EXCLUSIVE MODE``, checks that the end of the
+    log is where this process last saw it, then destroys and inserts data keys,
+    inserts the events under the notification ids that follow the newest one, and
+    their hash rows, and notifies listeners. The hash rows are computed here, in
+    Python, from the records exactly as they are sent (:func:`chained_event_hashes`).
     """
 
     def __init__(
@@ -179,17 +152,8 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
                 "PRIMARY KEY (secret_id, version_id))"
             ).format(table=table)
         )
-        self.insert_data_keys_statement = SQL(
-            "INSERT INTO {table} (secret_id, version_id, key_id, wrapped_key) "
-            "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::bytea[]) "
-            "ON CONFLICT DO NOTHING RETURNING secret_id"
-        ).format(table=table)
         self.select_data_key_statement = SQL(
             "SELECT key_id, wrapped_key FROM {table} WHERE secret_id = %s AND version_id = %s"
-        ).format(table=table)
-        self.delete_data_keys_statement = SQL(
-            "DELETE FROM {table} WHERE (secret_id, version_id) IN "
-            "(SELECT * FROM unnest(%s::uuid[], %s::text[]))"
         ).format(table=table)
         self.update_data_key_statement = SQL(
             "UPDATE {table} SET key_id = %s, wrapped_key = %s "
@@ -218,141 +182,177 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
             "SELECT originator_id, MAX(originator_version) AS version FROM {schema}.{table} "
             "WHERE originator_id = ANY(%s) GROUP BY originator_id"
         ).format(schema=Identifier(self.datastore.schema), table=Identifier(events_table_name))
-        self.insert_event_columns_statement = SQL(
-            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
-            "SELECT * FROM unnest(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[]) "
-            "RETURNING notification_id"
-        ).format(
-            schema=Identifier(self.datastore.schema),
-            table=Identifier(events_table_name),
-            id_type=Identifier(self.datastore.originator_id_type),
-        )
         self._prepare_evidence_statements(events_table_name)
         self._prepare_adoption_statements(events_table_name)
+        self._prepare_append_function(events_table_name)
+        # Where this process last saw the end of the log (None: not yet known). A
+        # stale value costs one more call: the function checks it under the lock.
+        self._log_end: LogEnd | None = None
 
-    def insert_events(
-        self, stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> Sequence[int] | None:
-        kwargs[DATA_KEYS_ARGUMENT] = validated_data_keys(stored_events, kwargs)
-        kwargs[DESTROYED_DATA_KEYS_ARGUMENT] = validated_destroyed_data_keys(stored_events, kwargs)
+    @retried_on_connection_errors
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int]:
+        """Appends ``stored_events`` (with the data keys they record or destroy) in one
+        call of ``<app>_append_events``; returns their notification ids.
+
+        The ids and hash rows are computed for the end of the log this process last
+        saw. If another writer has moved it since, the function writes nothing and
+        answers the end it found, and the batch is computed again for that end. A
+        conflict (an event's version or a data key taken already) raises
+        ``IntegrityError``; either way the call wrote nothing.
+        """
+        data_keys = validated_data_keys(stored_events, kwargs)
+        destroyed = validated_destroyed_data_keys(stored_events, kwargs)
         validated_defer_erasure(kwargs)  # nothing to defer: a deleted row leaves no file
-        pending = PendingReads()
-        kwargs[PENDING_READS_ARGUMENT] = pending
-        try:
-            notification_ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
-        except AbortEventsTransaction as abort:
-            raise persistence_error(abort.error) from abort.error
-        finally:
-            pending.close()
-        return notification_ids
-
-    def _insert_events(
-        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> None:
-        """Inserts and destroys data keys, first thing in the events' transaction. It
-        runs outside the library's ``except Exception`` (see ``AbortEventsTransaction``),
-        so an error raised here rolls the transaction back as it is."""
-        super()._insert_events(curs, stored_events, **kwargs)
-        pending: PendingReads = kwargs[PENDING_READS_ARGUMENT]
-        pending.close()  # a retried attempt starts afresh
-        assert stored_events or not kwargs[DATA_KEYS_ARGUMENT], "keys come with their events"
-        self._insert_data_keys(curs, kwargs[DATA_KEYS_ARGUMENT], pending)
-        self._destroy_data_keys(curs, kwargs[DESTROYED_DATA_KEYS_ARGUMENT])
-
-    def _insert_data_keys(
-        self, curs: Cursor[DictRow], records: tuple[DataKeyRecord, ...], pending: PendingReads
-    ) -> None:
-        """The statement runs in psycopg's pipeline mode, where a server-side error
-        would surface later as "pipeline aborted" (an ``OperationalError``, which the
-        library retries). So a conflict must not raise on the server: rows that
-        already exist are skipped. Its result is read on a cursor of its own after
-        the library's sync, with the events' (`_require_data_keys_inserted`): one
-        round trip for both."""
-        if not records:
-            return
-        pending.data_keys = curs.connection.cursor()
-        pending.data_key_count = len(records)
-        pending.data_keys.execute(
-            self.insert_data_keys_statement,
-            (
-                [record.secret_id for record in records],
-                [record.version_id for record in records],
-                [record.key_id for record in records],
-                [record.wrapped_key for record in records],
-            ),
-        )
-
-    @staticmethod
-    def _require_data_keys_inserted(pending: PendingReads) -> None:
-        """Rows that already existed were skipped and are counted here: reported as
-        ``IntegrityError``, which rolls back the whole transaction."""
-        if pending.data_keys is None:
-            return
-        inserted_count = len(pending.data_keys.fetchall())
-        if inserted_count != pending.data_key_count:
-            msg = (
-                f"Data key already recorded: {pending.data_key_count - inserted_count} of "
-                f"{pending.data_key_count} (secret_id, version_id) pairs exist"
+        log_end = self._log_end
+        for _ in range(APPEND_ATTEMPTS_MAX):
+            if log_end is None:
+                log_end = self._call_append_function(None, [], [], (), ())
+                assert log_end is not None, "an unknown end never matches"
+            notification_ids = list(
+                range(
+                    log_end.last_notification_id + 1,
+                    log_end.last_notification_id + 1 + len(stored_events),
+                )
             )
-            raise IntegrityError(msg)
+            hashes = chained_event_hashes(log_end.head, notification_ids, stored_events)
+            assert [row.notification_id for row in hashes] == notification_ids, "event order"
+            found = self._call_append_function(log_end, stored_events, hashes, data_keys, destroyed)
+            if found is None:
+                self._log_end = LogEnd(
+                    hashes[-1] if hashes else log_end.head,
+                    notification_ids[-1] if notification_ids else log_end.last_notification_id,
+                )
+                return notification_ids
+            log_end = found
+        msg = f"the end of the log moved during each of {APPEND_ATTEMPTS_MAX} attempts"
+        raise OperationalError(msg)
 
-    def _insert_stored_events(
-        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> None:
-        """The library's lock and NOTIFY, then the events' INSERT with one binary array
-        per column (the library sends an array of a composite type, which psycopg
-        writes out as text in Python, a regular expression per field: most of a
-        put's CPU on PostgreSQL), then the chain's head, read under the lock and
-        answered by the same sync as the INSERT."""
-        self._lock_table(curs)
-        self._notify_channel(curs)
-        curs.execute(
-            self.insert_event_columns_statement,
-            (
-                [event.originator_id for event in stored_events],
-                [Int8(event.originator_version) for event in stored_events],
-                [event.topic for event in stored_events],
-                [event.state for event in stored_events],
-            ),
-            prepare=True,
+    def _call_append_function(
+        self,
+        expected: LogEnd | None,
+        stored_events: Sequence[StoredEvent],
+        hashes: Sequence[EventHash],
+        data_keys: tuple[DataKeyRecord, ...],
+        destroyed: tuple[DataKeyPair, ...],
+    ) -> LogEnd | None:
+        """One call: None if it appended; otherwise the end of the log it found
+        (``expected`` None matches no log, so that call only reads the end)."""
+        head = None if expected is None else expected.head
+        parameters = (
+            UNKNOWN_LEAF_INDEX if expected is None else -1 if head is None else head.leaf_index,
+            b"" if head is None else head.chain_hash,
+            -1 if expected is None else expected.last_notification_id,
+            [event_hash.notification_id for event_hash in hashes],
+            [event.originator_id for event in stored_events],
+            [event.originator_version for event in stored_events],
+            [event.topic for event in stored_events],
+            [event.state for event in stored_events],
+            [record.secret_id for record in data_keys],
+            [record.version_id for record in data_keys],
+            [record.key_id for record in data_keys],
+            [record.wrapped_key for record in data_keys],
+            [secret_id for secret_id, _ in destroyed],
+            [version_id for _, version_id in destroyed],
+            [event_hash.leaf_index for event_hash in hashes],
+            [event_hash.leaf_hash for event_hash in hashes],
+            [event_hash.chain_hash for event_hash in hashes],
         )
-        pending: PendingReads = kwargs[PENDING_READS_ARGUMENT]
-        pending.head = curs.connection.cursor()
-        pending.head.execute(self.select_event_hash_head_statement, prepare=True)
-
-    def _destroy_data_keys(self, curs: Cursor[DictRow], pairs: tuple[DataKeyPair, ...]) -> None:
-        """Crypto-shredding in the events' transaction (and pipeline). A missing row is
-        not an error, and a DELETE of well-typed values raises nothing on the server,
-        so nothing needs fetching here: the library's sync after the events' INSERT
-        covers it. The old tuple stays on disk until VACUUM (see the module
-        docstring)."""
-        if not pairs:
-            return
-        curs.execute(
-            self.delete_data_keys_statement,
-            (
-                [secret_id for secret_id, _ in pairs],
-                [version_id for _, version_id in pairs],
-            ),
-        )
-
-    def _fetch_ids_after_insert_events(
-        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> Sequence[int] | None:
-        """The library's hook after the events' INSERT (table locked, pipeline
-        synced); it fetches the notification ids, then the chain is extended."""
-        notification_ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
-        assert notification_ids is not None and len(notification_ids) == len(stored_events)
-        pending: PendingReads = kwargs[PENDING_READS_ARGUMENT]
         try:
-            self._require_data_keys_inserted(pending)
-            assert pending.head is not None, "read with the events' INSERT"
-            head_row = pending.head.fetchone()
-            head = None if head_row is None else event_hash_from_row(head_row)
-            self._insert_event_hashes(curs, stored_events, notification_ids, head)
-        except Exception as error:
-            raise AbortEventsTransaction(error) from error
-        return notification_ids
+            with self.datastore.get_connection() as connection, connection.cursor() as curs:
+                curs.execute(self.append_events_statement, parameters, prepare=True)
+                row = curs.fetchone()
+        except InternalError as error:
+            if isinstance(error.__cause__, psycopg.errors.DataCorrupted):
+                msg = f"{error}: the log was edited; run `secretledger verify`"
+                raise EvidenceLogError(msg) from error
+            raise
+        assert row is not None, "the function answers one row"
+        if row["appended"]:
+            return None
+        found_head = None if row["leaf_index"] is None else event_hash_from_row(row)
+        return LogEnd(found_head, int(row["last_notification_id"]))
+
+    def _prepare_append_function(self, events_table_name: str) -> None:
+        """``<app>_append_events``: see the class docstring and :meth:`insert_events`.
+        It is replaced (``CREATE OR REPLACE``) whenever the tables are created, so
+        a database written by older code gets it on first open."""
+        function_name = events_table_name.removesuffix(EVENTS_TABLE_SUFFIX) + APPEND_FUNCTION_SUFFIX
+        self.check_identifier_length(function_name)
+        function = Identifier(self.datastore.schema, function_name)
+        events = Identifier(self.datastore.schema, events_table_name)
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE OR REPLACE FUNCTION {function}("
+                "expected_leaf_index bigint, expected_chain_hash bytea, "
+                "expected_notification_id bigint, notification_ids bigint[], "
+                "originator_ids {id_type}[], originator_versions bigint[], topics text[], "
+                "states bytea[], key_secret_ids uuid[], key_version_ids text[], "
+                "key_ids text[], wrapped_keys bytea[], destroyed_secret_ids uuid[], "
+                "destroyed_version_ids text[], leaf_indexes bigint[], leaf_hashes bytea[], "
+                "chain_hashes bytea[]) "
+                "RETURNS TABLE (appended boolean, leaf_index bigint, notification_id bigint, "
+                "leaf_hash bytea, chain_hash bytea, last_notification_id bigint) "
+                "LANGUAGE plpgsql AS $BODY$ "
+                "DECLARE head record; last_id bigint; inserted_count bigint; "
+                "BEGIN "
+                "SET LOCAL lock_timeout = {lock_timeout}; "
+                "LOCK TABLE {events} IN EXCLUSIVE MODE; "
+                "SELECT h.leaf_index, h.notification_id, h.leaf_hash, h.chain_hash INTO head "
+                "FROM {hashes} AS h ORDER BY h.leaf_index DESC LIMIT 1; "
+                "SELECT coalesce(max(e.notification_id), 0) INTO last_id FROM {events} AS e; "
+                "IF coalesce(head.leaf_index, -1) <> expected_leaf_index "
+                "OR coalesce(head.chain_hash, ''::bytea) <> expected_chain_hash "
+                "OR last_id <> expected_notification_id THEN "
+                "RETURN QUERY SELECT false, head.leaf_index, head.notification_id, "
+                "head.leaf_hash, head.chain_hash, last_id; "
+                "RETURN; "
+                "END IF; "
+                # Skipping statements on empty arrays saves a quarter of the call.
+                "IF cardinality(destroyed_secret_ids) > 0 THEN "
+                "DELETE FROM {keys} AS k USING unnest(destroyed_secret_ids, "
+                "destroyed_version_ids) AS d(secret_id, version_id) "
+                "WHERE k.secret_id = d.secret_id AND k.version_id = d.version_id; "
+                "END IF; "
+                "IF cardinality(key_secret_ids) > 0 THEN "
+                "INSERT INTO {keys} (secret_id, version_id, key_id, wrapped_key) "
+                "SELECT * FROM unnest(key_secret_ids, key_version_ids, key_ids, wrapped_keys); "
+                "END IF; "
+                "INSERT INTO {events} "
+                "(notification_id, originator_id, originator_version, topic, state) "
+                "SELECT * FROM unnest(notification_ids, originator_ids, originator_versions, "
+                "topics, states); "
+                "INSERT INTO {hashes} (leaf_index, notification_id, leaf_hash, chain_hash) "
+                "SELECT * FROM unnest(leaf_indexes, notification_ids, leaf_hashes, "
+                "chain_hashes) ON CONFLICT DO NOTHING; "
+                "GET DIAGNOSTICS inserted_count = ROW_COUNT; "
+                "IF inserted_count <> cardinality(leaf_hashes) THEN "
+                "RAISE EXCEPTION 'hash rows after leaf % exist already', expected_leaf_index "
+                "USING ERRCODE = 'data_corrupted'; "
+                "END IF; "
+                "IF cardinality(notification_ids) > 0 THEN "
+                "PERFORM setval(pg_get_serial_sequence({events_name}, 'notification_id'), "
+                "notification_ids[cardinality(notification_ids)]); "
+                "END IF; "
+                "NOTIFY {channel}; "
+                "RETURN QUERY SELECT true, NULL::bigint, NULL::bigint, NULL::bytea, "
+                "NULL::bytea, NULL::bigint; "
+                "END $BODY$"
+            ).format(
+                function=function,
+                id_type=Identifier(self.datastore.originator_id_type),
+                lock_timeout=Literal(f"{self.datastore.lock_timeout}s"),
+                events=events,
+                hashes=Identifier(self.datastore.schema, self.event_hashes_table_name),
+                keys=Identifier(self.datastore.schema, self.data_keys_table_name),
+                events_name=Literal(events.as_string()),
+                channel=Identifier(self.channel_name),
+            )
+        )
+        self.append_events_statement = SQL(
+            "SELECT * FROM {function}(%b, %b, %b, %b::bigint[], %b::{id_type}[], "
+            "%b::bigint[], %b::text[], %b::bytea[], %b::uuid[], %b::text[], %b::text[], "
+            "%b::bytea[], %b::uuid[], %b::text[], %b::bigint[], %b::bytea[], %b::bytea[])"
+        ).format(function=function, id_type=Identifier(self.datastore.originator_id_type))
 
     @retried_on_connection_errors
     def select_last_versions(self, originator_ids: Sequence[UUID]) -> dict[UUID, int]:
@@ -569,42 +569,6 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
             )
             raise ProgrammingError(msg)
         super()._create_table(curs)
-
-    def _insert_event_hashes(
-        self,
-        curs: Cursor[DictRow],
-        stored_events: Sequence[StoredEvent],
-        notification_ids: Sequence[int],
-        head: EventHash | None,
-    ) -> None:
-        """Extends the hash chain from ``head`` (read under the table lock) inside the
-        events' transaction.
-
-        Pipeline mode: the fetch below syncs before its result is used, and the
-        INSERT cannot fail on the server (a taken key is skipped, counted, and
-        reported here), so no error can surface later as "pipeline aborted".
-        """
-        if not stored_events:
-            return
-        hashes = chained_event_hashes(head, notification_ids, stored_events)
-        curs.execute(
-            self.insert_event_hashes_statement,
-            (
-                [event_hash.leaf_index for event_hash in hashes],
-                [event_hash.notification_id for event_hash in hashes],
-                [event_hash.leaf_hash for event_hash in hashes],
-                [event_hash.chain_hash for event_hash in hashes],
-            ),
-            prepare=True,
-        )
-        inserted_count = len(curs.fetchall())
-        if inserted_count != len(hashes):
-            msg = (
-                f"{len(hashes) - inserted_count} of {len(hashes)} hash rows after leaf "
-                f"{head.leaf_index if head else None} exist already: the log was edited; "
-                "run `secretledger verify`"
-            )
-            raise EvidenceLogError(msg)
 
     @retried_on_connection_errors
     def select_event_hashes(self, start: int, limit: int) -> list[EventHash]:

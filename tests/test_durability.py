@@ -446,10 +446,19 @@ def test_a_writer_killed_mid_put_leaves_no_partial_version(tmp_path: Path) -> No
 # A save that fails before its commit
 
 
-def fail_inside_the_transaction(secrets: Secrets, error: Exception) -> Callable[[], None]:
+def fail_inside_the_transaction(
+    secrets: Secrets, backend: str, error: Exception
+) -> Callable[[], None]:
     """Makes every save that creates a version raise ``error`` after the recorder has
     inserted its events and data keys and before the transaction commits (other
-    saves, such as the audit record of the failed call, go through). Returns undo."""
+    saves, such as the audit record of the failed call, go through). Returns undo.
+
+    SQLite: the recorder's insert hook raises ``error`` itself. PostgreSQL, where a
+    save is one call of the append function: a trigger on the data-key table (only
+    saves that create a version insert keys) raises a server error of the same kind.
+    """
+    if backend.startswith("postgresql://"):
+        return fail_inside_the_append_function(backend, error)
     recorder: Any = secrets.recorder
     original = recorder._insert_events
 
@@ -463,6 +472,27 @@ def fail_inside_the_transaction(secrets: Secrets, error: Exception) -> Callable[
 
     def undo() -> None:
         del recorder._insert_events
+
+    return undo
+
+
+def fail_inside_the_append_function(url: str, error: Exception) -> Callable[[], None]:
+    import psycopg
+
+    state = "unique_violation" if isinstance(error, IntegrityError) else "raise_exception"
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(
+            "CREATE FUNCTION injected_failure() RETURNS trigger LANGUAGE plpgsql AS "
+            f"$$ BEGIN RAISE EXCEPTION '{error}' USING ERRCODE = '{state}'; END $$"
+        )
+        connection.execute(
+            "CREATE TRIGGER injected_failure AFTER INSERT ON ledger_data_keys "
+            "FOR EACH ROW EXECUTE FUNCTION injected_failure()"
+        )
+
+    def undo() -> None:
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute("DROP TRIGGER injected_failure ON ledger_data_keys")
 
     return undo
 
@@ -486,7 +516,7 @@ def test_a_save_that_fails_before_commit_leaves_nothing(
         before = ledger_state(SecretsManagerApi(secrets, record_calls=False), ["app/db"])
         log_length = secrets.recorder.max_notification_id() or 0
         token = token_for("doomed", 1)
-        undo = fail_inside_the_transaction(secrets, injected)
+        undo = fail_inside_the_transaction(secrets, backend, injected)
         with pytest.raises(SecretsManagerError) as caught:
             api.call(
                 "PutSecretValue",

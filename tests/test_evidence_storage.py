@@ -25,7 +25,12 @@ from uuid import UUID, uuid4
 import pytest
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
-from eventsourcing.persistence import IntegrityError, ProgrammingError, Transcoder
+from eventsourcing.persistence import (
+    IntegrityError,
+    PersistenceError,
+    ProgrammingError,
+    Transcoder,
+)
 
 from ledger.merkle import GENESIS_CHAIN_HASH, chain_hash, leaf_bytes, leaf_hash
 from ledger.storage import (
@@ -44,6 +49,7 @@ from ledger.storage import (
 WRITER_COUNT: Final = 3
 SAVES_PER_WRITER: Final = 15
 CHILD_TIMEOUT_SECONDS: Final = 120
+LOCK_WAIT_OBSERVED_SECONDS: Final = 0.5
 PAGE_SIZE: Final = 7  # small, so that reading the log takes several pages
 
 
@@ -185,10 +191,10 @@ def test_a_conflicting_save_leaves_no_hash_row_and_no_gap(tallies: Tallies) -> N
     assert_chain_matches_the_log(tallies)
 
 
-def test_a_save_failing_after_its_hash_rows_leaves_none(
-    persistent_backend: str, monkeypatch: pytest.MonkeyPatch
+def test_a_save_failing_after_its_hash_rows_leaves_none_on_sqlite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    application = open_tallies(persistent_backend)
+    application = open_tallies(str(tmp_path / "tallies.sqlite"))
     try:
         application.save(started_tally("before"))
         recorder: Any = application.recorder
@@ -204,6 +210,39 @@ def test_a_save_failing_after_its_hash_rows_leaves_none(
         monkeypatch.undo()
 
         assert application.evidence.event_hash_count() == 2
+        application.save(started_tally("after"))
+        assert len(assert_chain_matches_the_log(application)) == 4
+    finally:
+        application.close()
+
+
+@pytest.mark.postgres
+def test_a_save_failing_after_its_hash_rows_leaves_nothing_on_postgres(
+    postgres_database_url: str,
+) -> None:
+    """The append function's last write is the hash rows: a trigger failing there
+    must take the events (and the recorder's idea of the log's end) back with it."""
+    import psycopg
+
+    application = open_tallies(postgres_database_url)
+    try:
+        application.save(started_tally("before"))
+        with psycopg.connect(postgres_database_url, autocommit=True) as connection:
+            connection.execute(
+                "CREATE FUNCTION fail() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'injected failure after the hash rows'; END $$"
+            )
+            connection.execute(
+                "CREATE TRIGGER fail AFTER INSERT ON tallies_event_hashes "
+                "FOR EACH STATEMENT EXECUTE FUNCTION fail()"
+            )
+        with pytest.raises(PersistenceError, match="injected"):
+            application.save(started_tally("doomed", marks=2))
+        with psycopg.connect(postgres_database_url, autocommit=True) as connection:
+            connection.execute("DROP TRIGGER fail ON tallies_event_hashes")
+
+        assert application.evidence.event_hash_count() == 2
+        assert application.recorder.max_notification_id() == 2
         application.save(started_tally("after"))
         assert len(assert_chain_matches_the_log(application)) == 4
     finally:
@@ -253,6 +292,26 @@ def test_processes_writing_one_database_keep_the_chain_dense_and_in_log_order(
         assert len(assert_chain_matches_the_log(application)) == expected
     finally:
         application.close()
+
+
+@pytest.mark.postgres
+def test_two_ledgers_taking_turns_on_postgres_each_append_after_the_other(
+    postgres_database_url: str,
+) -> None:
+    """Each recorder remembers where it last saw the log end; after the other one
+    appends, that is stale. The append function answers the end it found, and the
+    batch is computed again for it: no save fails and the chain stays dense."""
+    first = open_tallies(postgres_database_url)
+    second = open_tallies(postgres_database_url)
+    try:
+        for turn in range(6):
+            writer = (first, second)[turn % 2]
+            writer.save(started_tally(f"turn-{turn}", marks=turn % 2))
+        assert len(assert_chain_matches_the_log(first)) == 3 * 1 + 3 * 2
+        assert first.recorder.max_notification_id() == 9
+    finally:
+        first.close()
+        second.close()
 
 
 def write_as_a_child_process(database: str, writer: int, count: int) -> None:
@@ -530,15 +589,28 @@ def test_postgres_refuses_a_database_whose_transactions_are_not_read_committed(
 
 
 @pytest.mark.postgres
-def test_postgres_takes_the_exclusive_table_lock_before_the_chain_is_read(
-    postgres_database_url: str,
-) -> None:
+def test_postgres_appends_under_the_exclusive_table_lock(postgres_database_url: str) -> None:
+    """Appends take ``LOCK TABLE <app>_events IN EXCLUSIVE MODE`` before reading the
+    end of the log: while another transaction holds that lock a save waits, and
+    readers do not."""
+    import psycopg
+
     application = open_tallies(postgres_database_url)
     try:
-        recorder: Any = application.recorder
-        with recorder.datastore.get_connection() as connection:
-            statements = [s.as_string(connection) for s in recorder.lock_table_statements]
-        assert statements[-1] == 'LOCK TABLE "public"."tallies_events" IN EXCLUSIVE MODE'
+        application.save(started_tally("before"))
+        saved = threading.Event()
+        with psycopg.connect(postgres_database_url) as holder:
+            holder.execute("LOCK TABLE tallies_events IN EXCLUSIVE MODE")
+            writer = threading.Thread(
+                target=lambda: (application.save(started_tally("waits")), saved.set())
+            )
+            writer.start()
+            assert not saved.wait(timeout=LOCK_WAIT_OBSERVED_SECONDS)
+            assert application.recorder.max_notification_id() == 2, "reads go on"
+            holder.commit()
+        writer.join(timeout=CHILD_TIMEOUT_SECONDS)
+        assert saved.is_set()
+        assert len(assert_chain_matches_the_log(application)) == 4
     finally:
         application.close()
 
@@ -552,7 +624,6 @@ def library_hooks() -> dict[str, Callable[..., Any]]:
     """Every private method of eventsourcing that the ledger overrides or relies on."""
     from eventsourcing import application, popo, postgres, sqlite
 
-    application_recorder = postgres.PostgresApplicationRecorder
     return {
         "application.Application._record": application.Application._record,
         "application.Application._take_snapshots": application.Application._take_snapshots,
@@ -570,20 +641,6 @@ def library_hooks() -> dict[str, Callable[..., Any]]:
         "sqlite.SQLiteApplicationRecorder._insert_events": (
             sqlite.SQLiteApplicationRecorder._insert_events
         ),
-        "postgres.PostgresApplicationRecorder.insert_events": application_recorder.insert_events,
-        "postgres.PostgresApplicationRecorder._insert_events": (
-            application_recorder._insert_events
-        ),
-        "postgres.PostgresApplicationRecorder._insert_stored_events": (
-            application_recorder._insert_stored_events
-        ),
-        "postgres.PostgresApplicationRecorder._lock_table": application_recorder._lock_table,
-        "postgres.PostgresApplicationRecorder._notify_channel": (
-            application_recorder._notify_channel
-        ),
-        "postgres.PostgresApplicationRecorder._fetch_ids_after_insert_events": (
-            application_recorder._fetch_ids_after_insert_events
-        ),
         "popo.POPOAggregateRecorder._insert_events": popo.POPOAggregateRecorder._insert_events,
         "popo.POPOAggregateRecorder._update_table": popo.POPOAggregateRecorder._update_table,
     }
@@ -599,12 +656,6 @@ LIBRARY_HOOK_FINGERPRINTS: Final = {
     "sqlite.SQLiteTransaction.__enter__": "f0629bdfee895c92",
     "sqlite.SQLiteAggregateRecorder.insert_events": "32f60619a2ca6e6a",
     "sqlite.SQLiteApplicationRecorder._insert_events": "413cdf219c7bae63",
-    "postgres.PostgresApplicationRecorder.insert_events": "f1a98da0239e3ea7",
-    "postgres.PostgresApplicationRecorder._insert_events": "319d1ce6f3f9c865",
-    "postgres.PostgresApplicationRecorder._insert_stored_events": "139580714a659085",
-    "postgres.PostgresApplicationRecorder._lock_table": "42bc9c135b4a93c1",
-    "postgres.PostgresApplicationRecorder._notify_channel": "9e5bab72ecfbcf2e",
-    "postgres.PostgresApplicationRecorder._fetch_ids_after_insert_events": "9c8efbc1baf72b52",
     "popo.POPOAggregateRecorder._insert_events": "f778911e63d38a89",
     "popo.POPOAggregateRecorder._update_table": "5dd59375e55d37ba",
 }
@@ -614,10 +665,9 @@ def test_the_private_library_methods_the_ledger_relies_on_are_unchanged() -> Non
     """The chain is written in overrides of eventsourcing's private hooks, where the
     write lock is held (see ``docs/evidence.md``, "Storage"). If this fails after an
     upgrade, re-check that each hook still runs inside the events' transaction and
-    after the lock (SQLite: deferred BEGIN, event INSERTs first; PostgreSQL: LOCK
-    TABLE then INSERT then the fetch hook; `_insert_stored_events` is replaced, not
-    extended, by `PostgresDataKeyRecorder`, which must do what it does: lock, notify,
-    insert), then update the fingerprints."""
+    after the lock (SQLite: deferred BEGIN, event INSERTs first), then update the
+    fingerprints. On PostgreSQL the ledger replaces ``insert_events`` as a whole
+    (``<app>_append_events``) and relies on no private insert hook."""
     fingerprints = {
         name: hashlib.sha256(inspect.getsource(hook).encode()).hexdigest()[:16]
         for name, hook in library_hooks().items()
