@@ -4,6 +4,10 @@
   `secretledger serve` (`ledger.cli.serve.server_config`): it reads the request
   and returns a fixed PutSecretValue or GetSecretValue answer, so it measures the
   client, HTTP and uvicorn, and nothing else;
+- with ``--stacks``: the same app under the other ASGI servers the endpoint could
+  use, hypercorn (on uvloop) and granian (one worker, one runtime thread, uvloop),
+  which must be installed (``pip install hypercorn granian``): the measurement
+  behind the choice of uvicorn (see docs/decisions.md);
 - moto server (``python -m moto.server``), the usual local stand-in;
 - with ``--postgres URL`` (or ``SECRETLEDGER_TEST_POSTGRES_URL``, as
   tools/with_throwaway_postgres.sh sets it): secret-ledger on PostgreSQL, one
@@ -146,8 +150,45 @@ class ConstantAnswers:
         await send({"type": "http.response.body", "body": body})
 
 
-def serve_floor(port: int) -> None:
-    uvicorn.Server(server_config(ConstantAnswers(), "127.0.0.1", port)).run()
+FLOOR_STACKS = ("uvicorn", "hypercorn", "granian")
+
+
+def serve_floor(port: int, stack: str) -> None:
+    """The constant-answer app on ``stack``, until SIGINT or SIGTERM."""
+    assert stack in FLOOR_STACKS, stack
+    if stack == "uvicorn":
+        uvicorn.Server(server_config(ConstantAnswers(), "127.0.0.1", port)).run()
+    elif stack == "hypercorn":
+        import asyncio
+
+        import uvloop
+        from hypercorn.asyncio import serve
+        from hypercorn.config import Config
+
+        config = Config()
+        config.bind = [f"127.0.0.1:{port}"]
+        config.accesslog = config.errorlog = None
+        uvloop.install()
+        asyncio.run(serve(ConstantAnswers(), config))
+    else:
+        from granian import Granian
+
+        Granian(
+            f"{Path(__file__).stem}:{ConstantAnswers.__name__}",
+            factory=True,
+            working_dir=Path(__file__).parent,
+            address="127.0.0.1",
+            port=port,
+            interface="asgi",
+            loop="uvloop",
+            workers=1,
+            runtime_threads=1,
+            log_enabled=False,
+        ).serve()
+
+
+def floor_command(port: int, stack: str) -> list[str]:
+    return [sys.executable, __file__, "--serve-floor", str(port), stack]
 
 
 # --------------------------------------------------------------------------------------
@@ -209,17 +250,19 @@ def ledger_command(database: str, port: int, credentials: Path, *options: str) -
     )
 
 
-def subjects(directory: Path, with_moto: bool, postgres: str | None) -> list[Subject]:
+def subjects(
+    directory: Path, with_moto: bool, postgres: str | None, with_stacks: bool
+) -> list[Subject]:
     credentials = directory / "credentials.toml"
     write_credentials_file(credentials, [PRINCIPAL])
     floor_port, moto_port = free_port(), free_port()
     chosen = [
-        Subject(
-            "constant answer (floor)",
-            [sys.executable, __file__, "--serve-floor", str(floor_port)],
-            floor_port,
-        ),
+        Subject("constant answer (floor)", floor_command(floor_port, "uvicorn"), floor_port),
     ]
+    if with_stacks:
+        for stack in FLOOR_STACKS[1:]:
+            port = free_port()
+            chosen.append(Subject(f"constant answer on {stack}", floor_command(port, stack), port))
     if with_moto:
         chosen.append(
             Subject(
@@ -403,9 +446,16 @@ def run_raw_task(task: RawTask) -> int:
 
 
 def server_cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process (all its threads)."""
+    """User plus system CPU time of a process (all its threads) and of its living
+    descendants (granian serves from a worker process)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_SECOND
+    own_seconds = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_SECOND
+    children = [
+        int(child)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for child in (task / "children").read_text().split()
+    ]
+    return own_seconds + sum(server_cpu_seconds(child) for child in children)
 
 
 def measure_raw(
@@ -581,7 +631,7 @@ def report_targets(chosen: list[Subject], with_raw: bool) -> None:
 
 def main(arguments: list[str]) -> int:
     if arguments[:1] == ["--serve-floor"]:
-        serve_floor(int(arguments[1]))
+        serve_floor(int(arguments[1]), arguments[2])
         return 0
     parser = argparse.ArgumentParser(prog="bench.py http", description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
@@ -605,6 +655,11 @@ def main(arguments: list[str]) -> int:
         help="an empty PostgreSQL database to measure too: one server, and two servers on a "
         f"second database made beside it (default: ${POSTGRES_URL_VARIABLE}, if set)",
     )
+    parser.add_argument(
+        "--stacks",
+        action="store_true",
+        help="also the constant-answer app on hypercorn and granian (both must be installed)",
+    )
     options = parser.parse_args(arguments)
     rounds, operations = (1, 20) if options.quick else (options.rounds, options.operations)
     raw_seconds = 0.3 if options.quick else options.raw_seconds
@@ -615,6 +670,7 @@ def main(arguments: list[str]) -> int:
             Path(directory),
             with_moto=not (options.quick or options.without_moto),
             postgres=options.postgres,
+            with_stacks=options.stacks,
         )
         for subject in chosen:
             for server in [subject, *subject.companions]:
