@@ -9,7 +9,8 @@ uvicorn, its HTTP server (those of eventsourcing are overridden in
 (uvicorn calls them; none is a documented extension point):
 
 * ``connection_made(transport)``, ``connection_lost(exc)``,
-  ``on_headers_complete()`` and ``on_response_complete()``: the head deadline;
+  ``on_headers_complete()`` and ``on_response_complete()``: the head deadline
+  (``on_headers_complete`` also answers requests beyond the connection cap);
 * ``data_received(data)`` and ``on_message_complete()``, with
   ``connection_made`` and ``on_headers_complete``: the head size cap;
 * ``send_400_response(msg)``: the answer to a request httptools cannot parse.
@@ -57,10 +58,22 @@ is closed, as uvicorn does. The endpoint never sees such a request, so it is not
 recorded in the audit log: nothing authenticated it (as for the calls turned
 away before authentication in `ledger.http`).
 
+Connection cap. uvicorn's own cap (``limit_concurrency``) answers a plain-text 503
+and logs a warning for every request it turns away. The endpoint leaves that
+setting off; `HeadDeadlineProtocol` applies the same cap (``CONNECTIONS_MAX`` open
+connections or requests in progress) when a request head completes, by having
+uvicorn run `answer_unavailable` for that request instead of the endpoint: an
+AWS-shaped 503 ``ServiceUnavailable`` (which the SDKs retry) with
+``connection: close``, and the warning ``Exceeded concurrency limit.``, bounded
+below. The endpoint's own, lower caps on calls in progress (`ledger.admission`)
+usually answer first; this one bounds what those cannot see, such as a flood of
+connections that all complete their heads at once.
+
 Log lines (rule IL-6). uvicorn logs a warning for each request it refuses
 (``Invalid HTTP request received.``) and two for each request asking for a
 protocol upgrade (``Unsupported upgrade request.`` and advice to install a
-WebSocket library): any client could add log lines without limit.
+WebSocket library), and the connection cap above logs one per request it turns
+away: any client could add log lines without limit.
 `ClientWarningBound`, a filter on the ``uvicorn.error`` logger installed by
 `logging_config` (the ``log_config`` of `ledger.cli.serve.server_config`), lets
 at most ``CLIENT_WARNINGS_PER_MINUTE`` of each kind through a minute and then
@@ -82,11 +95,12 @@ from uuid import uuid4
 from uvicorn.config import LOGGING_CONFIG
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from ledger.errors import SerializationException
-from ledger.http import error_response
+from ledger.errors import SerializationException, ServiceUnavailable
+from ledger.http import UNAVAILABLE_MESSAGE, Receive, Scope, Send, error_response, respond
 
 HEAD_SECONDS_MAX = 10.0
 HEAD_SIZE_BYTES_MAX = 64 * 1024
+CONNECTIONS_MAX = 4096  # open connections, or requests in progress
 BAD_REQUEST_STATUS_LINE = b"HTTP/1.1 400 Bad Request\r\n"
 BROKEN_FRAMING_MESSAGE = (
     "The request is not valid HTTP/1.1: its request line, a header, its Content-Length "
@@ -98,10 +112,12 @@ HEAD_TOO_LARGE_MESSAGE = f"The request head is larger than {HEAD_SIZE_BYTES_MAX}
 # summary line calls the requests behind them.
 INVALID_REQUEST_WARNING = "Invalid HTTP request received."
 UPGRADE_WARNING = "Unsupported upgrade request."
+CAPACITY_WARNING = "Exceeded concurrency limit."  # uvicorn's text for the same refusal
 WEBSOCKET_ADVICE_PREFIX = "No supported WebSocket library detected."
 BOUNDED_WARNINGS = {
     INVALID_REQUEST_WARNING: "invalid HTTP requests",
     UPGRADE_WARNING: "unsupported upgrade requests",
+    CAPACITY_WARNING: "requests beyond the connection cap",
 }
 CLIENT_WARNINGS_PER_MINUTE = 10
 UVICORN_ERROR_LOGGER = "uvicorn.error"
@@ -113,6 +129,7 @@ class HeadDeadlineProtocol(HttpToolsProtocol):
 
     head_seconds_max = HEAD_SECONDS_MAX
     head_size_bytes_max = HEAD_SIZE_BYTES_MAX
+    connections_max = CONNECTIONS_MAX
 
     def __init__(self, *arguments: Any, **options: Any) -> None:
         super().__init__(*arguments, **options)
@@ -151,7 +168,16 @@ class HeadDeadlineProtocol(HttpToolsProtocol):
         self.head_bytes = None
         self.heads_completed += 1
         self._disarm_head_deadline()
-        super().on_headers_complete()
+        cap = self.connections_max
+        if len(self.connections) < cap and len(self.tasks) < cap:
+            super().on_headers_complete()
+            return
+        logging.getLogger(UVICORN_ERROR_LOGGER).warning(CAPACITY_WARNING)
+        endpoint, self.app = self.app, answer_unavailable  # uvicorn runs self.app
+        try:
+            super().on_headers_complete()
+        finally:
+            self.app = endpoint
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -193,6 +219,15 @@ class HeadDeadlineProtocol(HttpToolsProtocol):
         self.head_deadline = None
         if not self.transport.is_closing():
             self.transport.close()
+
+
+async def answer_unavailable(scope: Scope, receive: Receive, send: Send) -> None:
+    """The ASGI app run for a request beyond the connection cap: an AWS-shaped 503,
+    then the connection closed (its body is not read)."""
+    refused = error_response(
+        ServiceUnavailable(UNAVAILABLE_MESSAGE), str(uuid4()), close_connection=True
+    )
+    await respond(send, refused)
 
 
 class ClientWarningBound(logging.Filter):

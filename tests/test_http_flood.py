@@ -36,6 +36,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ledger.cli.serve import server_config
 from ledger.serving import (
+    BOUNDED_WARNINGS,
+    CAPACITY_WARNING,
     HEAD_SIZE_BYTES_MAX,
     HEAD_TOO_LARGE_MESSAGE,
     INVALID_REQUEST_WARNING,
@@ -189,6 +191,35 @@ def test_a_head_that_trickles_in_is_cut_off_at_the_deadline() -> None:
         started = time.monotonic()
         assert closed_by_server_within(slow, CLOSED_WITHIN_SECONDS, b"X-Slow: x\r\n")
         assert time.monotonic() - started >= SHORT_HEAD_SECONDS * 0.8
+
+
+class ThreeConnections(HeadDeadlineProtocol):
+    connections_max = 3
+
+
+def test_a_request_beyond_the_connection_cap_is_answered_aws_shaped_and_logged_bounded() -> None:
+    """uvicorn's own cap answers plain text and logs every refusal; this one answers
+    like the endpoint (503 ServiceUnavailable, which the SDKs retry) and its warning
+    is one of those `ClientWarningBound` bounds."""
+    request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    with in_process_server(ThreeConnections) as port, ExitStack() as idle:
+        for _ in range(2):
+            idle.enter_context(socket.create_connection(("127.0.0.1", port)))
+        time.sleep(0.1)  # the server has accepted both
+        with mock.patch.object(logging.getLogger("uvicorn.error"), "warning") as warning:
+            answer = send_until_closed(port, request)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 503 ")
+        assert b"content-type: application/x-amz-json-1.1" in head.lower()
+        assert b"connection: close" in head.lower()
+        assert json.loads(body)["__type"] == "ServiceUnavailable"
+        assert [entry.args for entry in warning.call_args_list] == [(CAPACITY_WARNING,)]
+        idle.close()
+        time.sleep(0.1)
+        assert send_until_closed(
+            port, request.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+        ).startswith(b"HTTP/1.1 200 ")
+    assert CAPACITY_WARNING in BOUNDED_WARNINGS
 
 
 def test_an_idle_socket_is_closed_and_a_prompt_client_is_served() -> None:

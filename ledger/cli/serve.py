@@ -28,8 +28,9 @@ must be signed (SigV4) by a principal of the credentials file. Choices:
   sockets: 8 worker threads for ledger calls, at most 64 calls in progress, at
   most half of them from one source address or claiming one access key
   (`ledger.admission`); beyond that, 503 at once. Open sockets are bounded only
-  by 4,096 (uvicorn ``limit_concurrency``, far above what the deadlines let
-  idle or slow clients hold) and a listen backlog of 1,024.
+  by 4,096 (`ledger.serving.CONNECTIONS_MAX`, far above what the deadlines let
+  idle or slow clients hold; beyond it, an AWS-shaped 503 too) and a listen
+  backlog of 1,024.
 * SIGTERM or Ctrl-C stops accepting connections and finishes the calls in flight
   (for at most 30 s) before the ledger is closed.
 * ``--sole-writer``: the operator promises that no other process writes the
@@ -107,7 +108,6 @@ from ledger.storage import DatabaseKind, database_kind
 from projections import start_in_background
 
 PORT_DEFAULT = 8080
-CONNECTIONS_MAX = 4096
 LISTEN_BACKLOG = 1024
 KEEP_ALIVE_SECONDS = 5
 GRACEFUL_SHUTDOWN_SECONDS = 30
@@ -416,7 +416,7 @@ def server_config(application: Application, host: str, port: int) -> uvicorn.Con
         proxy_headers=False,
         server_header=False,
         access_log=False,
-        limit_concurrency=CONNECTIONS_MAX,
+        limit_concurrency=None,  # HeadDeadlineProtocol applies the cap, AWS-shaped
         backlog=LISTEN_BACKLOG,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
