@@ -17,6 +17,7 @@ key-encryption key that wrapped it.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Final, NamedTuple, ParamSpec, TypeVar
 from uuid import UUID
@@ -185,24 +186,38 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
         self._prepare_evidence_statements(events_table_name)
         self._prepare_adoption_statements(events_table_name)
         self._prepare_append_function(events_table_name)
-        # Where this process last saw the end of the log (None: not yet known). A
+        # Where this recorder last saw the end of the log (None: not yet known). A
         # stale value costs one more call: the function checks it under the lock.
         self._log_end: LogEnd | None = None
+        # Appends wait for each other on the events table's lock anyway; waiting here
+        # instead means that this recorder's threads (commands, call records) never
+        # find the end moved by one another, only by other processes.
+        self._append_lock = threading.Lock()
 
     @retried_on_connection_errors
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int]:
         """Appends ``stored_events`` (with the data keys they record or destroy) in one
         call of ``<app>_append_events``; returns their notification ids.
 
-        The ids and hash rows are computed for the end of the log this process last
-        saw. If another writer has moved it since, the function writes nothing and
-        answers the end it found, and the batch is computed again for that end. A
+        The ids and hash rows are computed for the end of the log this recorder last
+        saw; its threads append one at a time. If another process has moved the end
+        since, the function writes nothing and answers the end it found, and the
+        batch is computed again for that end. A
         conflict (an event's version or a data key taken already) raises
         ``IntegrityError``; either way the call wrote nothing.
         """
         data_keys = validated_data_keys(stored_events, kwargs)
         destroyed = validated_destroyed_data_keys(stored_events, kwargs)
         validated_defer_erasure(kwargs)  # nothing to defer: a deleted row leaves no file
+        with self._append_lock:
+            return self._append(stored_events, data_keys, destroyed)
+
+    def _append(
+        self,
+        stored_events: Sequence[StoredEvent],
+        data_keys: tuple[DataKeyRecord, ...],
+        destroyed: tuple[DataKeyPair, ...],
+    ) -> list[int]:
         log_end = self._log_end
         for _ in range(APPEND_ATTEMPTS_MAX):
             if log_end is None:

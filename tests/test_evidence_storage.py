@@ -295,6 +295,43 @@ def test_processes_writing_one_database_keep_the_chain_dense_and_in_log_order(
 
 
 @pytest.mark.postgres
+def test_threads_of_one_ledger_on_postgres_never_find_the_end_moved_by_each_other(
+    postgres_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One call of the append function per save: the recorder's threads take turns,
+    so each computes its batch for the end the one before it left."""
+    application = open_tallies(postgres_database_url)
+    try:
+        application.save(started_tally("first"))  # the recorder learns the end
+        recorder: Any = application.recorder
+        calls: list[object] = []
+        original = recorder._call_append_function
+
+        def counted(*arguments: Any) -> Any:
+            calls.append(arguments[0])
+            return original(*arguments)
+
+        monkeypatch.setattr(recorder, "_call_append_function", counted)
+        barrier = threading.Barrier(WRITER_COUNT)
+
+        def write(writer: int) -> None:
+            barrier.wait()
+            for number in range(SAVES_PER_WRITER):
+                application.save(started_tally(f"thread-{writer}-{number}"))
+
+        threads = [threading.Thread(target=write, args=(writer,)) for writer in range(WRITER_COUNT)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+        assert len(calls) == WRITER_COUNT * SAVES_PER_WRITER
+        assert len(assert_chain_matches_the_log(application)) == 2 * (1 + len(calls))
+    finally:
+        application.close()
+
+
+@pytest.mark.postgres
 def test_two_ledgers_taking_turns_on_postgres_each_append_after_the_other(
     postgres_database_url: str,
 ) -> None:
