@@ -54,7 +54,9 @@ def leaf_bytes(
     topic: str,
     state: bytes,
 ) -> bytes:
-    """The bytes of one stored event as a leaf of the log (see the module docstring)."""
+    """The bytes of one stored event as a leaf of the log (see the module docstring).
+    PostgreSQL builds the same bytes in SQL when it appends (``<app>_leaf_bytes`` in
+    `ledger.storage_postgres`; ``tests/test_evidence_storage.py`` holds them equal)."""
     assert 0 <= notification_id < U64_LIMIT, "notification id out of range"
     assert 0 <= originator_version < U64_LIMIT, "originator version out of range"
     encoded_topic = topic.encode("utf-8")
