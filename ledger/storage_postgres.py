@@ -237,6 +237,7 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
                 "$BODY$"
             ).format(leaf=leaf, id_type=id_type, leaf_format=Literal(LEAF_FORMAT))
         )
+        # Run by the test that holds the SQL leaf to ledger.merkle.leaf_bytes.
         self.leaf_bytes_statement = SQL("SELECT {leaf}(%s, %s, %s, %s, %s) AS leaf").format(
             leaf=leaf
         )
@@ -322,25 +323,6 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
             "SELECT * FROM {function}(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[], "
             "%b::uuid[], %b::text[], %b::text[], %b::bytea[], %b::uuid[], %b::text[])"
         ).format(function=function, id_type=id_type)
-
-    def leaf_bytes(
-        self,
-        notification_id: int,
-        originator_id: UUID,
-        originator_version: int,
-        topic: str,
-        state: bytes,
-    ) -> bytes:
-        """The leaf ``<app>_append_events`` hashes for these fields (for the test
-        that holds it to :func:`ledger.merkle.leaf_bytes`)."""
-        with self.datastore.get_connection() as connection, connection.cursor() as curs:
-            curs.execute(
-                self.leaf_bytes_statement,
-                (notification_id, originator_id, originator_version, topic, state),
-            )
-            row = curs.fetchone()
-        assert row is not None
-        return bytes(row["leaf"])
 
     @retried_on_connection_errors
     def select_last_versions(self, originator_ids: Sequence[UUID]) -> dict[UUID, int]:

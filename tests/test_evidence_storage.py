@@ -318,7 +318,9 @@ def test_postgres_hashes_the_same_leaves_as_the_verifier(postgres_database_url: 
         notification_id: int, originator_id: UUID, originator_version: int, topic: str, state: bytes
     ) -> None:
         fields = (notification_id, originator_id, originator_version, topic, state)
-        assert recorder.leaf_bytes(*fields) == leaf_bytes(
+        with recorder.datastore.get_connection() as connection:
+            row = connection.execute(recorder.leaf_bytes_statement, fields).fetchone()
+        assert bytes(row["leaf"]) == leaf_bytes(
             notification_id=notification_id,
             originator_id=originator_id,
             originator_version=originator_version,
