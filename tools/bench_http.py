@@ -6,7 +6,7 @@
   client, HTTP and uvicorn, and nothing else;
 - with ``--stacks``: the same app under the other ASGI servers the endpoint could
   use, hypercorn (on uvloop) and granian (one worker, one runtime thread, uvloop),
-  which must be installed (``pip install hypercorn granian``): the measurement
+  which must be installed (``pip install -e '.[bench]'``): the measurement
   behind the choice of uvicorn (see docs/decisions.md);
 - moto server (``python -m moto.server``), the usual local stand-in;
 - with ``--postgres URL`` (or ``SECRETLEDGER_TEST_POSTGRES_URL``, as
@@ -658,7 +658,7 @@ def main(arguments: list[str]) -> int:
     parser.add_argument(
         "--stacks",
         action="store_true",
-        help="also the constant-answer app on hypercorn and granian (both must be installed)",
+        help="also the constant-answer app on hypercorn and granian (pip install -e '.[bench]')",
     )
     options = parser.parse_args(arguments)
     rounds, operations = (1, 20) if options.quick else (options.rounds, options.operations)
