@@ -27,7 +27,6 @@ from eventsourcing.persistence import (
     InternalError,
     Notification,
     OperationalError,
-    PersistenceError,
     ProgrammingError,
     StoredEvent,
 )
@@ -437,9 +436,6 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
             ]
         )
         hash_columns = SQL("leaf_index, notification_id, leaf_hash, chain_hash")
-        self.select_event_hash_head_statement = SQL(
-            "SELECT {columns} FROM {table} ORDER BY leaf_index DESC LIMIT 1"
-        ).format(columns=hash_columns, table=hashes)
         self.insert_event_hashes_statement = SQL(
             "INSERT INTO {table} ({columns}) "
             "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bytea[], %s::bytea[]) "
@@ -612,18 +608,6 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
                 for row in curs.fetchall():
                     found[(row["level"], row["node_index"])] = bytes(row["hash"])
         return found
-
-
-def persistence_error(error: Exception) -> Exception:
-    """A psycopg error as the library's get_connection() would have raised it (its
-    connection errors are the ones callers retry); any other error as it is."""
-    if isinstance(error, psycopg.InterfaceError):
-        return InterfaceError(str(error))
-    if isinstance(error, psycopg.OperationalError):
-        return OperationalError(str(error))
-    if isinstance(error, psycopg.Error):
-        return PersistenceError(str(error))
-    return error
 
 
 class LedgerPostgresFactory(PostgresFactory):
