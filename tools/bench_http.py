@@ -65,7 +65,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
-from loadtest import free_port, secretledger_command, wait_until_listening
+from loadtest import free_port, process_cpu_seconds, secretledger_command, wait_until_listening
 
 from ledger.auth import Principal, write_credentials_file
 from ledger.cli.serve import server_config
@@ -90,7 +90,6 @@ TWO_SERVERS_CPU_RATIO_MAX = 1.2
 RAW_CONCURRENCIES = (1, 4)
 RAW_OPERATIONS = ("Put", "Get")
 RAW_SECONDS_DEFAULT = 3.0
-CLOCK_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 POSTGRES_URL_VARIABLE = "SECRETLEDGER_TEST_POSTGRES_URL"
 FLOOR_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:bench-AbCdEf"
 FLOOR_VERSION_ID = "00000000-0000-4000-8000-000000000000"
@@ -445,24 +444,11 @@ def run_raw_task(task: RawTask) -> int:
     return count
 
 
-def server_cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process (all its threads) and of its living
-    descendants (granian serves from a worker process)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    own_seconds = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_SECOND
-    children = [
-        int(child)
-        for task in Path(f"/proc/{pid}/task").iterdir()
-        for child in (task / "children").read_text().split()
-    ]
-    return own_seconds + sum(server_cpu_seconds(child) for child in children)
-
-
 def measure_raw(
     subject: Subject, pool: Any, operation: str, concurrency: int, seconds: float
 ) -> None:
     servers = [subject, *subject.companions]
-    cpu_before = sum(server_cpu_seconds(server.pid) for server in servers)
+    cpu_before = sum(process_cpu_seconds(server.pid) for server in servers)
     tasks = [
         RawTask(servers[index % len(servers)].port, operation, seconds)
         for index in range(concurrency)
@@ -470,7 +456,7 @@ def measure_raw(
     start = time.perf_counter()
     counts = pool.map(run_raw_task, tasks, chunksize=1)
     elapsed = time.perf_counter() - start
-    cpu_seconds = sum(server_cpu_seconds(server.pid) for server in servers) - cpu_before
+    cpu_seconds = sum(process_cpu_seconds(server.pid) for server in servers) - cpu_before
     calls = max(sum(counts), 1)
     key = (operation, concurrency)
     subject.raw_per_second.setdefault(key, []).append(calls / elapsed)

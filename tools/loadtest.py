@@ -389,11 +389,35 @@ def run_client(config: ClientConfig) -> None:
 # --------------------------------------------------------------------------------------
 
 
+CLOCK_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process (all its threads) and of its living
+    descendants (granian serves from a worker process). OSError once the process is
+    gone; a descendant that ends meanwhile counts nothing."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    own_seconds = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_SECOND  # fields 14, 15
+    children = [
+        int(child)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for child in (task / "children").read_text().split()
+    ]
+    return own_seconds + sum(living_cpu_seconds(child) for child in children)
+
+
+def living_cpu_seconds(pid: int) -> float:
+    try:
+        return process_cpu_seconds(pid)
+    except OSError:
+        return 0.0
 
 
 class Service:
@@ -428,12 +452,7 @@ class Service:
     def _current_cpu_seconds(self) -> float:
         if self.process is None or self.process.poll() is not None:
             return 0.0
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-        return ticks / os.sysconf("SC_CLK_TCK")
+        return living_cpu_seconds(self.process.pid)
 
     def kill(self) -> None:
         assert self.process is not None, "started before killed"
