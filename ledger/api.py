@@ -45,6 +45,7 @@ from ledger.authorization import (
     accesses_for,
     decide,
     denial_message,
+    policies_apply,
     stored_resource_policy,
 )
 from ledger.bounds import bounded
@@ -302,8 +303,9 @@ class SecretsManagerApi:
         try:
             validate_request(operation, request)
             target, resolved = self._target(operation, request)
-            for access in accesses_for(operation, request, self._facts(caller), target):
-                self._require(access, caller.policy, target)
+            if policies_apply(caller.policy, target):
+                for access in accesses_for(operation, request, self._facts(caller), target):
+                    self._require(access, caller.policy, target)
             if authorizing_handler is not None:
                 outcome = authorizing_handler(self, request, context, caller)
             elif resolved_handler is not None:

@@ -80,7 +80,6 @@ import stat
 import string
 import threading
 import tomllib
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -476,15 +475,21 @@ class ReceivedRequest:
     query_string: str
     headers: Sequence[tuple[str, str]]
     body: bytes = field(repr=False)
+    # The values of each header name, in order (verification asks for a dozen).
+    _values: dict[str, list[str]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        values: dict[str, list[str]] = {}
+        for name, value in self.headers:
+            values.setdefault(name, []).append(value)
+        object.__setattr__(self, "_values", values)
 
     def header(self, name: str) -> str | None:
-        for header_name, value in self.headers:
-            if header_name == name:
-                return value
-        return None
+        values = self._values.get(name)
+        return values[0] if values else None
 
     def header_values(self, name: str) -> list[str]:
-        return [value for header_name, value in self.headers if header_name == name]
+        return list(self._values.get(name, ()))
 
 
 @dataclass(frozen=True)
@@ -606,8 +611,11 @@ def check_signed_headers(request: ReceivedRequest, authorization: Authorization)
             "Headers listed in 'SignedHeaders' are missing from the request: "
             f"{', '.join(echoed(name) for name in absent)}."
         )
-    guarded = Counter(name for name, _ in request.headers if is_guarded_header(name))
-    unsigned = sorted(set(guarded) - signed)
+    guarded: dict[str, int] = {}
+    for name, _ in request.headers:
+        if is_guarded_header(name):
+            guarded[name] = guarded.get(name, 0) + 1
+    unsigned = sorted(guarded.keys() - signed)
     if unsigned:
         raise IncompleteSignature(
             "Headers present in the request must be in 'SignedHeaders': "
@@ -703,14 +711,14 @@ class SignatureVerifier:
         if len(authorization_headers) > 1:
             raise IncompleteSignature("The request has more than one Authorization header.")
         authorization = parse_authorization(authorization_headers[0])
-        amz_date = self._request_time(request)
+        amz_date, request_time = self._request_time(request)
         check_signed_headers(request, authorization)
         self._check_scope(authorization, amz_date)
         principal = self.principals.find(authorization.access_key_id)
         if principal is None:
             raise UnrecognizedClientException(UNRECOGNIZED_CLIENT_MESSAGE)
         check_session_token(request, principal)
-        self._check_clock_skew(amz_date)
+        self._check_clock_skew(amz_date, request_time)
         self._check_payload_hash(request)
         expected = self._expected_signature(request, authorization, principal, amz_date)
         if not hmac.compare_digest(
@@ -721,18 +729,20 @@ class SignatureVerifier:
             raise ExpiredTokenException(EXPIRED_TOKEN_MESSAGE)
         return Identity(principal=principal, region=authorization.region)
 
-    def _request_time(self, request: ReceivedRequest) -> str:
+    def _request_time(self, request: ReceivedRequest) -> tuple[str, datetime]:
+        """The ``X-Amz-Date`` header, as sent and as an instant."""
         amz_date = request.header("x-amz-date")
         if amz_date is None:
             raise IncompleteSignature(
                 "Authorization header requires existence of either a 'X-Amz-Date' or a "
                 "'Date' header."
             )
-        if parse_amz_date(amz_date) is None:
+        request_time = parse_amz_date(amz_date)
+        if request_time is None:
             raise IncompleteSignature(
                 f"Date must be in ISO-8601 'basic format'. Got '{echoed(amz_date)}'."
             )
-        return amz_date
+        return amz_date, request_time
 
     def _check_scope(self, authorization: Authorization, amz_date: str) -> None:
         if authorization.service != self.service_name:
@@ -751,9 +761,7 @@ class SignatureVerifier:
                 f"from '{amz_date}'."
             )
 
-    def _check_clock_skew(self, amz_date: str) -> None:
-        request_time = parse_amz_date(amz_date)
-        assert request_time is not None, "checked by _request_time"
+    def _check_clock_skew(self, amz_date: str, request_time: datetime) -> None:
         now = self.clock()
         skew = timedelta(seconds=self.clock_skew_seconds_max)
         minutes = self.clock_skew_seconds_max // 60

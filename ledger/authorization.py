@@ -105,6 +105,15 @@ class _Match:
     statement: Statement
 
 
+def policies_apply(identity_policy: Policy | None, target: Target | None) -> bool:
+    """Whether any policy bears on a request: without an identity policy (an
+    administrator) and without a resource policy on its secret, `decide` allows
+    every permission (AZ-3), so the permissions need not be worked out."""
+    return identity_policy is not None or (
+        target is not None and target.resource_policy is not None
+    )
+
+
 def decide(
     access: Access, identity_policy: Policy | None, resource_policy: Policy | None
 ) -> Decision:

@@ -325,6 +325,9 @@ class Keyring:
     def __init__(self, state: _KeyringState, path: pathlib.Path | None) -> None:
         self._state = state
         self._path = path
+        # An AES-GCM context for each key-encryption key used so far: a key id
+        # always names the same key (`_adopt` keeps every key unchanged).
+        self._ciphers: dict[str, AESGCM] = {}
 
     def __repr__(self) -> str:
         return f"Keyring(path={self._path!r}, active_key_id={self._state.active_key_id!r})"
@@ -420,8 +423,11 @@ class Keyring:
                 f"wrapped data key is {len(wrapped_key)} bytes, expected {WRAPPED_KEY_SIZE_BYTES}"
             )
         nonce, ciphertext = wrapped_key[:NONCE_SIZE_BYTES], wrapped_key[NONCE_SIZE_BYTES:]
+        cipher = self._ciphers.get(key_id)
+        if cipher is None:
+            cipher = self._ciphers.setdefault(key_id, AESGCM(key_encryption_key))
         try:
-            data_key = AESGCM(key_encryption_key).decrypt(
+            data_key = cipher.decrypt(
                 nonce, ciphertext, _wrapping_associated_data(key_id, associated_data)
             )
         except InvalidTag:
