@@ -32,7 +32,7 @@ import fcntl
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, Protocol
 from uuid import UUID
@@ -149,7 +149,7 @@ class CheckpointStore(LogStore, Protocol):
 
     def insert_checkpoint(self, sequence: int, tree_size: int, line: str) -> None: ...
 
-    def select_checkpoints(self) -> list[StoredCheckpoint]: ...
+    def select_checkpoints(self, start: int = 0) -> list[StoredCheckpoint]: ...
 
     def insert_merkle_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None: ...
 
@@ -753,6 +753,25 @@ class CheckpointKeys:
 
 
 @dataclass(frozen=True)
+class CheckedCheckpoints:
+    """What a writer's earlier checkpoints found in agreement, so that the next one
+    reads only what is newer (W6): the database's checkpoints ``0 .. count - 1``
+    (``last`` the newest of them), the first ``file_lines`` of which are the
+    checkpoint lines of the file, ending at byte ``file_size_bytes``. The empty
+    one (the default) checks everything: the CLI's checkpoint, a server's first."""
+
+    count: int = 0
+    last: StoredCheckpoint | None = None
+    file_lines: int = 0
+    file_size_bytes: int = 0
+
+    def __post_init__(self) -> None:
+        assert (self.last is None) == (self.count == 0), "the newest of those checked"
+        assert self.last is None or self.last.sequence == self.count - 1, "dense sequences"
+        assert self.file_lines >= 0 and self.file_size_bytes >= 0, "a prefix of the file"
+
+
+@dataclass(frozen=True)
 class Written:
     """What ``write_checkpoint`` did: ``checkpoint`` is None when it wrote nothing
     (``reason`` says why: nothing new, or another server took that sequence)."""
@@ -761,6 +780,7 @@ class Written:
     sequence: int
     reason: str
     adoption: Adoption | None = None
+    checked: CheckedCheckpoints = field(default_factory=CheckedCheckpoints)
 
 
 @dataclass
@@ -789,13 +809,29 @@ def write_checkpoint(
     now: Callable[[], datetime.datetime],
     checkpoint_path: Path | None,
     adopt_unchained: bool = False,
+    checked: CheckedCheckpoints | None = None,
 ) -> Written:
     """W1-W9: sign the log's new head, store it, append it to the checkpoint file.
+    ``checked``: what this writer's previous checkpoint found (``Written.checked``),
+    so that only newer checkpoints and file lines are read again.
 
     Raises ``Tampered`` (nothing signed) when the log or the checkpoints do not hold."""
-    stored = store.select_checkpoints()
+    checked = checked or CheckedCheckpoints()
+    new_lines: list[str] = []
     if checkpoint_path is not None:
-        check_file_is_a_copy(checkpoint_path, stored)
+        read = read_file_from(checkpoint_path, checked.file_size_bytes)
+        if read is None:  # no longer what was read before: read it all again
+            checked = CheckedCheckpoints()
+            read = read_file_from(checkpoint_path, 0)
+        assert read is not None, "a file read from its start"
+        new_lines, file_size_bytes = read
+        checked = replace(checked, file_size_bytes=file_size_bytes)
+    stored = stored_since(store, checked)
+    if checkpoint_path is not None:
+        check_file_is_a_copy(checkpoint_path, stored, checked.file_lines, new_lines)
+        checked = replace(checked, file_lines=checked.file_lines + len(new_lines))
+    if stored:
+        checked = replace(checked, count=stored[-1].sequence + 1, last=stored[-1])
     latest = latest_checkpoint(stored, keys)
     sequence = 0 if latest is None else stored[-1].sequence + 1
     adopted_count = adopt(store, latest) if adopt_unchained else 0
@@ -813,7 +849,7 @@ def write_checkpoint(
         )
     state = walk_new_leaves(store, resumed_state(store, latest), latest, size)
     if state.tree_size == previous_size:
-        return Written(None, sequence, "nothing new since the last checkpoint")
+        return Written(None, sequence, "nothing new since the last checkpoint", checked=checked)
     checkpoint = sign_checkpoint(
         keys.signer,
         tree_size=state.tree_size,
@@ -826,14 +862,55 @@ def write_checkpoint(
     try:
         store.insert_checkpoint(sequence, checkpoint.tree_size, to_line(checkpoint))
     except IntegrityError:
-        return Written(None, sequence, f"another writer stored checkpoint {sequence} first")
+        reason = f"another writer stored checkpoint {sequence} first"
+        return Written(None, sequence, reason, checked=checked)
     adoption = None
     if adopt_unchained:
         assert sequence == 0 and adopted_count == size, "an adoption signs the first checkpoint"
         adoption = sign_adoption(keys.signer, checkpoint)
+    newest = store.select_checkpoints(start=sequence)  # this one, and any stored since
+    checked = replace(checked, count=newest[-1].sequence + 1, last=newest[-1])
     if checkpoint_path is not None:
-        catch_up_checkpoint_file(checkpoint_path, store.select_checkpoints(), adoption)
-    return Written(checkpoint, sequence, "written", adoption)
+        file_lines, file_size_bytes = catch_up_checkpoint_file(
+            checkpoint_path, store, checked, adoption
+        )
+        checked = replace(checked, file_lines=file_lines, file_size_bytes=file_size_bytes)
+    return Written(checkpoint, sequence, "written", adoption, checked)
+
+
+def stored_since(store: CheckpointStore, checked: CheckedCheckpoints) -> list[StoredCheckpoint]:
+    """The stored checkpoints from the newest one ``checked`` holds (or the first line
+    of the file not checked yet, if earlier) to the newest. W6: the database still
+    holds that checkpoint as it was, and their sequences have no gap; otherwise the
+    database lost checkpoints and nothing is signed. (A writer that checked nothing
+    yet reads them all, so it also finds a gap among older ones.)"""
+    start = max(0, min(checked.count - 1, checked.file_lines))
+    stored = store.select_checkpoints(start=start)
+    last = checked.last
+    if last is not None and stored[last.sequence - start : last.sequence - start + 1] != [last]:
+        raise Tampered(
+            Problem(
+                CHECKPOINT_MISSING,
+                None,
+                f"checkpoint {last.sequence}, stored when this writer last looked, is no "
+                "longer stored as it was: the database lost checkpoints; refusing to sign "
+                "(run `secretledger verify`)",
+                last.sequence,
+            )
+        )
+    for index, row in enumerate(stored):
+        if row.sequence != start + index:
+            raise Tampered(
+                Problem(
+                    CHECKPOINT_MISSING,
+                    None,
+                    f"the database holds checkpoint {row.sequence} but not checkpoint "
+                    f"{start + index}: the database lost checkpoints; refusing to sign "
+                    "(run `secretledger verify`)",
+                    start + index,
+                )
+            )
+    return stored
 
 
 def latest_checkpoint(
@@ -932,16 +1009,40 @@ def walk_new_leaves(
     return state
 
 
-def check_file_is_a_copy(path: Path, stored: Sequence[StoredCheckpoint]) -> None:
-    """W6: the file holds no checkpoint the database lacks (else the database lost some)."""
+def read_file_from(path: Path, offset_bytes: int) -> tuple[list[str], int] | None:
+    """The checkpoint lines of ``path`` after byte ``offset_bytes``, where an earlier
+    read ended, and the file's size; None if the file no longer extends that read
+    (shorter, or no line ends there). An adoption line (W8) is skipped at the start
+    of the file only. No lines if there is no file; CheckpointFileError if it
+    cannot be read."""
     try:
-        checkpoint_file = read_checkpoint_file(path)
+        with path.open("rb") as handle:
+            if offset_bytes:
+                handle.seek(offset_bytes - 1)
+                if handle.read(1) != b"\n":
+                    return None
+            data = handle.read()
     except FileNotFoundError:
-        return
+        return ([], 0) if offset_bytes == 0 else None
     except OSError as error:
         raise CheckpointFileError(f"checkpoint file {path} cannot be read: {error}") from None
-    for index, line in enumerate(checkpoint_file.lines):
-        if index >= len(stored) or stored[index].line != line:
+    lines = [line for line in data.decode("utf-8", errors="replace").splitlines() if line]
+    if offset_bytes == 0 and lines and _adoption_note(lines[0]) is not None:
+        lines = lines[1:]
+    return lines, offset_bytes + len(data)
+
+
+def check_file_is_a_copy(
+    path: Path, stored: Sequence[StoredCheckpoint], first_index: int, lines: Sequence[str]
+) -> None:
+    """W6: the file's checkpoint lines from ``first_index`` on are the database's
+    checkpoints of those sequences (``stored`` begins at or before ``first_index``),
+    so the file holds no checkpoint the database lacks (else it lost some)."""
+    start = stored[0].sequence if stored else first_index
+    assert start <= first_index, "the database's rows cover the lines read"
+    for index, line in enumerate(lines, start=first_index):
+        position = index - start
+        if position >= len(stored) or stored[position].line != line:
             raise Tampered(
                 Problem(
                     CHECKPOINT_MISSING,
@@ -959,10 +1060,12 @@ class CheckpointFileError(Exception):
 
 
 def catch_up_checkpoint_file(
-    path: Path, stored: Sequence[StoredCheckpoint], adoption: Adoption | None
-) -> None:
+    path: Path, store: CheckpointStore, checked: CheckedCheckpoints, adoption: Adoption | None
+) -> tuple[int, int]:
     """W7: append the database's checkpoints the file lacks, under an exclusive lock, and
-    fsync. A new file is created with mode 0644: checkpoints are public facts."""
+    fsync; the file's checkpoint lines and size after. Lines other writers appended
+    since ``checked`` are read, not rewritten. A new file is created with mode 0644:
+    checkpoints are public facts."""
     try:
         descriptor = os.open(
             path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, CHECKPOINT_FILE_MODE
@@ -971,15 +1074,23 @@ def catch_up_checkpoint_file(
         raise CheckpointFileError(f"checkpoint file {path} cannot be opened: {error}") from None
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX)
-        existing = read_checkpoint_file(path)
-        missing = [row.line for row in stored[len(existing.lines) :]]
-        if adoption is not None and not existing.lines:
-            missing.insert(0, adoption.to_line())
-        if missing:
-            os.write(descriptor, "".join(f"{line}\n" for line in missing).encode("utf-8"))
+        file_lines, offset_bytes = checked.file_lines, checked.file_size_bytes
+        read = read_file_from(path, offset_bytes)
+        if read is None:
+            file_lines, read = 0, read_file_from(path, 0)
+        assert read is not None, "a file read from its start"
+        file_lines, size_bytes = file_lines + len(read[0]), read[1]
+        missing = [row.line for row in store.select_checkpoints(start=file_lines)]
+        adopting = [adoption.to_line()] if adoption is not None and file_lines == 0 else []
+        if missing or adopting:
+            appended = "".join(f"{line}\n" for line in [*adopting, *missing]).encode("utf-8")
+            os.write(descriptor, appended)
             os.fsync(descriptor)
+            size_bytes += len(appended)
+            file_lines += len(missing)
     except OSError as error:
         raise CheckpointFileError(f"checkpoint file {path} cannot be written: {error}") from None
     finally:
         os.close(descriptor)
     fsync_directory(path.parent)
+    return file_lines, size_bytes

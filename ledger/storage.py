@@ -501,8 +501,8 @@ class EvidenceStore(Protocol):
     def insert_checkpoint(self, sequence: int, tree_size: int, line: str) -> None:
         """Stores a checkpoint; ``IntegrityError`` if ``sequence`` is taken."""
 
-    def select_checkpoints(self) -> list[StoredCheckpoint]:
-        """Every stored checkpoint, in sequence order."""
+    def select_checkpoints(self, start: int = 0) -> list[StoredCheckpoint]:
+        """The stored checkpoints whose sequence is ``start`` or more, in sequence order."""
 
     def insert_merkle_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:
         """Stores (level, node_index, hash) nodes in one transaction; a key that is
@@ -813,9 +813,13 @@ class POPODataKeyRecorder(POPOApplicationRecorder):
                 raise IntegrityError(msg)
             self._checkpoints[sequence] = StoredCheckpoint(sequence, tree_size, line)
 
-    def select_checkpoints(self) -> list[StoredCheckpoint]:
+    def select_checkpoints(self, start: int = 0) -> list[StoredCheckpoint]:
         with self._database_lock:
-            return [self._checkpoints[sequence] for sequence in sorted(self._checkpoints)]
+            return [
+                self._checkpoints[sequence]
+                for sequence in sorted(self._checkpoints)
+                if sequence >= start
+            ]
 
     def insert_merkle_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:
         checked = checked_merkle_nodes(nodes)
@@ -1111,7 +1115,8 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
             f"INSERT INTO {checkpoints} (sequence, tree_size, line) VALUES (?,?,?)"
         )
         self.select_checkpoints_statement = (
-            f"SELECT sequence, tree_size, line FROM {checkpoints} ORDER BY sequence"
+            f"SELECT sequence, tree_size, line FROM {checkpoints} WHERE sequence >= ? "
+            "ORDER BY sequence"
         )
         nodes = SQLITE_MERKLE_NODES_TABLE_NAME
         self.insert_merkle_node_statement = (
@@ -1194,9 +1199,9 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
         with self.datastore.transaction(commit=True) as c:
             c.execute(self.insert_checkpoint_statement, (sequence, tree_size, line))
 
-    def select_checkpoints(self) -> list[StoredCheckpoint]:
+    def select_checkpoints(self, start: int = 0) -> list[StoredCheckpoint]:
         with self.datastore.transaction(commit=False) as c:
-            c.execute(self.select_checkpoints_statement)
+            c.execute(self.select_checkpoints_statement, (start,))
             rows = c.fetchall()
         return [StoredCheckpoint(row["sequence"], row["tree_size"], row["line"]) for row in rows]
 

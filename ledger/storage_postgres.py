@@ -454,7 +454,7 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
             "INSERT INTO {table} (sequence, tree_size, line) VALUES (%s, %s, %s)"
         ).format(table=checkpoints)
         self.select_checkpoints_statement = SQL(
-            "SELECT sequence, tree_size, line FROM {table} ORDER BY sequence"
+            "SELECT sequence, tree_size, line FROM {table} WHERE sequence >= %s ORDER BY sequence"
         ).format(table=checkpoints)
         self.insert_merkle_nodes_statement = SQL(
             "INSERT INTO {table} (level, node_index, hash) "
@@ -569,9 +569,9 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
             curs.execute(self.insert_checkpoint_statement, (sequence, tree_size, line))
 
     @retried_on_connection_errors
-    def select_checkpoints(self) -> list[StoredCheckpoint]:
+    def select_checkpoints(self, start: int = 0) -> list[StoredCheckpoint]:
         with self.datastore.get_connection() as connection, connection.cursor() as curs:
-            curs.execute(self.select_checkpoints_statement)
+            curs.execute(self.select_checkpoints_statement, (start,))
             return [
                 StoredCheckpoint(row["sequence"], row["tree_size"], row["line"])
                 for row in curs.fetchall()

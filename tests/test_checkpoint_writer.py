@@ -25,6 +25,7 @@ from ledger.cli.evidence import checkpoint_keys
 from ledger.evidence import (
     CHECKPOINT_FILE_MODE,
     NODES_ALTERED,
+    CheckedCheckpoints,
     CheckpointKeys,
     CheckpointStore,
     Tampered,
@@ -172,6 +173,110 @@ def test_a_file_ahead_of_the_database_stops_the_writer(tmp_path: Path) -> None:
     with pytest.raises(Tampered) as refused:
         write_checkpoint(store_of(secrets), KEYS, now=now, checkpoint_path=path)
     assert refused.value.problem.kind == "checkpoint-missing"
+
+
+class CountingReads:
+    """A store that counts the checkpoint rows it hands out."""
+
+    def __init__(self, store: CheckpointStore) -> None:
+        self.store = store
+        self.rows_read = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+    def select_checkpoints(self, start: int = 0) -> list[StoredCheckpoint]:
+        rows = self.store.select_checkpoints(start=start)
+        self.rows_read += len(rows)
+        return rows
+
+
+def checkpoints_kept(
+    store: CheckpointStore, secrets: Secrets, count: int, path: Path | None
+) -> CheckedCheckpoints:
+    """``count`` checkpoints by one writer that keeps what it checked, as `serve`'s does."""
+    checked = CheckedCheckpoints()
+    for _ in range(count):
+        add_events(secrets, 2)
+        written = write_checkpoint(store, KEYS, now=now, checkpoint_path=path, checked=checked)
+        checked = written.checked
+    return checked
+
+
+def test_a_writer_that_keeps_what_it_checked_reads_only_what_is_newer(tmp_path: Path) -> None:
+    """A server signs a checkpoint every thousand events for as long as it runs: the
+    cost of one must not grow with the checkpoints stored before it."""
+    secrets = Secrets("memory:")
+    path = tmp_path / "ledger.checkpoints"
+    counting = CountingReads(store_of(secrets))
+    store: CheckpointStore = counting  # type: ignore[assignment]
+    checked = checkpoints_kept(store, secrets, 30, path)
+    counting.rows_read = 0
+    add_events(secrets, 2)
+    written = write_checkpoint(store, KEYS, now=now, checkpoint_path=path, checked=checked)
+    assert written.checkpoint is not None
+    assert counting.rows_read == 3  # the newest checked, then the new one twice
+    assert (written.checked.count, written.checked.file_lines) == (31, 31)
+    assert written.checked.file_size_bytes == path.stat().st_size
+    stored = store_of(secrets).select_checkpoints()
+    assert read_checkpoint_file(path).lines == tuple(row.line for row in stored)
+
+
+def test_a_database_that_lost_its_newest_checkpoints_stops_the_writer_that_saw_them(
+    tmp_path: Path,
+) -> None:
+    """Restored from an older backup, say; PostgreSQL servers keep no file by default."""
+    database = str(tmp_path / "ledger.db")
+    secrets = Secrets(database)
+    checked = checkpoints_kept(store_of(secrets), secrets, 3, None)
+    with sqlite3.connect(database) as connection:
+        connection.execute("DELETE FROM checkpoints WHERE sequence = 2")
+    add_events(secrets, 2)
+    with pytest.raises(Tampered) as refused:
+        write_checkpoint(store_of(secrets), KEYS, now=now, checkpoint_path=None, checked=checked)
+    assert refused.value.problem.kind == "checkpoint-missing"
+    assert len(store_of(secrets).select_checkpoints()) == 2
+    secrets.close()
+
+
+def test_a_gap_among_older_checkpoints_stops_a_writer_that_checks_them_all(
+    tmp_path: Path,
+) -> None:
+    database = str(tmp_path / "ledger.db")
+    secrets = Secrets(database)
+    checkpoints_kept(store_of(secrets), secrets, 3, None)
+    with sqlite3.connect(database) as connection:
+        connection.execute("DELETE FROM checkpoints WHERE sequence = 1")
+    add_events(secrets, 2)
+    with pytest.raises(Tampered) as refused:
+        write_checkpoint(store_of(secrets), KEYS, now=now, checkpoint_path=None)
+    assert refused.value.problem.kind == "checkpoint-missing"
+    assert "not checkpoint 1" in refused.value.problem.detail
+    secrets.close()
+
+
+def test_lines_another_writer_appended_are_read_and_a_shortened_file_is_read_again(
+    tmp_path: Path,
+) -> None:
+    secrets = Secrets("memory:")
+    path = tmp_path / "ledger.checkpoints"
+    checked = checkpoints_kept(store_of(secrets), secrets, 2, path)
+    add_events(secrets, 2)  # another server, writing the same file
+    write_checkpoint(store_of(secrets), KEYS, now=now, checkpoint_path=path)
+    add_events(secrets, 2)
+    written = write_checkpoint(
+        store_of(secrets), KEYS, now=now, checkpoint_path=path, checked=checked
+    )
+    assert (written.checked.count, written.checked.file_lines) == (4, 4)
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:1]) + "\n")  # a crash lost the last appends
+    add_events(secrets, 2)
+    written = write_checkpoint(
+        store_of(secrets), KEYS, now=now, checkpoint_path=path, checked=written.checked
+    )
+    assert (written.checked.count, written.checked.file_lines) == (5, 5)
+    stored = store_of(secrets).select_checkpoints()
+    assert read_checkpoint_file(path).lines == tuple(row.line for row in stored)
 
 
 def test_postgres_needs_a_signing_key_file() -> None:

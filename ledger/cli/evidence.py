@@ -36,6 +36,7 @@ from ledger.cli.common import (
 )
 from ledger.evidence import (
     AdoptionRefused,
+    CheckedCheckpoints,
     CheckpointFile,
     CheckpointFileError,
     CheckpointKeys,
@@ -440,6 +441,8 @@ class CheckpointScheduler:
         stored = store.select_checkpoints()
         self.last_size = stored[-1].tree_size if stored else 0
         self.last_attempt = time.monotonic()
+        # What the last checkpoint found; the next reads only what is newer (W6).
+        self.checked = CheckedCheckpoints()
         self.last_problem: Problem | None = None
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="checkpoints", daemon=True)
@@ -465,7 +468,11 @@ class CheckpointScheduler:
         self.last_attempt = time.monotonic()
         try:
             written = write_checkpoint(
-                self.store, self.keys, now=utc_now, checkpoint_path=self.checkpoint_path
+                self.store,
+                self.keys,
+                now=utc_now,
+                checkpoint_path=self.checkpoint_path,
+                checked=self.checked,
             )
         except Tampered as tampered:
             if tampered.problem != self.last_problem:
@@ -481,8 +488,9 @@ class CheckpointScheduler:
         self.last_problem = None
         if written.checkpoint is not None:
             say(f"checkpoint {written.sequence}: {written.checkpoint.tree_size} events")
-        stored = self.store.select_checkpoints()  # another server's, maybe
-        self.last_size = stored[-1].tree_size if stored else 0
+        self.checked = written.checked
+        newest = written.checked.last  # another server's, maybe
+        self.last_size = 0 if newest is None else newest.tree_size
 
 
 def say(message: str) -> None:
