@@ -17,7 +17,13 @@ Prints, in one run, medians of interleaved rounds:
   a random leaf against the latest checkpoint (event, hash row, stored Merkle nodes,
   the self-check); target < 10 ms;
 * checkpoint signing: one Ed25519 signed note of a checkpoint; and, for reference,
-  ``write_checkpoint`` resuming after the log grew by ``--puts`` events.
+  ``write_checkpoint`` resuming after the log grew by ``--puts`` events;
+* a server's checkpoint as the stored checkpoints pile up: on a fresh SQLite ledger
+  with a checkpoint file, one put then one checkpoint, ``--checkpoints`` times, by
+  one writer that keeps what it checked (as ``serve``'s does, W6); the median
+  checkpoint of the last ten against the median of the second to eleventh. Target:
+  at most 1.5 times (a server signs one every thousand events for as long as it
+  runs: the cost must not grow with the number already stored).
 
 The log (default 1,000,000 events) is the projections benchmark's generated log
 (``tools/bench_projections.py``), cached under ``--cache-dir``.
@@ -46,6 +52,7 @@ from ledger.api import SecretsManagerApi
 from ledger.application import Secrets
 from ledger.checkpoints import parse_checkpoint_line, sign_checkpoint
 from ledger.evidence import (
+    CheckedCheckpoints,
     CheckpointKeys,
     CheckpointStore,
     stored_records,
@@ -64,6 +71,9 @@ SIGNATURES_DEFAULT = 500
 TARGET_VERIFY_RATIO = 0.5
 TARGET_PUT_OVERHEAD = 0.10
 TARGET_PROOF_MILLISECONDS = 10.0
+CHECKPOINTS_DEFAULT = 2_000
+CHECKPOINTS_TIMED = 10
+TARGET_CHECKPOINT_GROWTH = 1.5
 SIGNER = Signer("bench.local/1", bytes(range(32)))
 KEYS = CheckpointKeys(SIGNER, (SIGNER.verifier,))
 MILLISECONDS_PER_SECOND = 1_000
@@ -132,6 +142,36 @@ def token() -> str:
     return str(uuid.uuid4())
 
 
+def checkpoints_piling_up(directory: Path, count: int) -> tuple[list[float], list[float]]:
+    """Seconds of the first and of the last ``CHECKPOINTS_TIMED`` checkpoints (the
+    very first left out: it checks everything) of ``count``, each after one put."""
+    secrets = Secrets(str(directory / f"checkpoints-{uuid.uuid4().hex}.db"), clock=SteppingClock())
+    store: CheckpointStore = secrets.recorder  # type: ignore[assignment]
+    path = directory / "checkpoints.jsonl"
+    api = SecretsManagerApi(secrets, record_calls=False)
+    checked = CheckedCheckpoints()
+    seconds: list[float] = []
+    try:
+        api.call(
+            "CreateSecret", {"Name": "bench", "SecretString": "v", "ClientRequestToken": token()}
+        )
+        for number in range(count):
+            api.call(
+                "PutSecretValue",
+                {"SecretId": "bench", "SecretString": f"v{number}", "ClientRequestToken": token()},
+            )
+            started = time.perf_counter()
+            written = write_checkpoint(
+                store, KEYS, now=utc_now, checkpoint_path=path, checked=checked
+            )
+            seconds.append(time.perf_counter() - started)
+            assert written.checkpoint is not None, written.reason
+            checked = written.checked
+    finally:
+        secrets.close()
+    return seconds[1 : 1 + CHECKPOINTS_TIMED], seconds[-CHECKPOINTS_TIMED:]
+
+
 def proof_once(store: CheckpointStore, leaf_index: int) -> float:
     """``prove_inclusion`` of the event at leaf ``leaf_index`` (found beforehand)."""
     position = store.select_event_hashes(leaf_index, 1)[0].notification_id
@@ -173,6 +213,7 @@ def measure(arguments: argparse.Namespace) -> int:
                     (chained if with_chain else unchained).append(seconds)
                     if with_chain:
                         steps.append(step_seconds)
+            piling_up = checkpoints_piling_up(Path(directory), arguments.checkpoints)
         generator = random.Random(1)
         proofs = [proof_once(store, generator.randrange(size)) for _ in range(arguments.proofs)]
         latest = parse_checkpoint_line(store.select_checkpoints()[-1].line)
@@ -180,6 +221,7 @@ def measure(arguments: argparse.Namespace) -> int:
     finally:
         log.close()
     report(size, floors, verifies, (chained, unchained, steps), proofs, signatures)
+    report_piling_up(arguments.checkpoints, *piling_up)
     return 0
 
 
@@ -243,6 +285,22 @@ def report(
     print_table(rows)
 
 
+def report_piling_up(count: int, early: list[float], late: list[float]) -> None:
+    first, last = median_milliseconds(early), median_milliseconds(late)
+    print_table(
+        [
+            ("measure", "figure", "compared with", "ratio", "target"),
+            (
+                f"server checkpoint, {count:,} stored",
+                f"{last:.2f} ms median of the last {len(late)}",
+                f"{first:.2f} ms with 2 to {len(early) + 1} stored",
+                f"{last / first:.2f}",
+                f"<= {TARGET_CHECKPOINT_GROWTH}",
+            ),
+        ]
+    )
+
+
 def parse(arguments: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="tools/bench.py verify",
@@ -253,12 +311,15 @@ def parse(arguments: list[str]) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=ROUNDS_DEFAULT)
     parser.add_argument("--puts", type=int, default=PUTS_DEFAULT)
     parser.add_argument("--proofs", type=int, default=PROOFS_DEFAULT)
+    parser.add_argument("--checkpoints", type=int, default=CHECKPOINTS_DEFAULT)
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/secretledger-bench/chained"))
     parsed = parser.parse_args(arguments)
     if parsed.events < 300:
         parser.error("need --events >= 300")
     if min(parsed.rounds, parsed.puts, parsed.proofs) < 1:
         parser.error("--rounds, --puts and --proofs must be at least 1")
+    if parsed.checkpoints < 2 * CHECKPOINTS_TIMED + 1:
+        parser.error(f"need --checkpoints >= {2 * CHECKPOINTS_TIMED + 1}")
     return parsed
 
 
