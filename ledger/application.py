@@ -321,6 +321,18 @@ class Secrets(Application[UUID]):
         process changed may be stale until this process writes it: hence the promise."""
         self.repository.fastforward = False
 
+    def refuse_database_waits_on(self, thread_ident: int | None) -> None:
+        """Have the store refuse a round trip asked for on the thread ``thread_ident``
+        (the server's event loop; None: no thread) with `WaitRefused`, before sending
+        anything, instead of waiting for the answer. PostgreSQL only, whose answers
+        cross the network: SQLite and memory stores wait for nothing but local files
+        and locks, and are left as they are."""
+        stores = [self.recorder] + ([] if self.snapshots is None else [self.snapshots.recorder])
+        for store in stores:
+            refuse_waits_on = getattr(store, "refuse_waits_on", None)  # PostgreSQL's
+            if refuse_waits_on is not None:
+                refuse_waits_on(thread_ident)
+
     def save_call_records(self, calls: Sequence[ApiCall]) -> None:
         """Save call records in one transaction. Unlike `save`, which collects (and so
         drains) an aggregate's pending events before it writes, a failed attempt leaves
@@ -1419,10 +1431,12 @@ class Secrets(Application[UUID]):
         read: ListSecrets no longer scans the whole log (20,000 events: 10 ms of a
         17 ms ListSecrets of 50 secrets). Positions only grow in commit order: both
         engines append one transaction at a time (SQLite's lock; PostgreSQL's
-        exclusive table lock)."""
+        exclusive table lock). The end is read before the lock is taken, so that a
+        thread that must not wait for the database (`refuse_database_waits_on`) is
+        refused before it could wait for the lock held by one that does."""
         read = self.secret_ids_read
+        end = self.recorder.max_notification_id() or 0
         with read.lock:
-            end = self.recorder.max_notification_id() or 0
             while read.position < end:
                 notifications = self.recorder.select_notifications(
                     start=read.position,

@@ -60,9 +60,14 @@ its secret in the cache without a round trip): verification and the call run
 there, the call's records are queued (`CallRecorder.enqueue`), and the answer
 waits, without holding a thread, until they are committed (durable records). This
 saves two thread hand-offs per read, and the records of all the reads the loop
-answered during one commit share the next. Other calls, and reads when the
-recorder's backlog is full, run on a bounded pool of worker threads over the same
-`Secrets` (eventsourcing's connection pool and repository are thread-safe).
+answered during one commit share the next. On PostgreSQL the loop never waits for
+the database: a read that needs a round trip (a secret or data key the cache does
+not hold, the day's first read of a version, which appends ``Accessed``, and
+ListSecrets) is refused there before anything is sent (`WaitRefused`) and runs
+again on a worker thread, so a slow or silent database holds those calls, not
+every connection. Other calls, and reads when the recorder's backlog is full, run
+on a bounded pool of worker threads over the same `Secrets` (eventsourcing's
+connection pool and repository are thread-safe).
 Calls that may change a secret also take one lock (uncontended on the writer
 thread; it makes the rule hold for any caller of `respond`), so this process
 never races itself on a secret: eight clients writing one secret in parallel
@@ -117,6 +122,7 @@ from ledger.errors import (
     UnknownOperationException,
 )
 from ledger.refusals import USER_AGENT_PREFIX_LENGTH_MAX, RefusalLimiter
+from ledger.storage import WaitRefused
 
 logger = logging.getLogger(__name__)
 
@@ -293,6 +299,7 @@ class Endpoint:
         if recorder is not None:
             recorder.commit_with_calls_in_progress(lambda: self.admission.calls)
         self.reads_on_event_loop = reads_on_event_loop
+        self._loop_thread_ident: int | None = None
         self.on_close = on_close
         self.refusals = refusals or RefusalLimiter()
         self.closed = False
@@ -389,21 +396,43 @@ class Endpoint:
         """A read answered here; durable records: once the call's records are committed."""
         recorder = self.recorder
         assert recorder is not None, "checked by _answers_reads_on_the_loop"
+        self._refuse_database_waits_on_this_thread()
         receipts: list[PendingRecord] = []
 
         def enqueue(call: ApiCall) -> None:
             receipts.append(recorder.enqueue(call))
 
-        response = self.respond(self.api.recording_with(enqueue), request, source_ip, request_id)
-        if recorder.asynchronous:
-            return response
-        for receipt in receipts:
-            try:
-                await asyncio.wrap_future(receipt.future)
-            except RecorderUnavailable:
-                logger.error("could not record request %s", request_id)
-                return error_response(InternalServiceError(UNRECORDED_MESSAGE), request_id)
+        response: WireResponse | None
+        try:
+            response = self.respond(
+                self.api.recording_with(enqueue), request, source_ip, request_id
+            )
+        except WaitRefused:  # the call needs the database, and asked before writing
+            response = None
+        if not recorder.asynchronous:
+            for receipt in receipts:  # a summary of refusals, at most, if refused
+                try:
+                    await asyncio.wrap_future(receipt.future)
+                except RecorderUnavailable:
+                    logger.error("could not record request %s", request_id)
+                    return error_response(InternalServiceError(UNRECORDED_MESSAGE), request_id)
+        if response is None:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                self.executor, self.respond, self.api, request, source_ip, request_id
+            )
         return response
+
+    def _refuse_database_waits_on_this_thread(self) -> None:
+        """The event loop's thread must not wait for the database: on PostgreSQL, a
+        read that needs a round trip (a secret or data key not in the cache, the
+        day's first read of a version, ListSecrets) raises `WaitRefused` there before
+        sending anything, and runs again on a worker thread. A database that stops
+        answering then holds those calls, not every connection."""
+        thread_ident = threading.get_ident()
+        if self._loop_thread_ident != thread_ident:
+            self._loop_thread_ident = thread_ident
+            self.api.secrets.refuse_database_waits_on(thread_ident)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         declared = declared_length(scope)

@@ -464,6 +464,14 @@ class StoredCheckpoint:
 MerkleNodeKey = tuple[int, int]  # (level >= 1, node_index >= 0)
 
 
+class WaitRefused(BaseException):
+    """A database round trip asked for on a thread that must not wait for one (the
+    server's event loop, on PostgreSQL: `PostgresTablesCreatedInTurn.refuse_waits_on`),
+    refused before anything is sent. A BaseException, like asyncio's CancelledError,
+    so that no ``except Exception`` on the way up answers or records the call as
+    failed: the server catches it and runs the call again on a worker thread."""
+
+
 class EvidenceLogError(RuntimeError):
     """The stored log no longer lines up with its hash chain, so nothing more is
     appended: run ``secretledger verify``. Raised when the events being saved would

@@ -17,6 +17,7 @@ key-encryption key that wrapped it.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Final, ParamSpec, TypeVar
 from uuid import UUID
@@ -50,6 +51,7 @@ from ledger.storage import (
     EvidenceLogError,
     MerkleNodeKey,
     StoredCheckpoint,
+    WaitRefused,
     adopted_event_hashes,
     check_checkpoint,
     check_data_key_page,
@@ -97,11 +99,41 @@ class PostgresTablesCreatedInTurn(PostgresAggregateRecorder):
     """Creates its tables one process at a time. Concurrent ``CREATE TABLE IF NOT
     EXISTS`` of one table can fail ("tuple concurrently updated", or a duplicate key
     in ``pg_type``): seen when several processes opened a new database at once.
-    Also the recorder of snapshots."""
+    Also the recorder of snapshots.
+
+    It can be told a thread that must not wait for the database (`refuse_waits_on`:
+    the server's event loop); asked there for anything a call may read or write, it
+    raises `WaitRefused` before sending a byte."""
+
+    waits_refused_on: int | None = None
 
     def _create_table(self, curs: Cursor[DictRow]) -> None:
         curs.execute(SQL("SELECT pg_advisory_xact_lock(%s)"), (SCHEMA_LOCK_KEY,), prepare=False)
         super()._create_table(curs)
+
+    def refuse_waits_on(self, thread_ident: int | None) -> None:
+        """Refuse round trips on the thread ``thread_ident`` (None: on none)."""
+        self.waits_refused_on = thread_ident
+
+    def may_wait(self) -> None:
+        """`WaitRefused` on the thread that must not wait."""
+        if self.waits_refused_on is not None and threading.get_ident() == self.waits_refused_on:
+            raise WaitRefused
+
+    def select_events(
+        self,
+        originator_id: UUID | str,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> Sequence[StoredEvent]:
+        self.may_wait()
+        events: Sequence[StoredEvent] = super().select_events(
+            originator_id, gt=gt, lte=lte, desc=desc, limit=limit
+        )
+        return events
 
 
 class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRecorder):
@@ -185,6 +217,7 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
         (an event's version or a data key taken already) raises ``IntegrityError``;
         a head that the new events would not follow (the log was edited) raises
         `EvidenceLogError`. Either way the call wrote nothing."""
+        self.may_wait()
         data_keys = validated_data_keys(stored_events, kwargs)
         destroyed = validated_destroyed_data_keys(stored_events, kwargs)
         validated_defer_erasure(kwargs)  # nothing to defer: a deleted row leaves no file
@@ -323,14 +356,36 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
             "%b::uuid[], %b::text[], %b::text[], %b::bytea[], %b::uuid[], %b::text[])"
         ).format(function=function, id_type=id_type)
 
+    def max_notification_id(self) -> int | None:
+        self.may_wait()
+        maximum: int | None = super().max_notification_id()
+        return maximum
+
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Sequence[Notification]:
+        self.may_wait()
+        notifications: Sequence[Notification] = super().select_notifications(
+            start, limit, stop, topics, inclusive_of_start=inclusive_of_start
+        )
+        return notifications
+
     @retried_on_connection_errors
     def select_last_versions(self, originator_ids: Sequence[UUID]) -> dict[UUID, int]:
+        self.may_wait()
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(self.select_last_versions_statement, (list(originator_ids),), prepare=True)
             return {row["originator_id"]: int(row["version"]) for row in curs.fetchall()}
 
     @retried_on_connection_errors
     def select_data_key(self, secret_id: UUID, version_id: str) -> DataKeyRecord | None:
+        self.may_wait()
         with self.datastore.get_connection() as connection, connection.cursor() as curs:
             curs.execute(self.select_data_key_statement, (secret_id, version_id), prepare=True)
             row = curs.fetchone()

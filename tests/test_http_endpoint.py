@@ -10,9 +10,12 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, ClassVar
 
+import psycopg
 import pytest
 from eventsourcing.persistence import OperationalError
 from http_harness import ALICE
@@ -67,15 +70,7 @@ def drive(
 ) -> list[dict[str, Any]]:
     """One HTTP request through the ASGI interface; the messages the app sent (into
     ``sent``, if given, as they are sent)."""
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/",
-        "raw_path": b"/",
-        "query_string": b"",
-        "headers": [(b"x-amz-target", target.encode()), (b"host", b"127.0.0.1")],
-        "client": ("127.0.0.1", 50000),
-    }
+    scope = request_scope(target)
     incoming = [
         {"type": "http.request", "body": chunk, "more_body": index < len(chunks) - 1}
         for index, chunk in enumerate(chunks)
@@ -92,6 +87,18 @@ def drive(
 
     asyncio.run(endpoint(scope, receive, send))
     return sent
+
+
+def request_scope(target: str) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "method": "POST",
+        "path": "/",
+        "raw_path": b"/",
+        "query_string": b"",
+        "headers": [(b"x-amz-target", target.encode()), (b"host", b"127.0.0.1")],
+        "client": ("127.0.0.1", 50000),
+    }
 
 
 def answer(sent: list[dict[str, Any]]) -> tuple[int, dict[bytes, bytes], dict[str, Any]]:
@@ -325,3 +332,132 @@ def test_a_body_that_never_arrives_times_out_and_closes_the_connection(
     assert (status, body["__type"]) == (408, "RequestTimeoutException")
     assert headers[b"connection"] == b"close"
     endpoint.close()
+
+
+# PostgreSQL, sole writer: reads answered on the event loop never wait for the database.
+
+
+class CountingWorkers(ThreadPoolExecutor):
+    """Worker threads that count the calls handed to them."""
+
+    def __init__(self) -> None:
+        super().__init__(2, thread_name_prefix="counted")
+        self.calls = 0
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+def postgres_reader(url: str, keyring: Path, *, asynchronous: bool) -> tuple[Endpoint, Secrets]:
+    """A sole-writer server's endpoint over a ledger with secrets ``cold`` and ``warm``,
+    written by another process (its cache holds neither yet)."""
+    writer = Secrets(url, keyring_path=keyring)
+    for name in ("cold", "warm"):
+        SecretsManagerApi(writer).call(
+            "CreateSecret",
+            {"Name": name, "SecretString": f"{name}-value", "ClientRequestToken": name * 8},
+        )
+    writer.close()
+    secrets = Secrets(url, keyring_path=keyring)
+    secrets.assume_sole_writer()
+    recorder = CallRecorder(secrets.save_call_records, asynchronous=asynchronous)
+    endpoint = endpoint_over(secrets, recorder=recorder, reads_on_event_loop=True)
+    endpoint.executor = CountingWorkers()
+    return endpoint, secrets
+
+
+def get_value(endpoint: Endpoint, name: str) -> tuple[int, dict[str, Any]]:
+    body = json.dumps({"SecretId": name}).encode()
+    status, _, answered = answer(drive(endpoint, [body], target="secretsmanager.GetSecretValue"))
+    return status, answered
+
+
+def recorded_reads(url: str, keyring: Path) -> list[ApiCall.Recorded]:
+    secrets = Secrets(url, keyring_path=keyring)
+    try:
+        notifications = secrets.recorder.select_notifications(
+            start=0, limit=1_000, topics=[ApiCall.Recorded.TOPIC]
+        )
+        events = [secrets.mapper.to_domain_event(item) for item in notifications]
+    finally:
+        secrets.close()
+    return [event for event in events if isinstance(event, ApiCall.Recorded)]
+
+
+@pytest.mark.postgres
+def test_a_read_that_needs_the_database_runs_again_on_a_worker_thread_once(
+    postgres_database_url: str, tmp_path: Path
+) -> None:
+    keyring = tmp_path / "shared.keyring"
+    endpoint, secrets = postgres_reader(postgres_database_url, keyring, asynchronous=False)
+    workers = endpoint.executor
+    assert isinstance(workers, CountingWorkers)
+    first, second = get_value(endpoint, "cold"), get_value(endpoint, "cold")
+    assert first[0] == second[0] == 200
+    assert first[1]["SecretString"] == second[1]["SecretString"] == "cold-value"
+    assert workers.calls == 1  # the first read: not cached; the second: on the loop
+    status, _, listed = answer(drive(endpoint, [b"{}"], target="secretsmanager.ListSecrets"))
+    assert status == 200 and len(listed["SecretList"]) == 2
+    assert workers.calls == 2  # every ListSecrets reads the log's end
+    endpoint.close()
+    secrets.close()
+    reads = recorded_reads(postgres_database_url, keyring)
+    assert [event.request["operation"] for event in reads] == [
+        "GetSecretValue",
+        "GetSecretValue",
+        "ListSecrets",
+    ]  # the refused attempts left no record
+
+
+@pytest.mark.postgres
+def test_a_silent_database_holds_the_read_that_needs_it_not_the_cached_ones(
+    postgres_database_url: str, tmp_path: Path
+) -> None:
+    keyring = tmp_path / "shared.keyring"
+    endpoint, secrets = postgres_reader(postgres_database_url, keyring, asynchronous=True)
+    assert get_value(endpoint, "warm")[0] == 200  # now cached, with its data key
+    lock_seconds = 3.0
+    locked = threading.Event()
+
+    def hold_the_events_table() -> None:
+        with psycopg.connect(postgres_database_url) as connection:
+            table = secrets.recorder.events_table_name
+            connection.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+            locked.set()
+            time.sleep(lock_seconds)
+
+    holder = threading.Thread(target=hold_the_events_table)
+    holder.start()
+    assert locked.wait(10)
+    answered_after: dict[str, float] = {}
+
+    async def read(name: str, started: float) -> None:
+        body = json.dumps({"SecretId": name}).encode()
+        sent: list[dict[str, Any]] = []
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive() -> dict[str, Any]:
+            return messages.pop(0)
+
+        async def send(message: Any) -> None:
+            sent.append(dict(message))
+
+        scope = request_scope("secretsmanager.GetSecretValue")
+        await endpoint(scope, receive, send)
+        assert answer(sent)[0] == 200
+        answered_after[name] = time.monotonic() - started
+
+    async def both() -> None:
+        started = time.monotonic()
+        cold = asyncio.create_task(read("cold", started))
+        await asyncio.sleep(0.1)  # the cold read is waiting for the lock by now
+        await read("warm", started)
+        await cold
+
+    asyncio.run(both())
+    holder.join()
+    assert answered_after["warm"] < 1.0
+    assert answered_after["cold"] >= lock_seconds - 0.5
+    endpoint.close()
+    secrets.close()
