@@ -183,6 +183,8 @@ class ProofStore(Protocol):
 
     def select_checkpoints(self) -> list[StoredCheckpoint]: ...
 
+    def select_latest_checkpoint(self) -> StoredCheckpoint | None: ...
+
     def select_merkle_nodes(self, keys: Sequence[NodeKey]) -> dict[NodeKey, bytes]: ...
 
 
@@ -285,11 +287,10 @@ def _parse_stored(line: str) -> Checkpoint:
 
 
 def _latest_checkpoint(store: ProofStore) -> tuple[str, Checkpoint]:
-    stored = store.select_checkpoints()
-    if not stored:
+    latest = store.select_latest_checkpoint()
+    if latest is None:
         raise _no_checkpoint()
-    line = stored[-1].line
-    return line, _parse_stored(line)
+    return latest.line, _parse_stored(latest.line)
 
 
 def _checkpoint_of_size(stored: Sequence[StoredCheckpoint], tree_size: int) -> str:

@@ -512,6 +512,9 @@ class EvidenceStore(Protocol):
     def select_checkpoints(self, start: int = 0) -> list[StoredCheckpoint]:
         """The stored checkpoints whose sequence is ``start`` or more, in sequence order."""
 
+    def select_latest_checkpoint(self) -> StoredCheckpoint | None:
+        """The stored checkpoint with the highest sequence (None: none stored)."""
+
     def insert_merkle_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:
         """Stores (level, node_index, hash) nodes in one transaction; a key that is
         already stored keeps its hash."""
@@ -829,6 +832,10 @@ class POPODataKeyRecorder(POPOApplicationRecorder):
                 if sequence >= start
             ]
 
+    def select_latest_checkpoint(self) -> StoredCheckpoint | None:
+        with self._database_lock:
+            return self._checkpoints[max(self._checkpoints)] if self._checkpoints else None
+
     def insert_merkle_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:
         checked = checked_merkle_nodes(nodes)
         with self._database_lock:
@@ -1126,6 +1133,9 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
             f"SELECT sequence, tree_size, line FROM {checkpoints} WHERE sequence >= ? "
             "ORDER BY sequence"
         )
+        self.select_latest_checkpoint_statement = (
+            f"SELECT sequence, tree_size, line FROM {checkpoints} ORDER BY sequence DESC LIMIT 1"
+        )
         nodes = SQLITE_MERKLE_NODES_TABLE_NAME
         self.insert_merkle_node_statement = (
             f"INSERT INTO {nodes} (level, node_index, hash) VALUES (?,?,?) ON CONFLICT DO NOTHING"
@@ -1212,6 +1222,16 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
             c.execute(self.select_checkpoints_statement, (start,))
             rows = c.fetchall()
         return [StoredCheckpoint(row["sequence"], row["tree_size"], row["line"]) for row in rows]
+
+    def select_latest_checkpoint(self) -> StoredCheckpoint | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self.select_latest_checkpoint_statement)
+            row = c.fetchone()
+        return (
+            None
+            if row is None
+            else StoredCheckpoint(row["sequence"], row["tree_size"], row["line"])
+        )
 
     def insert_merkle_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:
         checked = checked_merkle_nodes(nodes)

@@ -511,6 +511,9 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
         self.select_checkpoints_statement = SQL(
             "SELECT sequence, tree_size, line FROM {table} WHERE sequence >= %s ORDER BY sequence"
         ).format(table=checkpoints)
+        self.select_latest_checkpoint_statement = SQL(
+            "SELECT sequence, tree_size, line FROM {table} ORDER BY sequence DESC LIMIT 1"
+        ).format(table=checkpoints)
         self.insert_merkle_nodes_statement = SQL(
             "INSERT INTO {table} (level, node_index, hash) "
             "SELECT * FROM unnest(%s::integer[], %s::bigint[], %s::bytea[]) "
@@ -631,6 +634,17 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
                 StoredCheckpoint(row["sequence"], row["tree_size"], row["line"])
                 for row in curs.fetchall()
             ]
+
+    @retried_on_connection_errors
+    def select_latest_checkpoint(self) -> StoredCheckpoint | None:
+        with self.datastore.get_connection() as connection, connection.cursor() as curs:
+            curs.execute(self.select_latest_checkpoint_statement)
+            row = curs.fetchone()
+        return (
+            None
+            if row is None
+            else StoredCheckpoint(row["sequence"], row["tree_size"], row["line"])
+        )
 
     @retried_on_connection_errors
     def insert_merkle_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:

@@ -358,8 +358,12 @@ def open_ledger(server: RunningServer) -> Secrets:
 
 
 def recorded_calls(server: RunningServer) -> list[ApiCall.Recorded]:
-    """Every `ApiCall.Recorded` event in the ledger, in log order."""
-    secrets = open_ledger(server)
+    """Every `ApiCall.Recorded` event in the server's ledger, in log order."""
+    return calls_recorded_in(open_ledger(server))
+
+
+def calls_recorded_in(secrets: Secrets) -> list[ApiCall.Recorded]:
+    """Every `ApiCall.Recorded` event in the ledger, in log order; closes ``secrets``."""
     try:
         notifications = secrets.recorder.select_notifications(
             start=0, limit=1_000_000, topics=[ApiCall.Recorded.TOPIC]

@@ -432,16 +432,21 @@ def test_checkpoints_round_trip_in_sequence_order_and_a_sequence_is_taken_once(
 ) -> None:
     store = tallies.evidence
     assert store.select_checkpoints() == []
+    assert store.select_latest_checkpoint() is None
     store.insert_checkpoint(1, 7, '{"tree_size": 7, "note": "\u2014 signed"}')
     store.insert_checkpoint(0, 3, '{"tree_size": 3}')
 
     with pytest.raises(IntegrityError):
         store.insert_checkpoint(1, 9, '{"tree_size": 9}')
 
-    assert store.select_checkpoints() == [
+    first, second = (
         StoredCheckpoint(0, 3, '{"tree_size": 3}'),
         StoredCheckpoint(1, 7, '{"tree_size": 7, "note": "\u2014 signed"}'),
-    ]
+    )
+    assert store.select_checkpoints() == [first, second]
+    assert store.select_checkpoints(start=1) == [second]
+    assert store.select_checkpoints(start=2) == []
+    assert store.select_latest_checkpoint() == second
 
 
 def node_hash(level: int, node_index: int) -> bytes:

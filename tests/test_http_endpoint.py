@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import psycopg
 import pytest
 from eventsourcing.persistence import OperationalError
-from http_harness import ALICE
+from http_harness import ALICE, calls_recorded_in
 from test_http_call_records import new_call
 
 from ledger.api import Caller, SecretsManagerApi
@@ -351,7 +351,8 @@ class CountingWorkers(ThreadPoolExecutor):
 
 def postgres_reader(url: str, keyring: Path, *, asynchronous: bool) -> tuple[Endpoint, Secrets]:
     """A sole-writer server's endpoint over a ledger with secrets ``cold`` and ``warm``,
-    written by another process (its cache holds neither yet)."""
+    written by another process (its cache holds neither yet); the ledger it reads, on
+    which the thread that drives the endpoint must not wait."""
     writer = Secrets(url, keyring_path=keyring)
     for name in ("cold", "warm"):
         SecretsManagerApi(writer).call(
@@ -373,18 +374,6 @@ def get_value(endpoint: Endpoint, name: str) -> tuple[int, dict[str, Any]]:
     return status, answered
 
 
-def recorded_reads(url: str, keyring: Path) -> list[ApiCall.Recorded]:
-    secrets = Secrets(url, keyring_path=keyring)
-    try:
-        notifications = secrets.recorder.select_notifications(
-            start=0, limit=1_000, topics=[ApiCall.Recorded.TOPIC]
-        )
-        events = [secrets.mapper.to_domain_event(item) for item in notifications]
-    finally:
-        secrets.close()
-    return [event for event in events if isinstance(event, ApiCall.Recorded)]
-
-
 @pytest.mark.postgres
 def test_a_read_that_needs_the_database_runs_again_on_a_worker_thread_once(
     postgres_database_url: str, tmp_path: Path
@@ -402,7 +391,7 @@ def test_a_read_that_needs_the_database_runs_again_on_a_worker_thread_once(
     assert workers.calls == 2  # every ListSecrets reads the log's end
     endpoint.close()
     secrets.close()
-    reads = recorded_reads(postgres_database_url, keyring)
+    reads = calls_recorded_in(Secrets(postgres_database_url, keyring_path=keyring))
     assert [event.request["operation"] for event in reads] == [
         "GetSecretValue",
         "GetSecretValue",

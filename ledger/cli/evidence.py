@@ -210,7 +210,9 @@ def checkpoint(
     path = default_checkpoints_path(database, checkpoints_path)
     with opened_log(database) as store:
         keys = checkpoint_keys(
-            database, signing_key_path, has_checkpoints=bool(store.select_checkpoints())
+            database,
+            signing_key_path,
+            has_checkpoints=store.select_latest_checkpoint() is not None,
         )
         try:
             written = write_checkpoint(
@@ -438,8 +440,8 @@ class CheckpointScheduler:
         self.checkpoint_path = checkpoint_path
         self.every_events = every_events
         self.every_seconds = every_seconds
-        stored = store.select_checkpoints()
-        self.last_size = stored[-1].tree_size if stored else 0
+        latest = store.select_latest_checkpoint()
+        self.last_size = 0 if latest is None else latest.tree_size
         self.last_attempt = time.monotonic()
         # What the last checkpoint found; the next reads only what is newer (W6).
         self.checked = CheckedCheckpoints()

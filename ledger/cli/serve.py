@@ -375,7 +375,7 @@ def checkpoint_scheduler(
             "--adopt-unchained` once before serving it (afterwards it cannot adopt them)"
         )
     keys = checkpoint_keys(
-        database, signing_key_path, has_checkpoints=bool(store.select_checkpoints())
+        database, signing_key_path, has_checkpoints=store.select_latest_checkpoint() is not None
     )
     path = default_checkpoints_path(database, checkpoints_path)
     return CheckpointScheduler(
