@@ -776,7 +776,8 @@ class CheckedCheckpoints:
 @dataclass(frozen=True)
 class Written:
     """What ``write_checkpoint`` did: ``checkpoint`` is None when it wrote nothing
-    (``reason`` says why: nothing new, or another server took that sequence)."""
+    (``reason`` says why: nothing new, or another server took that sequence);
+    ``checked``, what it found in agreement, for the same writer's next checkpoint."""
 
     checkpoint: Checkpoint | None
     sequence: int

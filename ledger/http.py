@@ -312,6 +312,10 @@ class Endpoint:
         if self.closed:
             return
         self.closed = True
+        # Closing runs on the loop's thread (lifespan shutdown) and may read the log
+        # (the last checkpoint): it may wait for the database now.
+        self.api.secrets.refuse_database_waits_on(None)
+        self._loop_thread_ident = None
         self.executor.shutdown(wait=True)
         self.write_executor.shutdown(wait=True)
         try:
@@ -410,7 +414,7 @@ class Endpoint:
         except WaitRefused:  # the call needs the database, and asked before writing
             response = None
         if not recorder.asynchronous:
-            for receipt in receipts:  # a summary of refusals, at most, if refused
+            for receipt in receipts:  # if refused, only those made before (refusal counts)
                 try:
                     await asyncio.wrap_future(receipt.future)
                 except RecorderUnavailable:

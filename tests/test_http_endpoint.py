@@ -389,7 +389,8 @@ def test_a_read_that_needs_the_database_runs_again_on_a_worker_thread_once(
     status, _, listed = answer(drive(endpoint, [b"{}"], target="secretsmanager.ListSecrets"))
     assert status == 200 and len(listed["SecretList"]) == 2
     assert workers.calls == 2  # every ListSecrets reads the log's end
-    endpoint.close()
+    endpoint.close()  # on this thread, as at lifespan shutdown: it may wait now
+    assert secrets.recorder.max_notification_id() is not None
     secrets.close()
     reads = calls_recorded_in(Secrets(postgres_database_url, keyring_path=keyring))
     assert [event.request["operation"] for event in reads] == [
