@@ -404,28 +404,32 @@ class Keyring:
             raise KeyringError(f"keyring {self._path or '(memory)'} has no key with id {key_id!r}")
         return key
 
+    def _cipher(self, key_id: str) -> AESGCM:
+        """The AES-GCM context of the KEK ``key_id`` (KeyringError if none)."""
+        cipher = self._ciphers.get(key_id)
+        if cipher is None:
+            cipher = self._ciphers.setdefault(key_id, AESGCM(self._key_encryption_key(key_id)))
+        return cipher
+
     def wrap(self, data_key: bytes, *, associated_data: bytes) -> tuple[str, bytes]:
         """Encrypt ``data_key`` under the active KEK; returns (key id, nonce || ciphertext)."""
         if len(data_key) != KEY_SIZE_BYTES:
             raise ValueError(f"a data key must be {KEY_SIZE_BYTES} bytes")
         key_id = self._state.active_key_id
         nonce = os.urandom(NONCE_SIZE_BYTES)
-        wrapped = AESGCM(self._state.key_encryption_keys[key_id]).encrypt(
+        wrapped = self._cipher(key_id).encrypt(
             nonce, data_key, _wrapping_associated_data(key_id, associated_data)
         )
         return key_id, nonce + wrapped
 
     def unwrap(self, key_id: str, wrapped_key: bytes, *, associated_data: bytes) -> bytes:
         """Decrypt a data key wrapped by ``wrap`` under the KEK ``key_id``."""
-        key_encryption_key = self._key_encryption_key(key_id)
+        cipher = self._cipher(key_id)
         if len(wrapped_key) != WRAPPED_KEY_SIZE_BYTES:
             raise DecryptionError(
                 f"wrapped data key is {len(wrapped_key)} bytes, expected {WRAPPED_KEY_SIZE_BYTES}"
             )
         nonce, ciphertext = wrapped_key[:NONCE_SIZE_BYTES], wrapped_key[NONCE_SIZE_BYTES:]
-        cipher = self._ciphers.get(key_id)
-        if cipher is None:
-            cipher = self._ciphers.setdefault(key_id, AESGCM(key_encryption_key))
         try:
             data_key = cipher.decrypt(
                 nonce, ciphertext, _wrapping_associated_data(key_id, associated_data)
