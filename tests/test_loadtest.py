@@ -50,6 +50,19 @@ def test_a_short_run_on_sqlite_passes_its_check() -> None:
     assert report["engine"] == "sqlite"
     assert report["latency_ms"]["get"]["count"] > 0
     assert report["server_cpu_ms_per_request"] > 0
+    timeline = report["throughput_timeline"]
+    assert timeline["stretch_seconds"] == 1
+    assert timeline["per_second"] and all(rate > 0 for rate in timeline["per_second"])
+
+
+def test_the_timeline_leaves_out_the_first_and_last_seconds_and_splits_the_rest() -> None:
+    first = loadtest.ClientResult(0, answered_by_second={"100": 1, "101": 10, "102": 20})
+    second = loadtest.ClientResult(1, answered_by_second={"102": 5, "103": 30, "125": 2})
+    stretch_seconds, rates = loadtest.throughput_timeline([first, second])
+    assert stretch_seconds == 3  # seconds 101 to 124: 24 seconds in stretches of 3
+    assert rates[:2] == [(10 + 25 + 30) / 3, 0.0]
+    assert len(rates) == 8
+    assert loadtest.throughput_timeline([loadtest.ClientResult(0)]) == (0, [])
 
 
 @pytest.mark.slow

@@ -32,10 +32,13 @@ The check, after the clients stop:
 5. `secretledger verify --projections` passes: the log intact, and the projection
    tables equal to a rebuild.
 
-It prints clients, duration, requests, throughput, p50/p99 latency per operation,
-server CPU per request (from /proc/<pid>/stat of the servers), kill rounds
-survived, acknowledged puts lost, and the check; exit 0 when the check passes, 1
-when it does not, 2 on a usage error. Loopback only; every loop is bounded.
+It prints clients, duration, requests, throughput (over the run, and in ten
+stretches of it, so that a run long enough shows whether the server slows down
+as its ledger grows, and a run with kills shows their dips), p50/p99 latency per
+operation, server CPU per request (from /proc/<pid>/stat of the servers), kill
+rounds survived, acknowledged puts lost, and the check; exit 0 when the check
+passes, 1 when it does not, 2 on a usage error. Loopback only; every loop is
+bounded.
 
 Example:
   python3 tools/loadtest.py --clients 4 --duration 20
@@ -98,6 +101,7 @@ VERIFY_TIMEOUT_SECONDS = 600
 RETRY_BACKOFF_SECONDS_FIRST = 0.02
 RETRY_BACKOFF_SECONDS_MAX = 0.5
 PROBLEMS_SHOWN_MAX = 20
+TIMELINE_STRETCHES = 10
 HOT_SHARE = 0.5
 # Operation mix, in percent of requests.
 MIX = (
@@ -146,6 +150,8 @@ class ClientResult:
     puts: list[dict[str, Any]] = field(default_factory=list)  # name, token, request_id
     stage_moves: list[dict[str, Any]] = field(default_factory=list)  # name, request_id
     latencies: dict[str, list[float]] = field(default_factory=dict)
+    # Answers by the second (Unix time, as text: the result travels as JSON).
+    answered_by_second: dict[str, int] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     refusals: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
@@ -288,6 +294,9 @@ class Client:
             if answer is not None and answer.status < 500:
                 self.result.latencies.setdefault(kind, []).append(elapsed)
                 self.result.counts[kind] = self.result.counts.get(kind, 0) + 1
+                second = str(int(time.time()))
+                by_second = self.result.answered_by_second
+                by_second[second] = by_second.get(second, 0) + 1
                 if answer.status != 200:
                     self._refused(kind, answer)
                 return answer
@@ -829,6 +838,28 @@ def run_verify(ledger: Ledger) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------
 
 
+def throughput_timeline(results: Sequence[ClientResult]) -> tuple[int, list[float]]:
+    """Answers per second in up to ``TIMELINE_STRETCHES`` equal stretches of the run
+    (the first and last seconds, partly outside it, left out), and their length in
+    seconds; no stretches for a run of less than three seconds."""
+    answered: dict[int, int] = {}
+    for result in results:
+        for second, count in result.answered_by_second.items():
+            answered[int(second)] = answered.get(int(second), 0) + count
+    if not answered:
+        return 0, []
+    first, last = min(answered) + 1, max(answered) - 1
+    if last < first:
+        return 0, []
+    span_seconds = last - first + 1
+    stretch_seconds = -(-span_seconds // TIMELINE_STRETCHES)  # rounded up
+    rates = []
+    for start in range(first, last + 1, stretch_seconds):
+        seconds = range(start, min(start + stretch_seconds, last + 1))
+        rates.append(sum(answered.get(second, 0) for second in seconds) / len(seconds))
+    return stretch_seconds, rates
+
+
 def percentile_ms(values: Sequence[float], fraction: float) -> float:
     if not values:
         return 0.0
@@ -856,6 +887,7 @@ def summary(
             refusals[code] = refusals.get(code, 0) + count
     every = [value for values in latencies.values() for value in values]
     answered = len(every)
+    stretch_seconds, rates = throughput_timeline(results)
     problems = list(check["problems"])
     if caught_up_seconds is None:
         problems.append(f"the projections did not catch up within {CATCH_UP_TIMEOUT_SECONDS} s")
@@ -869,6 +901,10 @@ def summary(
         "duration_seconds": round(figures.duration_seconds, 2),
         "requests_answered": answered,
         "throughput_per_second": round(answered / figures.duration_seconds, 1),
+        "throughput_timeline": {
+            "stretch_seconds": stretch_seconds,
+            "per_second": [round(rate, 1) for rate in rates],
+        },
         "latency_ms": {
             kind: {
                 "count": len(values),
@@ -906,6 +942,10 @@ def print_summary(report: dict[str, Any]) -> None:
         f"{report['throughput_per_second']}/s, p50 {report['p50_ms']} ms, "
         f"p99 {report['p99_ms']} ms, server CPU {report['server_cpu_ms_per_request']} ms/request"
     )
+    timeline = report["throughput_timeline"]
+    if timeline["per_second"]:
+        rates = " ".join(f"{rate:.0f}" for rate in timeline["per_second"])
+        print(f"  throughput by {timeline['stretch_seconds']} s stretch: {rates} /s")
     for kind, figures in report["latency_ms"].items():
         print(
             f"    {kind:9} {figures['count']:7}  "
