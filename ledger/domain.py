@@ -818,13 +818,17 @@ class Secret(Aggregate):
         return sorted(label for label, holder in self.labels.items() if holder == version_id)
 
     def version_ids_to_stages(self) -> dict[str, list[str]]:
-        """Labelled versions only, in creation order; deprecated ones are absent."""
-        stages: dict[str, list[str]] = {}
-        for version_id in self.versions:
-            labels = self.labels_of(version_id)
-            if labels:
-                stages[version_id] = labels
-        return stages
+        """Labelled versions only, in creation order; deprecated ones are absent. One
+        pass over the labels, not one per version: DescribeSecret and ListSecrets
+        call this for every secret, which may hold a hundred versions."""
+        labels_by_version: dict[str, list[str]] = {}
+        for label, holder in self.labels.items():
+            labels_by_version.setdefault(holder, []).append(label)
+        return {
+            version_id: sorted(labels_by_version[version_id])
+            for version_id in self.versions
+            if version_id in labels_by_version
+        }
 
     def is_gone(self, version_id: str) -> bool:
         """Whether the version was destroyed or removed: its id can never name a new
