@@ -6,6 +6,7 @@ import datetime
 import json
 import sqlite3
 import stat
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -14,14 +15,15 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, OperationalError
 from http_harness import start_server
 
+import ledger.cli.evidence as evidence_cli
 from ledger.api import SecretsManagerApi
 from ledger.application import Secrets
 from ledger.checkpoints import parse_checkpoint_line, sign_checkpoint, to_line
 from ledger.cli import main
-from ledger.cli.evidence import checkpoint_keys
+from ledger.cli.evidence import CheckpointScheduler, checkpoint_keys
 from ledger.evidence import (
     CHECKPOINT_FILE_MODE,
     NODES_ALTERED,
@@ -277,6 +279,74 @@ def test_lines_another_writer_appended_are_read_and_a_shortened_file_is_read_aga
     assert (written.checked.count, written.checked.file_lines) == (5, 5)
     stored = store_of(secrets).select_checkpoints()
     assert read_checkpoint_file(path).lines == tuple(row.line for row in stored)
+
+
+class SilentDatabase:
+    """A store whose log size does not come back: a database that stopped answering."""
+
+    def __init__(self, store: CheckpointStore) -> None:
+        self.store = store
+        self.asked = threading.Event()
+        self.answer = threading.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+    def event_hash_count(self) -> int:
+        self.asked.set()
+        self.answer.wait(30)
+        return self.store.event_hash_count()
+
+
+def test_a_database_that_does_not_answer_does_not_hold_the_shutdown(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(evidence_cli, "CHECKPOINT_STOP_SECONDS_MAX", 0.5)
+    secrets = Secrets("memory:")
+    add_events(secrets, 2)
+    silent = SilentDatabase(store_of(secrets))
+    store: CheckpointStore = silent  # type: ignore[assignment]
+    scheduler = CheckpointScheduler(store, KEYS, None, every_events=1, every_seconds=0.05)
+    scheduler.start()
+    assert silent.asked.wait(5)
+    started = time.monotonic()
+    scheduler.stop()
+    assert time.monotonic() - started < 2
+    assert "last checkpoint not written" in capsys.readouterr().err
+    silent.answer.set()
+
+
+class FailingOnce:
+    """A store whose first read of the log's size fails, as when a connection drops."""
+
+    def __init__(self, store: CheckpointStore) -> None:
+        self.store = store
+        self.failures_left = 1
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+    def event_hash_count(self) -> int:
+        if self.failures_left:
+            self.failures_left -= 1
+            raise OperationalError("connection lost")
+        return self.store.event_hash_count()
+
+
+def test_a_failed_poll_does_not_stop_the_checkpoint_writer(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    secrets = Secrets("memory:")
+    add_events(secrets, 2)
+    store: CheckpointStore = FailingOnce(store_of(secrets))  # type: ignore[assignment]
+    scheduler = CheckpointScheduler(store, KEYS, None, every_events=1, every_seconds=0.05)
+    scheduler.start()
+    deadline = time.monotonic() + 5
+    while not store_of(secrets).select_checkpoints() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert store_of(secrets).select_checkpoints()  # by the writer's thread, after it
+    scheduler.stop()
+    assert "cannot read the log's size: OperationalError" in capsys.readouterr().err
 
 
 def test_postgres_needs_a_signing_key_file() -> None:

@@ -61,6 +61,9 @@ EXIT_NOT_INTACT: Final = 3
 EXIT_PROJECTIONS_DIFFER: Final = 4
 PROGRESS_LEAVES_MIN: Final = 20_000
 SEED_SIZE_BYTES: Final = 32
+# How long a server's shutdown waits for the checkpoint writer to stop, then for the
+# last checkpoint: a database that stopped answering must not hold the shutdown.
+CHECKPOINT_STOP_SECONDS_MAX: Final = 10.0
 
 
 def utc_now() -> datetime.datetime:
@@ -453,15 +456,33 @@ class CheckpointScheduler:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop the thread, then write the last checkpoint."""
+        """Stop the thread, then write the last checkpoint, each within
+        ``CHECKPOINT_STOP_SECONDS_MAX`` (a database that does not answer makes both
+        wait for it, with retries, for minutes): past that, the last checkpoint is
+        not written, and that is said."""
+        bound_seconds = CHECKPOINT_STOP_SECONDS_MAX
         self._stopping.set()
-        self._thread.join()
-        self.attempt()
+        self._thread.join(bound_seconds)
+        if self._thread.is_alive():
+            say(
+                f"last checkpoint not written: the checkpoint writer was still waiting for "
+                f"the database after {bound_seconds:g} s"
+            )
+            return
+        last = threading.Thread(target=self.attempt, name="last-checkpoint", daemon=True)
+        last.start()
+        last.join(bound_seconds)
+        if last.is_alive():
+            say(f"last checkpoint not written: the database did not answer in {bound_seconds:g} s")
 
     def _run(self) -> None:
         poll_seconds = min(1.0, self.every_seconds)
         while not self._stopping.wait(poll_seconds):
-            size = self.store.event_hash_count()
+            try:
+                size = self.store.event_hash_count()
+            except (PersistenceError, OSError) as error:  # the next poll tries again
+                say(f"checkpoint writer cannot read the log's size: {type(error).__name__}")
+                continue
             due = time.monotonic() - self.last_attempt >= self.every_seconds
             if size - self.last_size >= self.every_events or (due and size > self.last_size):
                 self.attempt()
