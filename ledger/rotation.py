@@ -64,6 +64,7 @@ ROTATIONS_MAX_DEFAULT: Final = 4
 ATTEMPTS_MAX_DEFAULT: Final = 3
 RETRY_DELAY_SECONDS_DEFAULT: Final = 60.0
 SCAN_INTERVAL_SECONDS_DEFAULT: Final = 60.0
+SCAN_STOP_SECONDS_MAX: Final = 10.0
 OUTPUT_BYTES_MAX_DEFAULT: Final = 1024 * 1024
 LEASE_MARGIN_SECONDS: Final = 30.0
 READ_CHUNK_BYTES: Final = 64 * 1024
@@ -217,11 +218,20 @@ class RotationRunner:
         self.wake_up.set()
 
     def stop(self) -> None:
-        """Stop scanning and wait for the rotations in flight (each step is bounded)."""
+        """Stop scanning and wait for the rotations in flight (each step is bounded).
+        A scan in progress is waited for at most ``SCAN_STOP_SECONDS_MAX``: one caught
+        waiting for a database that stopped answering (each call retries for minutes)
+        is left behind (its thread is a daemon) rather than hold the shutdown."""
         self.stopping.set()
         self.wake_up.set()
         if self.thread.is_alive():
-            self.thread.join()
+            self.thread.join(SCAN_STOP_SECONDS_MAX)
+            if self.thread.is_alive():
+                logger.warning(
+                    "rotation scan still running after %g s (waiting for the database?); "
+                    "not waited for",
+                    SCAN_STOP_SECONDS_MAX,
+                )
         self.executor.shutdown(wait=True)
 
     def _loop(self) -> None:

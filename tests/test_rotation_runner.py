@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,8 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from http_harness import ACCOUNT_ID, REGION, RunningServer, start_server
+from http_harness import ACCOUNT_ID, ALICE, REGION, RunningServer, start_server
 
+from ledger import rotation
+from ledger.application import Secrets
+from ledger.auth import Principals
+from ledger.rotation import RotationRunner, RunnerSettings
 from projections import ReadModel
 from projections.audit import AuditFilter
 
@@ -482,3 +487,40 @@ def test_terraform_secret_rotation_call_sequence(server: RunningServer, state: P
     assert terraform_read(client, arn)["rotation_enabled"] is False
     client.cancel_rotate_secret(SecretId=arn)  # destroy
     assert terraform_read(client, arn)["rotation_enabled"] is False
+
+
+class SilentLedger:
+    """A ledger whose listing of secrets does not come back: a database that stopped
+    answering in the middle of a scan."""
+
+    def __init__(self, secrets: Secrets) -> None:
+        self.secrets = secrets
+        self.asked = threading.Event()
+        self.answer = threading.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.secrets, name)
+
+    def iterate_secrets(self) -> Iterator[object]:
+        self.asked.set()
+        self.answer.wait(30)
+        return iter(())
+
+
+def test_a_scan_waiting_for_a_silent_database_does_not_hold_the_stop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(rotation, "SCAN_STOP_SECONDS_MAX", 0.5)
+    silent = SilentLedger(Secrets("memory:"))
+    runner = RotationRunner(
+        silent,  # type: ignore[arg-type]
+        Principals.of([ALICE]),
+        [],
+        RunnerSettings(endpoint_url="http://127.0.0.1:1"),
+    )
+    runner.start()
+    assert silent.asked.wait(5)
+    started = time.monotonic()
+    runner.stop()
+    assert time.monotonic() - started < 2
+    silent.answer.set()
