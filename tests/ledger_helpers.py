@@ -9,7 +9,8 @@ does not grow at all) and as recorded (exactly one ``ApiCall.Recorded`` carrying
 the error is appended, and no secret's stream changes).
 
 `Oracle` replays the same steps against moto, for the few behaviours where moto
-agrees with AWS (semantics reference, section 13).
+agrees with AWS (semantics reference, section 13). `StandIn` is the base of the
+stand-ins that change one method of a store or ledger and pass the rest through.
 """
 
 from __future__ import annotations
@@ -50,6 +51,17 @@ INVALID_NAME_MESSAGE = (
 NOTIFICATIONS_PAGE_SIZE = 100
 EVENTS_READ_MAX = 10_000
 VERSION_PAGES_MAX = 10
+
+
+class StandIn:
+    """Passes every attribute it does not define to ``wrapped``: a stand-in that
+    changes one method of a store or ledger (slow, failing, counting)."""
+
+    def __init__(self, wrapped: Any) -> None:
+        self.wrapped = wrapped
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.wrapped, name)
 
 
 def token(number: int) -> str:

@@ -11,12 +11,14 @@ import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
 from click.testing import CliRunner
 from eventsourcing.persistence import IntegrityError, OperationalError
 from http_harness import start_server
+from ledger_helpers import StandIn
 
 import ledger.cli.evidence as evidence_cli
 from ledger.api import SecretsManagerApi
@@ -113,14 +115,8 @@ def test_an_altered_node_makes_the_writer_refuse_to_sign(tmp_path: Path) -> None
     secrets.close()
 
 
-class Racing:
+class Racing(StandIn):
     """A store where another writer stores the same sequence just before this one."""
-
-    def __init__(self, store: CheckpointStore) -> None:
-        self.store = store
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.store, name)
 
     def insert_checkpoint(self, sequence: int, tree_size: int, line: str) -> None:
         other = Signer("writer.test/1", bytes(32))
@@ -133,8 +129,8 @@ class Racing:
             time=MOMENT,
             previous=None,
         )
-        self.store.insert_checkpoint(sequence, tree_size, to_line(rival))
-        self.store.insert_checkpoint(sequence, tree_size, line)
+        self.wrapped.insert_checkpoint(sequence, tree_size, to_line(rival))
+        self.wrapped.insert_checkpoint(sequence, tree_size, line)
 
 
 def test_a_sequence_taken_by_another_writer_writes_nothing(tmp_path: Path) -> None:
@@ -177,18 +173,13 @@ def test_a_file_ahead_of_the_database_stops_the_writer(tmp_path: Path) -> None:
     assert refused.value.problem.kind == "checkpoint-missing"
 
 
-class CountingReads:
+class CountingReads(StandIn):
     """A store that counts the checkpoint rows it hands out."""
 
-    def __init__(self, store: CheckpointStore) -> None:
-        self.store = store
-        self.rows_read = 0
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.store, name)
+    rows_read = 0
 
     def select_checkpoints(self, start: int = 0) -> list[StoredCheckpoint]:
-        rows = self.store.select_checkpoints(start=start)
+        rows: list[StoredCheckpoint] = self.wrapped.select_checkpoints(start=start)
         self.rows_read += len(rows)
         return rows
 
@@ -281,21 +272,19 @@ def test_lines_another_writer_appended_are_read_and_a_shortened_file_is_read_aga
     assert read_checkpoint_file(path).lines == tuple(row.line for row in stored)
 
 
-class SilentDatabase:
+class SilentDatabase(StandIn):
     """A store whose log size does not come back: a database that stopped answering."""
 
-    def __init__(self, store: CheckpointStore) -> None:
-        self.store = store
+    def __init__(self, wrapped: Any) -> None:
+        super().__init__(wrapped)
         self.asked = threading.Event()
         self.answer = threading.Event()
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.store, name)
 
     def event_hash_count(self) -> int:
         self.asked.set()
         self.answer.wait(30)
-        return self.store.event_hash_count()
+        count: int = self.wrapped.event_hash_count()
+        return count
 
 
 def test_a_database_that_does_not_answer_does_not_hold_the_shutdown(
@@ -316,21 +305,17 @@ def test_a_database_that_does_not_answer_does_not_hold_the_shutdown(
     silent.answer.set()
 
 
-class FailingOnce:
+class FailingOnce(StandIn):
     """A store whose first read of the log's size fails, as when a connection drops."""
 
-    def __init__(self, store: CheckpointStore) -> None:
-        self.store = store
-        self.failures_left = 1
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.store, name)
+    failures_left = 1
 
     def event_hash_count(self) -> int:
         if self.failures_left:
             self.failures_left -= 1
             raise OperationalError("connection lost")
-        return self.store.event_hash_count()
+        count: int = self.wrapped.event_hash_count()
+        return count
 
 
 def test_a_failed_poll_does_not_stop_the_checkpoint_writer(

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from http_harness import ACCOUNT_ID, ALICE, REGION, RunningServer, start_server
+from ledger_helpers import StandIn
 
 from ledger import rotation
 from ledger.application import Secrets
@@ -489,17 +490,14 @@ def test_terraform_secret_rotation_call_sequence(server: RunningServer, state: P
     assert terraform_read(client, arn)["rotation_enabled"] is False
 
 
-class SilentLedger:
+class SilentLedger(StandIn):
     """A ledger whose listing of secrets does not come back: a database that stopped
     answering in the middle of a scan."""
 
-    def __init__(self, secrets: Secrets) -> None:
-        self.secrets = secrets
+    def __init__(self, wrapped: Any) -> None:
+        super().__init__(wrapped)
         self.asked = threading.Event()
         self.answer = threading.Event()
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.secrets, name)
 
     def iterate_secrets(self) -> Iterator[object]:
         self.asked.set()
