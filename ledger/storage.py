@@ -1221,17 +1221,13 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
         with self.datastore.transaction(commit=False) as c:
             c.execute(self.select_checkpoints_statement, (start,))
             rows = c.fetchall()
-        return [StoredCheckpoint(row["sequence"], row["tree_size"], row["line"]) for row in rows]
+        return [checkpoint_from_row(row) for row in rows]
 
     def select_latest_checkpoint(self) -> StoredCheckpoint | None:
         with self.datastore.transaction(commit=False) as c:
             c.execute(self.select_latest_checkpoint_statement)
             row = c.fetchone()
-        return (
-            None
-            if row is None
-            else StoredCheckpoint(row["sequence"], row["tree_size"], row["line"])
-        )
+        return None if row is None else checkpoint_from_row(row)
 
     def insert_merkle_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:
         checked = checked_merkle_nodes(nodes)
@@ -1286,6 +1282,10 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
             topic=row["topic"],
             state=bytes(row["state"]),
         )
+
+
+def checkpoint_from_row(row: Any) -> StoredCheckpoint:
+    return StoredCheckpoint(row["sequence"], row["tree_size"], row["line"])
 
 
 def event_hash_from_row(row: Any) -> EventHash:

@@ -58,6 +58,7 @@ from ledger.storage import (
     check_event_hash_page,
     check_notification_id,
     checked_merkle_nodes,
+    checkpoint_from_row,
     event_hash_from_row,
     merkle_node_key_batches,
     unchained_log_refused,
@@ -630,21 +631,14 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
     def select_checkpoints(self, start: int = 0) -> list[StoredCheckpoint]:
         with self.datastore.get_connection() as connection, connection.cursor() as curs:
             curs.execute(self.select_checkpoints_statement, (start,))
-            return [
-                StoredCheckpoint(row["sequence"], row["tree_size"], row["line"])
-                for row in curs.fetchall()
-            ]
+            return [checkpoint_from_row(row) for row in curs.fetchall()]
 
     @retried_on_connection_errors
     def select_latest_checkpoint(self) -> StoredCheckpoint | None:
         with self.datastore.get_connection() as connection, connection.cursor() as curs:
             curs.execute(self.select_latest_checkpoint_statement)
             row = curs.fetchone()
-        return (
-            None
-            if row is None
-            else StoredCheckpoint(row["sequence"], row["tree_size"], row["line"])
-        )
+        return None if row is None else checkpoint_from_row(row)
 
     @retried_on_connection_errors
     def insert_merkle_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:

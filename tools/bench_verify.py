@@ -216,7 +216,9 @@ def measure(arguments: argparse.Namespace) -> int:
             piling_up = checkpoints_piling_up(Path(directory), arguments.checkpoints)
         generator = random.Random(1)
         proofs = [proof_once(store, generator.randrange(size)) for _ in range(arguments.proofs)]
-        latest = parse_checkpoint_line(store.select_checkpoints()[-1].line)
+        stored_latest = store.select_latest_checkpoint()
+        assert stored_latest is not None, "the first checkpoint was written above"
+        latest = parse_checkpoint_line(stored_latest.line)
         signatures = [time_signature(latest) for _ in range(SIGNATURES_DEFAULT)]
     finally:
         log.close()
