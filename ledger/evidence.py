@@ -822,13 +822,8 @@ def write_checkpoint(
     checked = checked or CheckedCheckpoints()
     new_lines: list[str] = []
     if checkpoint_path is not None:
-        read = read_file_from(checkpoint_path, checked.file_size_bytes)
-        if read is None:  # no longer what was read before: read it all again
-            checked = CheckedCheckpoints()
-            read = read_file_from(checkpoint_path, 0)
-        assert read is not None, "a file read from its start"
-        new_lines, file_size_bytes = read
-        checked = replace(checked, file_size_bytes=file_size_bytes)
+        first_line, new_lines, file_size_bytes = lines_after(checkpoint_path, checked)
+        checked = replace(checked, file_lines=first_line, file_size_bytes=file_size_bytes)
     stored = stored_since(store, checked)
     if checkpoint_path is not None:
         check_file_is_a_copy(checkpoint_path, stored, checked.file_lines, new_lines)
@@ -1012,6 +1007,18 @@ def walk_new_leaves(
     return state
 
 
+def lines_after(path: Path, checked: CheckedCheckpoints) -> tuple[int, list[str], int]:
+    """The checkpoint lines of ``path`` after the ``checked.file_lines`` read before:
+    the index of the first, the lines, the file's size. The whole file again when it
+    no longer extends what was read (shorter, or no line ends there)."""
+    lines_and_size = read_file_from(path, checked.file_size_bytes)
+    if lines_and_size is None:
+        whole = read_file_from(path, 0)
+        assert whole is not None, "a file read from its start"
+        return 0, *whole
+    return checked.file_lines, *lines_and_size
+
+
 def read_file_from(path: Path, offset_bytes: int) -> tuple[list[str], int] | None:
     """The checkpoint lines of ``path`` after byte ``offset_bytes``, where an earlier
     read ended, and the file's size; None if the file no longer extends that read
@@ -1077,12 +1084,8 @@ def catch_up_checkpoint_file(
         raise CheckpointFileError(f"checkpoint file {path} cannot be opened: {error}") from None
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX)
-        file_lines, offset_bytes = checked.file_lines, checked.file_size_bytes
-        read = read_file_from(path, offset_bytes)
-        if read is None:
-            file_lines, read = 0, read_file_from(path, 0)
-        assert read is not None, "a file read from its start"
-        file_lines, size_bytes = file_lines + len(read[0]), read[1]
+        first_line, lines, size_bytes = lines_after(path, checked)
+        file_lines = first_line + len(lines)
         missing = [row.line for row in store.select_checkpoints(start=file_lines)]
         adopting = [adoption.to_line()] if adoption is not None and file_lines == 0 else []
         if missing or adopting:
