@@ -55,7 +55,7 @@ from ledger.merkle import (
     verify_inclusion,
 )
 from ledger.signing_keys import load_verifiers_pem
-from ledger.storage import EventHash, MsgpackTranscoder, StoredCheckpoint
+from ledger.storage import TREE_SIZE_MAX, EventHash, MsgpackTranscoder, StoredCheckpoint
 
 PROOF_FORMAT: Final = "secret-ledger-proof/v1"
 INCLUSION: Final = "inclusion"
@@ -181,9 +181,11 @@ class ProofStore(Protocol):
 
     def select_event_hashes(self, start: int, limit: int) -> list[EventHash]: ...
 
-    def select_checkpoints(self) -> list[StoredCheckpoint]: ...
-
     def select_latest_checkpoint(self) -> StoredCheckpoint | None: ...
+
+    def select_checkpoint_of_size(self, tree_size: int) -> StoredCheckpoint | None: ...
+
+    def select_checkpoint_sizes_beside(self, tree_size: int) -> tuple[int | None, int | None]: ...
 
     def select_merkle_nodes(self, keys: Sequence[NodeKey]) -> dict[NodeKey, bytes]: ...
 
@@ -244,14 +246,13 @@ def prove_consistency(
     store: ProofStore, first_size: int, second_size: int | None = None
 ) -> ConsistencyProof:
     """PF6: from the checkpoint of ``first_size`` events to the one of ``second_size``
-    (default: the latest checkpoint). Sizes name stored checkpoints."""
-    stored = store.select_checkpoints()
-    if not stored:
+    (default: the latest checkpoint). Sizes name stored checkpoints, each looked up
+    alone: the cost does not grow with the number stored."""
+    latest = store.select_latest_checkpoint()
+    if latest is None:
         raise _no_checkpoint()
-    first_line = _checkpoint_of_size(stored, first_size)
-    second_line = (
-        stored[-1].line if second_size is None else _checkpoint_of_size(stored, second_size)
-    )
+    first_line = _checkpoint_of_size(store, first_size)
+    second_line = latest.line if second_size is None else _checkpoint_of_size(store, second_size)
     first, second = _parse_stored(first_line), _parse_stored(second_line)
     if first.tree_size > second.tree_size:
         raise ProofUnavailable(
@@ -293,14 +294,20 @@ def _latest_checkpoint(store: ProofStore) -> tuple[str, Checkpoint]:
     return latest.line, _parse_stored(latest.line)
 
 
-def _checkpoint_of_size(stored: Sequence[StoredCheckpoint], tree_size: int) -> str:
-    """The latest stored checkpoint of exactly ``tree_size`` events (C6: one root each)."""
-    for checkpoint in reversed(stored):
-        if checkpoint.tree_size == tree_size:
-            return checkpoint.line
-    sizes = sorted({checkpoint.tree_size for checkpoint in stored})
-    shown = ", ".join(str(size) for size in sizes[-10:])
-    raise ProofUnavailable(f"no checkpoint of {tree_size} events is stored (latest sizes: {shown})")
+def _checkpoint_of_size(store: ProofStore, tree_size: int) -> str:
+    """The latest stored checkpoint of exactly ``tree_size`` events (C6: one root each);
+    otherwise ProofUnavailable naming the stored sizes nearest to it."""
+    assert tree_size >= 0, "sizes are not negative"
+    storable_size = min(tree_size, TREE_SIZE_MAX)
+    found = store.select_checkpoint_of_size(storable_size) if tree_size == storable_size else None
+    if found is not None:
+        return found.line
+    below, above = store.select_checkpoint_sizes_beside(storable_size)
+    nearest = [
+        f"{size} {side}" for size, side in ((below, "below"), (above, "above")) if size is not None
+    ]
+    shown = " and ".join(nearest)
+    raise ProofUnavailable(f"no checkpoint of {tree_size} events is stored (nearest: {shown})")
 
 
 def _resolve(store: ProofStore, plan: HashPlan) -> list[bytes]:

@@ -515,6 +515,14 @@ class EvidenceStore(Protocol):
     def select_latest_checkpoint(self) -> StoredCheckpoint | None:
         """The stored checkpoint with the highest sequence (None: none stored)."""
 
+    def select_checkpoint_of_size(self, tree_size: int) -> StoredCheckpoint | None:
+        """Of the stored checkpoints of exactly ``tree_size`` events, the one with the
+        highest sequence (None: none). An index lookup, however many are stored."""
+
+    def select_checkpoint_sizes_beside(self, tree_size: int) -> tuple[int | None, int | None]:
+        """The largest stored tree size below ``tree_size`` and the smallest above it
+        (None where there is none): what to suggest when no checkpoint has that size."""
+
     def insert_merkle_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:
         """Stores (level, node_index, hash) nodes in one transaction; a key that is
         already stored keeps its hash."""
@@ -600,6 +608,13 @@ def check_event_hash_page(start: int, limit: int) -> None:
 
 def check_notification_id(notification_id: int) -> None:
     assert isinstance(notification_id, int) and notification_id >= 0, "a notification id"
+
+
+TREE_SIZE_MAX: Final = 2**63 - 1  # a tree size is stored as a signed 64-bit integer
+
+
+def check_tree_size(tree_size: int) -> None:
+    assert isinstance(tree_size, int) and 0 <= tree_size <= TREE_SIZE_MAX, "a storable tree size"
 
 
 def check_checkpoint(sequence: int, tree_size: int, line: str) -> None:
@@ -835,6 +850,21 @@ class POPODataKeyRecorder(POPOApplicationRecorder):
     def select_latest_checkpoint(self) -> StoredCheckpoint | None:
         with self._database_lock:
             return self._checkpoints[max(self._checkpoints)] if self._checkpoints else None
+
+    def select_checkpoint_of_size(self, tree_size: int) -> StoredCheckpoint | None:
+        check_tree_size(tree_size)
+        with self._database_lock:
+            of_size = [c for c in self._checkpoints.values() if c.tree_size == tree_size]
+        return max(of_size, key=lambda checkpoint: checkpoint.sequence, default=None)
+
+    def select_checkpoint_sizes_beside(self, tree_size: int) -> tuple[int | None, int | None]:
+        check_tree_size(tree_size)
+        with self._database_lock:
+            sizes = {checkpoint.tree_size for checkpoint in self._checkpoints.values()}
+        return (
+            max((size for size in sizes if size < tree_size), default=None),
+            min((size for size in sizes if size > tree_size), default=None),
+        )
 
     def insert_merkle_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:
         checked = checked_merkle_nodes(nodes)
@@ -1136,6 +1166,14 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
         self.select_latest_checkpoint_statement = (
             f"SELECT sequence, tree_size, line FROM {checkpoints} ORDER BY sequence DESC LIMIT 1"
         )
+        self.select_checkpoint_of_size_statement = (
+            f"SELECT sequence, tree_size, line FROM {checkpoints} WHERE tree_size = ? "
+            "ORDER BY sequence DESC LIMIT 1"
+        )
+        self.select_checkpoint_sizes_beside_statement = (
+            f"SELECT (SELECT MAX(tree_size) FROM {checkpoints} WHERE tree_size < ?), "
+            f"(SELECT MIN(tree_size) FROM {checkpoints} WHERE tree_size > ?)"
+        )
         nodes = SQLITE_MERKLE_NODES_TABLE_NAME
         self.insert_merkle_node_statement = (
             f"INSERT INTO {nodes} (level, node_index, hash) VALUES (?,?,?) ON CONFLICT DO NOTHING"
@@ -1167,6 +1205,8 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
             "sequence INTEGER PRIMARY KEY CHECK (sequence >= 0), "
             "tree_size INTEGER NOT NULL CHECK (tree_size >= 0), "
             "line TEXT NOT NULL)",
+            f"CREATE INDEX IF NOT EXISTS {SQLITE_CHECKPOINTS_TABLE_NAME}_by_size "
+            f"ON {SQLITE_CHECKPOINTS_TABLE_NAME} (tree_size, sequence)",
             f"CREATE TABLE IF NOT EXISTS {SQLITE_MERKLE_NODES_TABLE_NAME} ("
             "level INTEGER NOT NULL CHECK (level >= 1), "
             "node_index INTEGER NOT NULL CHECK (node_index >= 0), "
@@ -1228,6 +1268,20 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
             c.execute(self.select_latest_checkpoint_statement)
             row = c.fetchone()
         return None if row is None else checkpoint_from_row(row)
+
+    def select_checkpoint_of_size(self, tree_size: int) -> StoredCheckpoint | None:
+        check_tree_size(tree_size)
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self.select_checkpoint_of_size_statement, (tree_size,))
+            row = c.fetchone()
+        return None if row is None else checkpoint_from_row(row)
+
+    def select_checkpoint_sizes_beside(self, tree_size: int) -> tuple[int | None, int | None]:
+        check_tree_size(tree_size)
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self.select_checkpoint_sizes_beside_statement, (tree_size, tree_size))
+            below, above = c.fetchone()
+        return below, above
 
     def insert_merkle_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:
         checked = checked_merkle_nodes(nodes)

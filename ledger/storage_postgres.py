@@ -57,6 +57,7 @@ from ledger.storage import (
     check_data_key_page,
     check_event_hash_page,
     check_notification_id,
+    check_tree_size,
     checked_merkle_nodes,
     checkpoint_from_row,
     event_hash_from_row,
@@ -72,6 +73,7 @@ EVENTS_TABLE_SUFFIX: Final = "_events"
 DATA_KEYS_TABLE_SUFFIX: Final = "_data_keys"
 EVENT_HASHES_TABLE_SUFFIX: Final = "_event_hashes"
 CHECKPOINTS_TABLE_SUFFIX: Final = "_checkpoints"
+CHECKPOINTS_BY_SIZE_SUFFIX: Final = "_by_size"  # the index prove --consistency looks up
 MERKLE_NODES_TABLE_SUFFIX: Final = "_merkle_nodes"
 ISOLATION_LEVEL_REQUIRED: Final = "read committed"
 RETRY_ATTEMPTS_MAX: Final = 10
@@ -461,7 +463,7 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
                 MERKLE_NODES_TABLE_SUFFIX,
             )
         ]
-        for name in names:
+        for name in [*names, names[1] + CHECKPOINTS_BY_SIZE_SUFFIX]:
             self.check_identifier_length(name)
         self.event_hashes_table_name, self.checkpoints_table_name, self.merkle_nodes_table_name = (
             names
@@ -482,6 +484,10 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
                     "tree_size bigint NOT NULL CHECK (tree_size >= 0), "
                     "line text NOT NULL)"
                 ).format(table=checkpoints),
+                SQL("CREATE INDEX IF NOT EXISTS {index} ON {table} (tree_size, sequence)").format(
+                    index=Identifier(self.checkpoints_table_name + CHECKPOINTS_BY_SIZE_SUFFIX),
+                    table=checkpoints,
+                ),
                 SQL(
                     "CREATE TABLE IF NOT EXISTS {table} ("
                     "level integer NOT NULL CHECK (level >= 1), "
@@ -514,6 +520,14 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
         ).format(table=checkpoints)
         self.select_latest_checkpoint_statement = SQL(
             "SELECT sequence, tree_size, line FROM {table} ORDER BY sequence DESC LIMIT 1"
+        ).format(table=checkpoints)
+        self.select_checkpoint_of_size_statement = SQL(
+            "SELECT sequence, tree_size, line FROM {table} WHERE tree_size = %s "
+            "ORDER BY sequence DESC LIMIT 1"
+        ).format(table=checkpoints)
+        self.select_checkpoint_sizes_beside_statement = SQL(
+            "SELECT (SELECT MAX(tree_size) FROM {table} WHERE tree_size < %s) AS below, "
+            "(SELECT MIN(tree_size) FROM {table} WHERE tree_size > %s) AS above"
         ).format(table=checkpoints)
         self.insert_merkle_nodes_statement = SQL(
             "INSERT INTO {table} (level, node_index, hash) "
@@ -639,6 +653,23 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
             curs.execute(self.select_latest_checkpoint_statement)
             row = curs.fetchone()
         return None if row is None else checkpoint_from_row(row)
+
+    @retried_on_connection_errors
+    def select_checkpoint_of_size(self, tree_size: int) -> StoredCheckpoint | None:
+        check_tree_size(tree_size)
+        with self.datastore.get_connection() as connection, connection.cursor() as curs:
+            curs.execute(self.select_checkpoint_of_size_statement, (tree_size,))
+            row = curs.fetchone()
+        return None if row is None else checkpoint_from_row(row)
+
+    @retried_on_connection_errors
+    def select_checkpoint_sizes_beside(self, tree_size: int) -> tuple[int | None, int | None]:
+        check_tree_size(tree_size)
+        with self.datastore.get_connection() as connection, connection.cursor() as curs:
+            curs.execute(self.select_checkpoint_sizes_beside_statement, (tree_size, tree_size))
+            row = curs.fetchone()
+        assert row is not None, "one row of two sizes"
+        return row["below"], row["above"]
 
     @retried_on_connection_errors
     def insert_merkle_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:

@@ -449,6 +449,25 @@ def test_checkpoints_round_trip_in_sequence_order_and_a_sequence_is_taken_once(
     assert store.select_latest_checkpoint() == second
 
 
+def test_a_checkpoint_is_found_by_its_size_and_a_missing_size_by_its_neighbours(
+    tallies: Tallies,
+) -> None:
+    store = tallies.evidence
+    assert store.select_checkpoint_of_size(0) is None
+    assert store.select_checkpoint_sizes_beside(5) == (None, None)
+    for sequence, tree_size in enumerate([0, 4, 9, 4, 12]):  # a size signed again: C6
+        store.insert_checkpoint(sequence, tree_size, f"line {sequence}")
+
+    assert store.select_checkpoint_of_size(0) == StoredCheckpoint(0, 0, "line 0")
+    assert store.select_checkpoint_of_size(4) == StoredCheckpoint(3, 4, "line 3")  # the latest
+    assert store.select_checkpoint_of_size(12) == StoredCheckpoint(4, 12, "line 4")
+    assert store.select_checkpoint_of_size(5) is None
+    assert store.select_checkpoint_sizes_beside(5) == (4, 9)
+    assert store.select_checkpoint_sizes_beside(4) == (0, 9)
+    assert store.select_checkpoint_sizes_beside(0) == (None, 4)
+    assert store.select_checkpoint_sizes_beside(2**63 - 1) == (12, None)
+
+
 def node_hash(level: int, node_index: int) -> bytes:
     return hashlib.sha256(f"{level}/{node_index}".encode()).digest()
 

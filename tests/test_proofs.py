@@ -343,6 +343,28 @@ def test_no_proof_before_a_checkpoint_covers_the_event(harness: Harness) -> None
         prove_consistency(store, len(all_hash_rows(store)), checkpoint.tree_size)
 
 
+def test_a_size_without_a_checkpoint_is_answered_with_the_nearest_stored_sizes(
+    harness: Harness,
+) -> None:
+    store = evidence(harness)
+    harness.create("app/one", token(1), "one")
+    first = write_checkpoint(store)
+    harness.create("app/two", token(2), "two")
+    second = write_checkpoint(store)
+    between = first.tree_size + 1
+    assert between < second.tree_size, "each secret adds more than one event"
+
+    nearest = f"nearest: {first.tree_size} below and {second.tree_size} above"
+    with pytest.raises(ProofUnavailable, match=nearest):
+        prove_consistency(store, between)
+    with pytest.raises(ProofUnavailable, match=f"nearest: {second.tree_size} below\\)$"):
+        prove_consistency(store, first.tree_size, second.tree_size + 1)
+    with pytest.raises(ProofUnavailable, match=f"of {2**70} events .*: {second.tree_size} below"):
+        prove_consistency(store, 2**70)  # beyond any size a store holds, refused all the same
+    proof = prove_consistency(store, first.tree_size)
+    assert parse_checkpoint_line(proof.second_checkpoint_line).tree_size == second.tree_size
+
+
 def sqlite_ledger(tmp_path: Path) -> tuple[str, list[EventHash]]:
     database = str(tmp_path / "ledger.sqlite")
     with open_harness(database) as opened:

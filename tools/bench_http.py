@@ -171,6 +171,7 @@ def serve_floor(port: int, stack: str) -> None:
         asyncio.run(serve(ConstantAnswers(), config))
     else:
         from granian import Granian
+        from granian.constants import Interfaces, Loops
 
         Granian(
             f"{Path(__file__).stem}:{ConstantAnswers.__name__}",
@@ -178,8 +179,8 @@ def serve_floor(port: int, stack: str) -> None:
             working_dir=Path(__file__).parent,
             address="127.0.0.1",
             port=port,
-            interface="asgi",
-            loop="uvloop",
+            interface=Interfaces.ASGI,
+            loop=Loops.uvloop,
             workers=1,
             runtime_threads=1,
             log_enabled=False,

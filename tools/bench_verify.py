@@ -23,7 +23,9 @@ Prints, in one run, medians of interleaved rounds:
   one writer that keeps what it checked (as ``serve``'s does, W6); the median
   checkpoint of the last ten against the median of the second to eleventh. Target:
   at most 1.5 times (a server signs one every thousand events for as long as it
-  runs: the cost must not grow with the number already stored).
+  runs: the cost must not grow with the number already stored). Likewise a
+  consistency proof (``ledger.proofs.prove_consistency``) from the first checkpoint
+  to the latest, timed after each of those same checkpoints.
 
 The log (default 1,000,000 events) is the projections benchmark's generated log
 (``tools/bench_projections.py``), cached under ``--cache-dir``.
@@ -41,7 +43,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +61,7 @@ from ledger.evidence import (
     verify_evidence,
     write_checkpoint,
 )
-from ledger.proofs import ProofStore, prove_inclusion
+from ledger.proofs import ProofStore, prove_consistency, prove_inclusion
 from ledger.signed_note import Signer
 from projections.log import LogReader
 
@@ -142,15 +144,36 @@ def token() -> str:
     return str(uuid.uuid4())
 
 
-def checkpoints_piling_up(directory: Path, count: int) -> tuple[list[float], list[float]]:
-    """Seconds of the first and of the last ``CHECKPOINTS_TIMED`` checkpoints (the
-    very first left out: it checks everything) of ``count``, each after one put."""
+@dataclass
+class PilingUp:
+    """Seconds of each checkpoint, and of a consistency proof from the first checkpoint
+    to the one just written (None: not timed)."""
+
+    checkpoints: list[float] = field(default_factory=list)
+    proofs: list[float | None] = field(default_factory=list)
+
+    def early(self, samples: list[Any]) -> list[float]:
+        """The second to eleventh (the very first checkpoint checks everything)."""
+        return samples[1 : 1 + CHECKPOINTS_TIMED]
+
+    def late(self, samples: list[Any]) -> list[float]:
+        return samples[-CHECKPOINTS_TIMED:]
+
+    def is_timed(self, number: int, count: int) -> bool:
+        return 1 <= number <= CHECKPOINTS_TIMED or number >= count - CHECKPOINTS_TIMED
+
+
+def checkpoints_piling_up(directory: Path, count: int) -> PilingUp:
+    """``count`` checkpoints, each after one put, and the consistency proofs timed
+    among the first and the last of them."""
     secrets = Secrets(str(directory / f"checkpoints-{uuid.uuid4().hex}.db"), clock=SteppingClock())
     store: CheckpointStore = secrets.recorder  # type: ignore[assignment]
+    proof_store: ProofStore = secrets.recorder  # type: ignore[assignment]
     path = directory / "checkpoints.jsonl"
     api = SecretsManagerApi(secrets, record_calls=False)
     checked = CheckedCheckpoints()
-    seconds: list[float] = []
+    piling_up = PilingUp()
+    first_size: int | None = None
     try:
         api.call(
             "CreateSecret", {"Name": "bench", "SecretString": "v", "ClientRequestToken": token()}
@@ -164,12 +187,24 @@ def checkpoints_piling_up(directory: Path, count: int) -> tuple[list[float], lis
             written = write_checkpoint(
                 store, KEYS, now=utc_now, checkpoint_path=path, checked=checked
             )
-            seconds.append(time.perf_counter() - started)
+            piling_up.checkpoints.append(time.perf_counter() - started)
             assert written.checkpoint is not None, written.reason
             checked = written.checked
+            first_size = written.checkpoint.tree_size if first_size is None else first_size
+            piling_up.proofs.append(
+                consistency_once(proof_store, first_size)
+                if piling_up.is_timed(number, count)
+                else None
+            )
     finally:
         secrets.close()
-    return seconds[1 : 1 + CHECKPOINTS_TIMED], seconds[-CHECKPOINTS_TIMED:]
+    return piling_up
+
+
+def consistency_once(store: ProofStore, first_size: int) -> float:
+    started = time.perf_counter()
+    prove_consistency(store, first_size)
+    return time.perf_counter() - started
 
 
 def proof_once(store: CheckpointStore, leaf_index: int) -> float:
@@ -223,7 +258,7 @@ def measure(arguments: argparse.Namespace) -> int:
     finally:
         log.close()
     report(size, floors, verifies, (chained, unchained, steps), proofs, signatures)
-    report_piling_up(arguments.checkpoints, *piling_up)
+    report_piling_up(arguments.checkpoints, piling_up)
     return 0
 
 
@@ -287,20 +322,24 @@ def report(
     print_table(rows)
 
 
-def report_piling_up(count: int, early: list[float], late: list[float]) -> None:
-    first, last = median_milliseconds(early), median_milliseconds(late)
-    print_table(
-        [
-            ("measure", "figure", "compared with", "ratio", "target"),
+def report_piling_up(count: int, piling_up: PilingUp) -> None:
+    rows = [("measure", "figure", "compared with", "ratio", "target")]
+    for what, samples in (
+        ("server checkpoint", piling_up.checkpoints),
+        ("consistency proof", piling_up.proofs),
+    ):
+        early, late = piling_up.early(samples), piling_up.late(samples)
+        first, last = median_milliseconds(early), median_milliseconds(late)
+        rows.append(
             (
-                f"server checkpoint, {count:,} stored",
+                f"{what}, {count:,} stored",
                 f"{last:.2f} ms median of the last {len(late)}",
                 f"{first:.2f} ms with 2 to {len(early) + 1} stored",
                 f"{last / first:.2f}",
                 f"<= {TARGET_CHECKPOINT_GROWTH}",
-            ),
-        ]
-    )
+            )
+        )
+    print_table(rows)
 
 
 def parse(arguments: list[str]) -> argparse.Namespace:
