@@ -36,9 +36,9 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import IO, Final
@@ -64,7 +64,8 @@ ROTATIONS_MAX_DEFAULT: Final = 4
 ATTEMPTS_MAX_DEFAULT: Final = 3
 RETRY_DELAY_SECONDS_DEFAULT: Final = 60.0
 SCAN_INTERVAL_SECONDS_DEFAULT: Final = 60.0
-SCAN_STOP_SECONDS_MAX: Final = 10.0
+STOP_SECONDS_MAX: Final = 10.0
+STOP_CHECK_SECONDS: Final = 0.1  # how often a step's wait looks whether the server stops
 OUTPUT_BYTES_MAX_DEFAULT: Final = 1024 * 1024
 LEASE_MARGIN_SECONDS: Final = 30.0
 READ_CHUNK_BYTES: Final = 64 * 1024
@@ -154,10 +155,13 @@ class RunnerSettings:
 
 @dataclass(frozen=True)
 class StepOutcome:
-    """How a step ended: ``failure`` is None on success, else why (never the output)."""
+    """How a step ended: ``failure`` is None on success, else why (never the output);
+    ``interrupted``: killed because the runner stopped, which is not the function's
+    failure (RF-9)."""
 
     failure: str | None
     output_bytes: int
+    interrupted: bool = False
 
 
 class RotationRunner:
@@ -181,8 +185,8 @@ class RotationRunner:
         self.functions: Mapping[str, RotationFunction] = {f.name: f for f in functions}
         self.settings = settings
         self.credentials_clock = credentials_clock
-        self.executor = ThreadPoolExecutor(settings.rotations_max, "ledger-rotation")
         self.running: set[UUID] = set()
+        self.rotations: set[threading.Thread] = set()  # one daemon thread per rotation
         self.lock = threading.Lock()
         self.wake_up = threading.Event()
         self.stopping = threading.Event()
@@ -218,21 +222,29 @@ class RotationRunner:
         self.wake_up.set()
 
     def stop(self) -> None:
-        """Stop scanning and wait for the rotations in flight (each step is bounded).
-        A scan in progress is waited for at most ``SCAN_STOP_SECONDS_MAX``: one caught
-        waiting for a database that stopped answering (each call retries for minutes)
-        is left behind (its thread is a daemon) rather than hold the shutdown."""
+        """Stop scanning and end the rotations in flight (RF-9): no further step
+        starts, and a step running is killed within ``STOP_CHECK_SECONDS`` (the server
+        it calls back is going away) without being recorded as failed, so the attempt
+        is retried once its lease ends. The scan and the rotations are waited for at
+        most ``STOP_SECONDS_MAX`` in all: a thread caught waiting for a database that
+        stopped answering (each call retries for minutes) is left behind (a daemon)
+        rather than hold the shutdown."""
+        deadline = time.monotonic() + STOP_SECONDS_MAX
         self.stopping.set()
         self.wake_up.set()
         if self.thread.is_alive():
-            self.thread.join(SCAN_STOP_SECONDS_MAX)
-            if self.thread.is_alive():
-                logger.warning(
-                    "rotation scan still running after %g s (waiting for the database?); "
-                    "not waited for",
-                    SCAN_STOP_SECONDS_MAX,
-                )
-        self.executor.shutdown(wait=True)
+            self.thread.join(max(0.0, deadline - time.monotonic()))
+        with self.lock:  # after the scan: it starts no rotation once stopping is set
+            rotations = list(self.rotations)
+        for rotation in rotations:
+            rotation.join(max(0.0, deadline - time.monotonic()))
+        left = [thread.name for thread in (self.thread, *rotations) if thread.is_alive()]
+        if left:
+            logger.warning(
+                "%s still running after %g s (waiting for the database?); not waited for",
+                ", ".join(left),
+                STOP_SECONDS_MAX,
+            )
 
     def _loop(self) -> None:
         while not self.stopping.is_set():
@@ -253,7 +265,7 @@ class RotationRunner:
                 break
             work = self.work_for(secret, now)
             if work is not None and self._claim(secret.id):
-                self.executor.submit(self._rotate, secret.id, work)
+                self._start_rotation(secret.id, work)
                 started += 1
         return started
 
@@ -285,10 +297,20 @@ class RotationRunner:
 
     def _claim(self, secret_id: UUID) -> bool:
         with self.lock:
+            if self.stopping.is_set():
+                return False
             if secret_id in self.running or len(self.running) >= self.settings.rotations_max:
                 return False
             self.running.add(secret_id)
             return True
+
+    def _start_rotation(self, secret_id: UUID, work: str) -> None:
+        thread = threading.Thread(
+            target=self._rotate, args=(secret_id, work), name="ledger-rotation", daemon=True
+        )
+        with self.lock:
+            self.rotations.add(thread)
+        thread.start()
 
     def _rotate(self, secret_id: UUID, work: str) -> None:
         try:
@@ -307,6 +329,7 @@ class RotationRunner:
         finally:
             with self.lock:
                 self.running.discard(secret_id)
+                self.rotations.discard(threading.current_thread())
 
     # One attempt (RF-3 to RF-5)
 
@@ -346,12 +369,23 @@ class RotationRunner:
             return False
         try:
             for step in ROTATION_STEPS:
+                if self.stopping.is_set():
+                    return None  # RF-9: retried once the attempt's lease ends
                 current = self.secrets.live_secret(secret_id)
                 if current is None or not self.secrets.rotation_wanted(current):
                     return None  # cancelled, abandoned or deleted meanwhile
                 outcome = self.run_step(
                     function, function_arn, step, secret.arn, version_id, principal
                 )
+                if outcome.interrupted:
+                    logger.warning(
+                        "rotation of %s, attempt %d, %s: stopped with the server, "
+                        "retried once its lease ends",
+                        secret.arn,
+                        attempt,
+                        step,
+                    )
+                    return None
                 if outcome.failure is not None:
                     logger.warning(
                         "rotation of %s, attempt %d, %s failed: %s, %d bytes of output "
@@ -410,11 +444,12 @@ class RotationRunner:
             process.stdin.close()
         except OSError:
             pass  # the function exited without reading its event; its status tells
-        try:
-            status = process.wait(timeout=timeout_seconds)
-        except subprocess.TimeoutExpired:
+        status = self._wait_for(process, timeout_seconds)
+        if status is None:
             kill_group(process)
             counter.join()
+            if self.stopping.is_set():
+                return StepOutcome(None, counter.total, interrupted=True)
             return StepOutcome(f"timed out after {timeout_seconds:g} seconds", counter.total)
         counter.join(KILL_WAIT_SECONDS)
         if counter.is_alive():  # something the step started still holds its output
@@ -427,6 +462,18 @@ class RotationRunner:
         if status != 0:
             return StepOutcome(f"exit status {status}", counter.total)
         return StepOutcome(None, counter.total)
+
+    def _wait_for(self, process: subprocess.Popen[bytes], timeout_seconds: float) -> int | None:
+        """The step's exit status; None if it is still running after ``timeout_seconds``
+        or when the runner stops, whichever comes first."""
+        deadline = time.monotonic() + timeout_seconds
+        while not self.stopping.is_set():
+            remaining_seconds = deadline - time.monotonic()
+            if remaining_seconds <= 0:
+                return None
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                return process.wait(timeout=min(remaining_seconds, STOP_CHECK_SECONDS))
+        return None
 
     def environment(self, function: RotationFunction, principal: Principal) -> dict[str, str]:
         """The server's environment without any AWS_* setting (a profile would override

@@ -490,6 +490,38 @@ def test_terraform_secret_rotation_call_sequence(server: RunningServer, state: P
     assert terraform_read(client, arn)["rotation_enabled"] is False
 
 
+def test_stopping_the_server_kills_a_step_without_spending_the_attempt(
+    tmp_path: Path, state: Path
+) -> None:
+    write_plan(state, {"sleep": {"setSecret": 60}})
+    server = start_server(
+        tmp_path / "server", options=runner_options(), environment=function_environment(state)
+    )
+    client = server.client()
+    client.create_secret(Name="db/busy", SecretString=FIRST_VALUE)
+    token = str(uuid.uuid4())
+    client.rotate_secret(SecretId="db/busy", ClientRequestToken=token,
+                         RotationLambdaARN=FUNCTION_ARN)  # fmt: skip
+    sleeping = state / "sleeping-setSecret"
+    wait_for(sleeping.exists, "setSecret to begin")
+    step_pid = int(sleeping.read_text())
+
+    started = time.monotonic()
+    server.stop_cleanly()  # the step would sleep for 60 s, its timeout is 20 s
+
+    assert time.monotonic() - started < 10
+    with pytest.raises(ProcessLookupError):
+        os.kill(step_pid, 0)  # killed with its process group, not left to run on
+    assert service_events(server, "db/busy") == [("RotationStarted", None)]  # not failed
+    secrets = Secrets(str(server.database))
+    try:
+        secret = secrets.find_secret("db/busy")
+        assert secret.rotation_in_progress() == token  # taken up again after its lease
+        assert secret.rotation is not None and secret.rotation["attempt_failed_date"] is None
+    finally:
+        secrets.close()
+
+
 class SilentLedger(StandIn):
     """A ledger whose listing of secrets does not come back: a database that stopped
     answering in the middle of a scan."""
@@ -508,7 +540,7 @@ class SilentLedger(StandIn):
 def test_a_scan_waiting_for_a_silent_database_does_not_hold_the_stop(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(rotation, "SCAN_STOP_SECONDS_MAX", 0.5)
+    monkeypatch.setattr(rotation, "STOP_SECONDS_MAX", 0.5)
     silent = SilentLedger(Secrets("memory:"))
     runner = RotationRunner(
         silent,  # type: ignore[arg-type]

@@ -8,7 +8,8 @@ in the environment the runner gives it (``AWS_ENDPOINT_URL``, ``AWS_REGION``,
 Test controls, in the directory ``ROTATION_TEST_STATE_DIR`` names:
 
 * ``plan.json``: ``{"fail": {"setSecret": 2}}`` makes the next two setSecret steps
-  raise; ``{"sleep": {"testSecret": 60}}`` sleeps first; ``{"spam": {"createSecret":
+  raise; ``{"sleep": {"testSecret": 60}}`` sleeps first (having written its process
+  id to ``sleeping-testSecret``); ``{"spam": {"createSecret":
   N}}`` prints N bytes; ``{"leak": true}`` prints the pending value to stderr (as a
   careless function might). Counts go down as they are used.
 * ``target.json``: the "database" whose password setSecret sets and testSecret
@@ -136,6 +137,7 @@ def follow_plan(step: str) -> None:
     current = plan()
     sleep_seconds = current.get("sleep", {}).get(step)
     if sleep_seconds:
+        (state_directory() / f"sleeping-{step}").write_text(str(os.getpid()))
         time.sleep(sleep_seconds)
     spam_bytes = current.get("spam", {}).get(step)
     if spam_bytes:
