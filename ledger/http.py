@@ -49,9 +49,13 @@ Everything else is recorded by
 (group commit; see `ledger.call_records`), which is flushed before each call that
 may change a secret, so that the log keeps the order of the answers.
 
-Calls that may change a secret run, in arrival order, on one writer thread
-(``write_executor``): they commit one at a time anyway (below), and one thread
-spares them the hand-offs of a lock passed between pool threads.
+Calls that may change a secret run on their own pool of writer threads
+(``write_executor``, ``writer_threads`` of them), apart from the reads. On SQLite
+the server gives it one thread: SQLite commits one writer at a time anyway, and
+one thread spares the calls the hand-offs of locks passed between threads (more
+threads measured slower there). On PostgreSQL it gives it several
+(`ledger.cli.serve`): a change there spends most of its time waiting for the
+database's answer and commit, and another change can run meanwhile.
 
 Reads (`READ_ONLY_OPERATIONS`) are answered on the event loop itself when the
 server says so (``reads_on_event_loop``: on SQLite, where a read never waits for a
@@ -68,12 +72,15 @@ again on a worker thread, so a slow or silent database holds those calls, not
 every connection. Other calls, and reads when the recorder's backlog is full, run
 on a bounded pool of worker threads over the same `Secrets` (eventsourcing's
 connection pool and repository are thread-safe).
-Calls that may change a secret also take one lock (uncontended on the writer
-thread; it makes the rule hold for any caller of `respond`), so this process
-never races itself on a secret: eight clients writing one secret in parallel
-would exhaust the ledger's bounded optimistic-concurrency retries. The cost is
-nothing on SQLite, which commits one writer at a time anyway; other processes
-writing the same ledger still meet the retries. Reads run in parallel.
+Calls that may change a secret also take the lock of the secret they name
+(`SecretLocks`; it makes the rule hold for any caller of `respond`), so this
+process never races itself on a secret: eight clients writing one secret in
+parallel would exhaust the ledger's bounded optimistic-concurrency retries, while
+changes to different secrets run side by side. A secret named once by its name and
+once by an ARN whose resource does not reduce to that name (a partial ARN of a
+name that itself ends like an ARN suffix) takes two locks: the two calls may then
+meet at insert, and the bounded retries settle it, as they do for other processes
+writing the same ledger. Reads run in parallel.
 """
 
 from __future__ import annotations
@@ -86,7 +93,7 @@ import logging
 import re
 import threading
 import traceback
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -102,6 +109,7 @@ from ledger.api import (
     to_wire,
     unsupported_operation,
 )
+from ledger.arn import parse_secret_arn
 from ledger.auth import Denial, ReceivedRequest, SignatureVerifier, claimed_access_key_id
 from ledger.bounds import (
     NESTING_DEPTH_MAX,
@@ -138,6 +146,8 @@ BODY_SIZE_BYTES_MAX_DEFAULT = 1024 * 1024
 DRAIN_SIZE_BYTES_MAX_DEFAULT = 16 * 1024 * 1024
 BODY_READ_SECONDS_MAX_DEFAULT = 30.0
 WORKER_THREADS_DEFAULT = 8
+WRITER_THREADS_DEFAULT = 1
+SECRET_LOCK_STRIPES = 64
 PENDING_CALLS_MAX_DEFAULT = 64
 USER_AGENT_LENGTH_MAX = 1024
 OPERATION_NAME_PATTERN = re.compile(r"[A-Za-z]{1,64}")
@@ -271,6 +281,7 @@ class Endpoint:
         drain_size_bytes_max: int = DRAIN_SIZE_BYTES_MAX_DEFAULT,
         body_read_seconds_max: float = BODY_READ_SECONDS_MAX_DEFAULT,
         worker_threads: int = WORKER_THREADS_DEFAULT,
+        writer_threads: int = WRITER_THREADS_DEFAULT,
         pending_calls_max: int = PENDING_CALLS_MAX_DEFAULT,
         recorder: CallRecorder | None = None,
         reads_on_event_loop: bool = False,
@@ -286,6 +297,7 @@ class Endpoint:
         assert recorder is not None or not reads_on_event_loop, "the loop awaits records"
         assert 0 < body_size_bytes_max <= drain_size_bytes_max, "cap within the drain bound"
         assert 0 < worker_threads <= pending_calls_max, "every worker can have a call"
+        assert 0 < writer_threads <= pending_calls_max, "every writer can have a call"
         self.api = api
         self.verifier = verifier
         self.body_size_bytes_max = body_size_bytes_max
@@ -293,8 +305,8 @@ class Endpoint:
         self.body_read_seconds_max = body_read_seconds_max
         self.admission = Admission(pending_calls_max, share_max=max(1, pending_calls_max // 2))
         self.executor = ThreadPoolExecutor(worker_threads, thread_name_prefix="ledger-call")
-        self.write_executor = ThreadPoolExecutor(1, thread_name_prefix="ledger-write")
-        self.write_lock = threading.Lock()
+        self.write_executor = ThreadPoolExecutor(writer_threads, thread_name_prefix="ledger-write")
+        self.secret_locks = SecretLocks()
         self.recorder = recorder
         if recorder is not None:
             recorder.commit_with_calls_in_progress(lambda: self.admission.calls)
@@ -529,7 +541,7 @@ class Endpoint:
             raise
         if operation in READ_ONLY_OPERATIONS:
             return api.call(operation, members, caller)
-        with self.write_lock:
+        with self.secret_locks.of(members):
             self._flush_call_records()
             return api.call(operation, members, caller)
 
@@ -541,6 +553,30 @@ class Endpoint:
             self.recorder.flush()
         except RecorderUnavailable:
             raise InternalServiceError(RECORDS_UNAVAILABLE_MESSAGE) from None
+
+
+class SecretLocks:
+    """One lock per secret name for the calls that change a secret (module docstring):
+    a fixed number of locks, names hashed onto them, so that the set never grows (two
+    names on one lock only wait for each other)."""
+
+    def __init__(self, stripes: int = SECRET_LOCK_STRIPES) -> None:
+        assert stripes > 0, "at least one lock"
+        self.locks = [threading.Lock() for _ in range(stripes)]
+
+    def of(self, members: Mapping[str, Any]) -> threading.Lock:
+        return self.locks[hash(secret_named_by(members)) % len(self.locks)]
+
+
+def secret_named_by(members: Mapping[str, Any]) -> str:
+    """The name of the secret a change names: ``SecretId`` (a name or an ARN, reduced
+    to the name it gives) or, for CreateSecret, ``Name``; "" when it names none (the
+    call's validation refuses it)."""
+    named = members.get("SecretId", members.get("Name"))
+    if not isinstance(named, str):
+        return ""
+    arn = parse_secret_arn(named)
+    return named if arn is None else arn.name
 
 
 def operation_named(target: str | None) -> str:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -27,7 +29,7 @@ from ledger.auth import Identity, Principals, ReceivedRequest, SignatureVerifier
 from ledger.call_records import CallRecorder
 from ledger.domain import ApiCall
 from ledger.errors import SerializationException
-from ledger.http import Endpoint, decode_body, to_wire
+from ledger.http import Endpoint, decode_body, secret_named_by, to_wire
 
 
 class TrustingVerifier(SignatureVerifier):
@@ -255,7 +257,7 @@ class ThreadNotingApi(SecretsManagerApi):
         return super().call(operation, request, caller)
 
 
-def test_changes_run_on_one_writer_thread_and_reads_on_the_pool(secrets: Secrets) -> None:
+def test_changes_run_on_the_writer_threads_and_reads_on_the_pool(secrets: Secrets) -> None:
     endpoint = endpoint_over(secrets, ThreadNotingApi)
     ThreadNotingApi.threads = []
     for number in range(3):
@@ -263,9 +265,108 @@ def test_changes_run_on_one_writer_thread_and_reads_on_the_pool(secrets: Secrets
         assert answer(drive(endpoint, [body.encode()], target="secretsmanager.CreateSecret"))[0]
     drive(endpoint, [b"{}"])
     writers = {name for name in ThreadNotingApi.threads if name.startswith("CreateSecret")}
-    assert writers == {"CreateSecret ledger-write_0"}
+    assert writers == {"CreateSecret ledger-write_0"}  # one writer thread unless told more
     assert ThreadNotingApi.threads[-1].startswith("ListSecrets ledger-call")
     endpoint.close()
+
+
+class MeetingApi(SecretsManagerApi):
+    """Each PutSecretValue waits, at most ``wait_seconds``, for ``meeting`` calls to be
+    inside at the same time, and notes how many of those named each secret."""
+
+    meeting: ClassVar[threading.Barrier]
+    wait_seconds: ClassVar[float] = 2.0
+    inside: ClassVar[Counter[str]] = Counter()
+    most_inside: ClassVar[Counter[str]] = Counter()
+    lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def call(
+        self, operation: str, request: Mapping[str, Any], caller: Caller | None = None
+    ) -> dict[str, Any]:
+        if operation != "PutSecretValue":
+            return super().call(operation, request, caller)
+        name = secret_named_by(request)
+        with self.lock:
+            self.inside[name] += 1
+            self.most_inside[name] = max(self.most_inside[name], self.inside[name])
+        try:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                self.meeting.wait(timeout=self.wait_seconds)
+            return super().call(operation, request, caller)
+        finally:
+            with self.lock:
+                self.inside[name] -= 1
+
+
+def put_body(secret_id: str, number: int) -> bytes:
+    token = f"{number:032d}"
+    members = {"SecretId": secret_id, "SecretString": "v", "ClientRequestToken": token}
+    return json.dumps(members).encode()
+
+
+def drive_together(endpoint: Endpoint, bodies: list[bytes]) -> list[int]:
+    """The PutSecretValue calls of ``bodies``, each from its own thread; their statuses."""
+    with ThreadPoolExecutor(len(bodies)) as clients:
+        sent = clients.map(
+            lambda body: drive(endpoint, [body], target="secretsmanager.PutSecretValue"),
+            bodies,
+        )
+        return [answer(messages)[0] for messages in sent]
+
+
+def test_changes_to_different_secrets_run_side_by_side_on_the_writer_threads(
+    secrets: Secrets,
+) -> None:
+    endpoint = endpoint_over(secrets, MeetingApi, writer_threads=2)
+    for name in ("db/one", "db/two"):
+        drive(endpoint, [json.dumps({"Name": name}).encode()], target="secretsmanager.CreateSecret")
+    MeetingApi.meeting = threading.Barrier(2)
+    MeetingApi.wait_seconds = 5.0
+    MeetingApi.most_inside = Counter()
+
+    statuses = drive_together(endpoint, [put_body("db/one", 1), put_body("db/two", 2)])
+
+    assert statuses == [200, 200]
+    assert not MeetingApi.meeting.broken  # both were inside at once
+    endpoint.close()
+
+
+def test_changes_to_one_secret_run_one_at_a_time_whatever_names_it(secrets: Secrets) -> None:
+    endpoint = endpoint_over(secrets, MeetingApi, writer_threads=4)
+    created = drive(
+        endpoint, [json.dumps({"Name": "db/hot"}).encode()], target="secretsmanager.CreateSecret"
+    )
+    arn = answer(created)[2]["ARN"]
+    MeetingApi.meeting = threading.Barrier(8)  # never met: each waits alone
+    MeetingApi.wait_seconds = 0.3
+    MeetingApi.most_inside = Counter()
+    names = ["db/hot", arn, "db/hot", arn]
+
+    statuses = drive_together(endpoint, [put_body(name, n) for n, name in enumerate(names)])
+
+    assert statuses == [200] * 4
+    assert MeetingApi.most_inside == Counter({"db/hot": 1})
+    endpoint.close()
+
+
+@pytest.mark.parametrize(
+    ("members", "name"),
+    [
+        ({"SecretId": "db/app"}, "db/app"),
+        ({"Name": "db/app"}, "db/app"),
+        (
+            {"SecretId": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:db/app-AbC123"},
+            "db/app",
+        ),
+        ({"SecretId": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:db/app"}, "db/app"),
+        ({"SecretId": 7}, ""),
+        ({}, ""),
+    ],
+)
+def test_a_change_is_locked_by_the_name_of_the_secret_it_names(
+    members: dict[str, Any], name: str
+) -> None:
+    assert secret_named_by(members) == name
 
 
 def test_lifespan_shutdown_closes_the_ledger_once(secrets: Secrets) -> None:

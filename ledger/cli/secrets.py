@@ -89,6 +89,7 @@ from ledger.cli.common import (
     secret_id_option,
 )
 from ledger.errors import SecretsManagerError
+from ledger.storage import DatabaseKind, database_kind
 
 VALUE_SIZE_BYTES_MAX = 65_536
 STDIN_PATH = "-"
@@ -96,7 +97,6 @@ STRING_FILE_PREFIX = "file://"
 BINARY_FILE_PREFIX = "fileb://"
 VERSION_STAGES_FLAG = "--version-stages"
 USER_AGENT = f"secretledger-cli/{__version__}"
-MEMORY_DATABASE = "memory:"
 SQLITE_COMPANION_SUFFIXES = ("", "-wal", "-journal")
 CONFIG_VARIABLE = "SECRETLEDGER_CONFIG"
 CONFIG_KEYS = frozenset({"principal"})
@@ -1038,7 +1038,7 @@ class RotationDemo:
 def value_hits_in_files(database: str, values: Sequence[str]) -> int | None:
     """Occurrences of the values in the SQLite files (database, WAL, journal);
     None when the ledger is not a SQLite file."""
-    if database == MEMORY_DATABASE or "://" in database:
+    if database_kind(database) is not DatabaseKind.SQLITE:
         return None
     contents = [
         path.read_bytes()
@@ -1099,7 +1099,7 @@ def echo_encryption_check(database: str, values: Sequence[str]) -> None:
 
 
 def echo_pointers(database: str, keyring_path: Path | None) -> None:
-    if database == MEMORY_DATABASE:
+    if database_kind(database) is DatabaseKind.MEMORY:
         return
     database_argument = shlex.quote(database)
     if keyring_path is not None:

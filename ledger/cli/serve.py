@@ -60,7 +60,6 @@ import getpass
 import ipaddress
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import click
 import uvicorn
@@ -91,7 +90,7 @@ from ledger.cli.common import (
 )
 from ledger.cli.evidence import CheckpointScheduler, checkpoint_keys
 from ledger.evidence import CheckpointStore
-from ledger.http import Application, Endpoint
+from ledger.http import WRITER_THREADS_DEFAULT, Application, Endpoint
 from ledger.rotation import (
     ATTEMPTS_MAX_DEFAULT,
     RETRY_DELAY_SECONDS_DEFAULT,
@@ -111,9 +110,10 @@ PORT_DEFAULT = 8080
 LISTEN_BACKLOG = 1024
 KEEP_ALIVE_SECONDS = 5
 GRACEFUL_SHUTDOWN_SECONDS = 30
-MEMORY_DATABASE = "memory:"
-POSTGRES_SCHEMES = ("postgresql", "postgres")
 CHECKPOINT_EVERY_EVENTS_DEFAULT = 1_000
+# Changes on PostgreSQL wait mostly for the database; with four writer threads,
+# changes to different secrets overlap those waits (ledger.http).
+POSTGRES_WRITER_THREADS = 4
 CHECKPOINT_EVERY_SECONDS_DEFAULT = 60.0
 
 
@@ -311,7 +311,10 @@ def serve(
         secrets.close()
         raise
     projections = (
-        start_in_background(database, application=secrets if database == "memory:" else None)
+        start_in_background(
+            database,
+            application=secrets if database_kind(database) is DatabaseKind.MEMORY else None,
+        )
         if follow_projections
         else None
     )
@@ -340,6 +343,7 @@ def serve(
         secrets.close()
 
     recorder = CallRecorder(secrets.save_call_records, asynchronous=call_records == "async")
+    is_postgres = database_kind(database) is DatabaseKind.POSTGRES
     endpoint = Endpoint(
         SecretsManagerApi(
             secrets,
@@ -349,7 +353,8 @@ def serve(
         ),
         SignatureVerifier(principals),
         recorder=recorder,
-        reads_on_event_loop=sole_writer or database_kind(database) is not DatabaseKind.POSTGRES,
+        reads_on_event_loop=sole_writer or not is_postgres,
+        writer_threads=POSTGRES_WRITER_THREADS if is_postgres else WRITER_THREADS_DEFAULT,
         on_close=close_ledger,
     )
     runner.start()
@@ -431,7 +436,7 @@ def is_loopback(host: str) -> bool:
 
 
 def default_credentials_path(database: str) -> Path:
-    if database == MEMORY_DATABASE or urlsplit(database).scheme in POSTGRES_SCHEMES:
+    if database_kind(database) is not DatabaseKind.SQLITE:
         return Path(CREDENTIALS_FILE_NAME)
     return Path(database).parent / CREDENTIALS_FILE_NAME
 
