@@ -1264,15 +1264,17 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
         return [checkpoint_from_row(row) for row in rows]
 
     def select_latest_checkpoint(self) -> StoredCheckpoint | None:
-        with self.datastore.transaction(commit=False) as c:
-            c.execute(self.select_latest_checkpoint_statement)
-            row = c.fetchone()
-        return None if row is None else checkpoint_from_row(row)
+        return self._select_checkpoint(self.select_latest_checkpoint_statement, ())
 
     def select_checkpoint_of_size(self, tree_size: int) -> StoredCheckpoint | None:
         check_tree_size(tree_size)
+        return self._select_checkpoint(self.select_checkpoint_of_size_statement, (tree_size,))
+
+    def _select_checkpoint(
+        self, statement: str, parameters: tuple[int, ...]
+    ) -> StoredCheckpoint | None:
         with self.datastore.transaction(commit=False) as c:
-            c.execute(self.select_checkpoint_of_size_statement, (tree_size,))
+            c.execute(statement, parameters)
             row = c.fetchone()
         return None if row is None else checkpoint_from_row(row)
 

@@ -40,7 +40,7 @@ from eventsourcing.postgres import (
 from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Identifier, Literal
+from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from ledger.merkle import GENESIS_CHAIN_HASH, HASH_SIZE_BYTES, LEAF_FORMAT, LEAF_PREFIX
 from ledger.storage import (
@@ -647,18 +647,19 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
             curs.execute(self.select_checkpoints_statement, (start,))
             return [checkpoint_from_row(row) for row in curs.fetchall()]
 
-    @retried_on_connection_errors
     def select_latest_checkpoint(self) -> StoredCheckpoint | None:
-        with self.datastore.get_connection() as connection, connection.cursor() as curs:
-            curs.execute(self.select_latest_checkpoint_statement)
-            row = curs.fetchone()
-        return None if row is None else checkpoint_from_row(row)
+        return self._select_checkpoint(self.select_latest_checkpoint_statement, ())
 
-    @retried_on_connection_errors
     def select_checkpoint_of_size(self, tree_size: int) -> StoredCheckpoint | None:
         check_tree_size(tree_size)
+        return self._select_checkpoint(self.select_checkpoint_of_size_statement, (tree_size,))
+
+    @retried_on_connection_errors
+    def _select_checkpoint(
+        self, statement: Composed, parameters: tuple[int, ...]
+    ) -> StoredCheckpoint | None:
         with self.datastore.get_connection() as connection, connection.cursor() as curs:
-            curs.execute(self.select_checkpoint_of_size_statement, (tree_size,))
+            curs.execute(statement, parameters)
             row = curs.fetchone()
         return None if row is None else checkpoint_from_row(row)
 
