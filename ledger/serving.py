@@ -46,6 +46,15 @@ the request before it) is counted from the end of that piece: it is refused
 before it holds more than twice the cap. The refusal is the AWS-shaped 400 of
 broken framing below, with its own message; it is not logged.
 
+Lingering close. After either refusal the server still has the client's unread
+bytes (the rest of a large head, a body), and closing a socket with unread bytes
+makes the kernel reset the connection: a client that sends its whole request
+before reading (``http.client``, and so boto3) got a reset instead of the answer
+once its head was a few MB. So the refusal ends the server's side only
+(``write_eof``) and reads on, discarding, until the client closes, or
+``LINGER_SECONDS_MAX`` pass, or more than ``LINGER_BYTES_MAX`` arrive (the
+endpoint's drain bound for bodies); then it closes.
+
 Broken framing (rule IL-7 of docs/limits.md). When httptools refuses the bytes a
 client sends (an invalid request line or header, an invalid ``Content-Length``,
 a conflicting or invalid ``Transfer-Encoding``, a malformed chunk), uvicorn calls
@@ -107,6 +116,8 @@ BROKEN_FRAMING_MESSAGE = (
     "or its Transfer-Encoding is malformed. The connection is closed."
 )
 HEAD_TOO_LARGE_MESSAGE = f"The request head is larger than {HEAD_SIZE_BYTES_MAX} bytes."
+LINGER_SECONDS_MAX = 2.0
+LINGER_BYTES_MAX = 16 * 1024 * 1024  # what a refused client may still send, discarded
 
 # The warnings uvicorn's HttpToolsProtocol logs for what a client sent, and what the
 # summary line calls the requests behind them.
@@ -138,6 +149,8 @@ class HeadDeadlineProtocol(HttpToolsProtocol):
         # end of its message (its body).
         self.head_bytes: int | None = 0
         self.heads_completed = 0
+        self.linger_end: asyncio.TimerHandle | None = None  # set once refused
+        self.lingered_bytes = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -146,23 +159,30 @@ class HeadDeadlineProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_deadline()
+        if self.linger_end is not None:
+            self.linger_end.cancel()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         """uvicorn's parsing, in pieces: while a head is open, no more than it may still
         take, so a head still open with ``head_size_bytes_max`` bytes and more coming
-        is refused; otherwise (a body, pipelined requests) at most that many bytes."""
-        while data and not self.transport.is_closing():
+        is refused; otherwise (a body, pipelined requests) at most that many bytes.
+        After a refusal, what arrives is counted and discarded (lingering close)."""
+        while data and self.linger_end is None and not self.transport.is_closing():
             counted = self.head_bytes
             room = self.head_size_bytes_max - (counted or 0)
             if room <= 0:
                 self._refuse(HEAD_TOO_LARGE_MESSAGE)
-                return
+                break
             piece, data = data[:room], data[room:]
             heads_completed = self.heads_completed
             super().data_received(piece)
             if counted is not None and self.heads_completed == heads_completed:
                 self.head_bytes = counted + len(piece)  # the same head, still open
+        if self.linger_end is not None:
+            self.lingered_bytes += len(data)
+            if self.lingered_bytes > LINGER_BYTES_MAX:
+                self.transport.close()
 
     def on_headers_complete(self) -> None:
         self.head_bytes = None
@@ -204,7 +224,18 @@ class HeadDeadlineProtocol(HttpToolsProtocol):
             content.extend([name, b": ", value, b"\r\n"])
         content.extend([b"\r\n", refused.body])
         self.transport.write(b"".join(content))
-        self.transport.close()
+        self._close_lingering()
+
+    def _close_lingering(self) -> None:
+        """End this side, read on until the client closes or a bound is reached
+        (module docstring), then close."""
+        self._disarm_head_deadline()
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self.transport.write_eof()
+        self.transport.resume_reading()
+        self.linger_end = self.loop.call_later(LINGER_SECONDS_MAX, self.transport.close)
 
     def _arm_head_deadline(self) -> None:
         self._disarm_head_deadline()

@@ -18,6 +18,7 @@ refuses, or changes the text of a warning `ClientWarningBound` bounds."""
 from __future__ import annotations
 
 import asyncio
+import http.client
 import inspect
 import json
 import logging
@@ -34,6 +35,7 @@ import pytest
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from ledger import serving
 from ledger.cli.serve import server_config
 from ledger.serving import (
     BOUNDED_WARNINGS,
@@ -373,6 +375,40 @@ def test_a_pipelined_head_over_twice_the_cap_is_refused() -> None:
         answer = exchange(port, pair)
     assert b"HTTP/1.1 200 " in answer
     assert_head_too_large(answer[answer.index(b"HTTP/1.1 400 ") :])
+
+
+# Lingering close: the refusal reaches a client that is still sending.
+
+
+def test_a_client_that_sends_its_whole_huge_head_before_reading_gets_the_refusal() -> None:
+    """http.client (as boto3) reads nothing until its request is sent: closing at once
+    with its bytes unread reset the connection under it (before: ConnectionResetError
+    at 16 MB)."""
+    with in_process_server(HeadDeadlineProtocol) as port:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request("GET", "/", headers={"X-Big": "p" * 16_000_000})
+        response = connection.getresponse()
+        assert response.status == 400
+        assert json.loads(response.read())["Message"] == HEAD_TOO_LARGE_MESSAGE
+        connection.close()
+
+
+def test_a_refused_client_that_keeps_sending_is_cut_off_by_time_or_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(serving, "LINGER_SECONDS_MAX", 0.5)
+    monkeypatch.setattr(serving, "LINGER_BYTES_MAX", 1_000_000)
+    with in_process_server(HeadDeadlineProtocol) as port:
+        with socket.create_connection(("127.0.0.1", port)) as slow:
+            slow.sendall(head_of(HEAD_SIZE_BYTES_MAX + 1))
+            started = time.monotonic()
+            assert closed_by_server_within(slow, CLOSED_WITHIN_SECONDS, b"x" * 100)
+            assert 0.4 <= time.monotonic() - started < 2  # the time bound, not sooner
+        with socket.create_connection(("127.0.0.1", port)) as fast:
+            fast.sendall(head_of(HEAD_SIZE_BYTES_MAX + 1))
+            started = time.monotonic()
+            assert closed_by_server_within(fast, CLOSED_WITHIN_SECONDS, b"x" * 400_000)
+            assert time.monotonic() - started < 0.4  # the byte bound, before the time one
 
 
 # The bound on uvicorn's warnings about what clients send (IL-6).
