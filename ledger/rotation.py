@@ -190,6 +190,7 @@ class RotationRunner:
         self.lock = threading.Lock()
         self.wake_up = threading.Event()
         self.stopping = threading.Event()
+        self.server_stopping: Callable[[], bool] = lambda: False
         self.thread = threading.Thread(target=self._loop, name="ledger-rotation-scan", daemon=True)
 
     # Who runs which function (RO-5)
@@ -215,8 +216,15 @@ class RotationRunner:
 
     # The scan loop
 
-    def start(self) -> None:
+    def start(self, server_stopping: Callable[[], bool] = lambda: False) -> None:
+        """Start scanning. ``server_stopping`` tells whether the server has begun to
+        shut down (uvicorn's ``should_exit``, set by SIGTERM before it stops
+        listening): from then on, rotations end as if `stop` had been called (RF-9)."""
+        self.server_stopping = server_stopping
         self.thread.start()
+
+    def is_stopping(self) -> bool:
+        return self.stopping.is_set() or self.server_stopping()
 
     def wake(self) -> None:
         self.wake_up.set()
@@ -261,7 +269,7 @@ class RotationRunner:
         started = 0
         now = self.secrets.now()
         for secret in self.secrets.iterate_secrets():
-            if self.stopping.is_set():
+            if self.is_stopping():
                 break
             work = self.work_for(secret, now)
             if work is not None and self._claim(secret.id):
@@ -297,7 +305,7 @@ class RotationRunner:
 
     def _claim(self, secret_id: UUID) -> bool:
         with self.lock:
-            if self.stopping.is_set():
+            if self.is_stopping():
                 return False
             if secret_id in self.running or len(self.running) >= self.settings.rotations_max:
                 return False
@@ -369,7 +377,7 @@ class RotationRunner:
             return False
         try:
             for step in ROTATION_STEPS:
-                if self.stopping.is_set():
+                if self.is_stopping():
                     return None  # RF-9: retried once the attempt's lease ends
                 current = self.secrets.live_secret(secret_id)
                 if current is None or not self.secrets.rotation_wanted(current):
@@ -377,7 +385,8 @@ class RotationRunner:
                 outcome = self.run_step(
                     function, function_arn, step, secret.arn, version_id, principal
                 )
-                if outcome.interrupted:
+                if outcome.interrupted or (outcome.failure is not None and self.is_stopping()):
+                    # RF-9: killed, or failed once the server it calls back was going away
                     logger.warning(
                         "rotation of %s, attempt %d, %s: stopped with the server, "
                         "retried once its lease ends",
@@ -448,7 +457,7 @@ class RotationRunner:
         if status is None:
             kill_group(process)
             counter.join()
-            if self.stopping.is_set():
+            if self.is_stopping():
                 return StepOutcome(None, counter.total, interrupted=True)
             return StepOutcome(f"timed out after {timeout_seconds:g} seconds", counter.total)
         counter.join(KILL_WAIT_SECONDS)
@@ -467,7 +476,7 @@ class RotationRunner:
         """The step's exit status; None if it is still running after ``timeout_seconds``
         or when the runner stops, whichever comes first."""
         deadline = time.monotonic() + timeout_seconds
-        while not self.stopping.is_set():
+        while not self.is_stopping():
             remaining_seconds = deadline - time.monotonic()
             if remaining_seconds <= 0:
                 return None

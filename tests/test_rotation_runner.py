@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -520,6 +522,33 @@ def test_stopping_the_server_kills_a_step_without_spending_the_attempt(
         assert secret.rotation is not None and secret.rotation["attempt_failed_date"] is None
     finally:
         secrets.close()
+
+
+def test_a_step_that_fails_once_the_server_is_stopping_spends_no_attempt(
+    tmp_path: Path, state: Path
+) -> None:
+    """SIGTERM closes the listener at once, but the graceful shutdown (and so the
+    runner's stop) waits for the requests in flight: a step failing meanwhile failed
+    because the server went away, not by itself."""
+    write_plan(state, {"sleep": {"setSecret": 1.5}, "exit": {"setSecret": 3}})
+    server = start_server(
+        tmp_path / "server", options=runner_options(), environment=function_environment(state)
+    )
+    client = server.client()
+    client.create_secret(Name="db/late", SecretString=FIRST_VALUE)
+    client.rotate_secret(SecretId="db/late", ClientRequestToken=str(uuid.uuid4()),
+                         RotationLambdaARN=FUNCTION_ARN)  # fmt: skip
+    wait_for((state / "sleeping-setSecret").exists, "setSecret to begin")
+    with socket.create_connection(("127.0.0.1", server.port)) as in_flight:
+        in_flight.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n")
+        time.sleep(0.2)  # the request is in progress: the shutdown waits for it
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(3)  # the step wakes at 1.5 s and fails
+        in_flight.sendall(b"{}")
+        in_flight.recv(65536)
+    server.stop_cleanly()
+
+    assert service_events(server, "db/late") == [("RotationStarted", None)]
 
 
 class SilentLedger(StandIn):

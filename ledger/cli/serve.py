@@ -357,9 +357,10 @@ def serve(
         writer_threads=POSTGRES_WRITER_THREADS if is_postgres else WRITER_THREADS_DEFAULT,
         on_close=close_ledger,
     )
-    runner.start()
+    server = uvicorn.Server(server_config(endpoint, host, port))
+    runner.start(server_stopping=lambda: server.should_exit)
     try:
-        uvicorn.Server(server_config(endpoint, host, port)).run()
+        server.run()
     finally:
         endpoint.close()  # after a failed start; a clean shutdown has closed it already
 

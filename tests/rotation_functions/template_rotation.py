@@ -9,7 +9,8 @@ Test controls, in the directory ``ROTATION_TEST_STATE_DIR`` names:
 
 * ``plan.json``: ``{"fail": {"setSecret": 2}}`` makes the next two setSecret steps
   raise; ``{"sleep": {"testSecret": 60}}`` sleeps first (having written its process
-  id to ``sleeping-testSecret``); ``{"spam": {"createSecret":
+  id to ``sleeping-testSecret``); ``{"exit": {"setSecret": 3}}`` then exits with that
+  status (a step that failed because the server went away); ``{"spam": {"createSecret":
   N}}`` prints N bytes; ``{"leak": true}`` prints the pending value to stderr (as a
   careless function might). Counts go down as they are used.
 * ``target.json``: the "database" whose password setSecret sets and testSecret
@@ -139,6 +140,9 @@ def follow_plan(step: str) -> None:
     if sleep_seconds:
         (state_directory() / f"sleeping-{step}").write_text(str(os.getpid()))
         time.sleep(sleep_seconds)
+    exit_status = current.get("exit", {}).get(step)
+    if exit_status:
+        sys.exit(exit_status)
     spam_bytes = current.get("spam", {}).get(step)
     if spam_bytes:
         sys.stdout.write("x" * spam_bytes)
