@@ -13,7 +13,13 @@ uvicorn, its HTTP server (those of eventsourcing are overridden in
   (``on_headers_complete`` also answers requests beyond the connection cap);
 * ``data_received(data)`` and ``on_message_complete()``, with
   ``connection_made`` and ``on_headers_complete``: the head size cap;
-* ``send_400_response(msg)``: the answer to a request httptools cannot parse.
+* ``send_400_response(msg)``: the answer to a request httptools cannot parse;
+* ``connection_made(transport)`` also hands uvicorn the socket's transport
+  wrapped (`ClosingAfterTheBody`) for the lingering close below, which relies on
+  uvicorn closing connections through the transport it was given
+  (``tests/test_http_bad_input.py``,
+  ``test_a_client_sending_a_body_over_the_drain_bound_gets_the_refusal``, fails
+  otherwise).
 
 ``tests/test_http_flood.py`` (``test_the_uvicorn_hooks_overridden_here_still_exist``,
 ``test_uvicorn_still_calls_send_400_response_for_broken_framing`` and
@@ -53,7 +59,12 @@ before reading (``http.client``, and so boto3) got a reset instead of the answer
 once its head was a few MB. So the refusal ends the server's side only
 (``write_eof``) and reads on, discarding, until the client closes, or
 ``LINGER_SECONDS_MAX`` pass, or more than ``LINGER_BYTES_MAX`` arrive (the
-endpoint's drain bound for bodies); then it closes.
+endpoint's drain bound for bodies); then it closes. The same holds when uvicorn
+closes a connection whose request body is still arriving (the endpoint answered
+a body over its drain bound, or one too slow, without reading it): uvicorn is
+handed the socket's transport wrapped (`ClosingAfterTheBody`, through
+``connection_made``, the asyncio protocol interface), whose ``close`` lingers
+in that case.
 
 Broken framing (rule IL-7 of docs/limits.md). When httptools refuses the bytes a
 client sends (an invalid request line or header, an invalid ``Content-Length``,
@@ -98,6 +109,7 @@ import copy
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 from uuid import uuid4
 
@@ -153,7 +165,8 @@ class HeadDeadlineProtocol(HttpToolsProtocol):
         self.lingered_bytes = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        self.socket_transport = transport
+        super().connection_made(ClosingAfterTheBody(transport, self))
         self.head_bytes = 0
         self._arm_head_deadline()
 
@@ -182,7 +195,7 @@ class HeadDeadlineProtocol(HttpToolsProtocol):
         if self.linger_end is not None:
             self.lingered_bytes += len(data)
             if self.lingered_bytes > LINGER_BYTES_MAX:
-                self.transport.close()
+                self.socket_transport.close()
 
     def on_headers_complete(self) -> None:
         self.head_bytes = None
@@ -224,18 +237,25 @@ class HeadDeadlineProtocol(HttpToolsProtocol):
             content.extend([name, b": ", value, b"\r\n"])
         content.extend([b"\r\n", refused.body])
         self.transport.write(b"".join(content))
-        self._close_lingering()
+        self.close_lingering()
 
-    def _close_lingering(self) -> None:
+    def close_lingering(self) -> None:
         """End this side, read on until the client closes or a bound is reached
         (module docstring), then close."""
         self._disarm_head_deadline()
-        if not self.transport.can_write_eof():
-            self.transport.close()
+        transport = self.socket_transport
+        if self.linger_end is not None or transport.is_closing():
             return
-        self.transport.write_eof()
-        self.transport.resume_reading()
-        self.linger_end = self.loop.call_later(LINGER_SECONDS_MAX, self.transport.close)
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        transport.resume_reading()
+        self.linger_end = self.loop.call_later(LINGER_SECONDS_MAX, transport.close)
+
+    def is_reading_a_body(self) -> bool:
+        """Between the end of a request's head and the end of its message."""
+        return self.head_bytes is None
 
     def _arm_head_deadline(self) -> None:
         self._disarm_head_deadline()
@@ -250,6 +270,70 @@ class HeadDeadlineProtocol(HttpToolsProtocol):
         self.head_deadline = None
         if not self.transport.is_closing():
             self.transport.close()
+
+
+class ClosingAfterTheBody(asyncio.Transport):
+    """The connection's transport as uvicorn sees it. uvicorn closes it itself after an
+    answer that ends the connection; while the request's body is still arriving (the
+    endpoint refused it unread: over the drain bound, or too slow) that close lingers
+    (`HeadDeadlineProtocol.close_lingering`) instead of resetting the connection under
+    a client still sending. Everything else is the socket's transport's."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: HeadDeadlineProtocol) -> None:
+        super().__init__()
+        self.transport = transport
+        self.protocol = protocol
+
+    def close(self) -> None:
+        if self.protocol.is_reading_a_body():
+            self.protocol.close_lingering()
+        else:
+            self.transport.close()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.transport.write(data)
+
+    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
+        self.transport.writelines(list_of_data)
+
+    def write_eof(self) -> None:
+        self.transport.write_eof()
+
+    def can_write_eof(self) -> bool:
+        return self.transport.can_write_eof()
+
+    def abort(self) -> None:
+        self.transport.abort()
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.transport.get_extra_info(name, default)
+
+    def pause_reading(self) -> None:
+        self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self.transport.resume_reading()
+
+    def is_reading(self) -> bool:
+        return self.transport.is_reading()
+
+    def get_write_buffer_size(self) -> int:
+        return self.transport.get_write_buffer_size()
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self.transport.get_write_buffer_limits()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self.transport.set_write_buffer_limits(high, low)
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self.transport.set_protocol(protocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self.transport.get_protocol()
 
 
 async def answer_unavailable(scope: Scope, receive: Receive, send: Send) -> None:

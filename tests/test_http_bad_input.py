@@ -3,6 +3,7 @@ traceback), and the server keeps serving, on the same connection when it can."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import signal
 import socket
@@ -243,6 +244,23 @@ def test_a_huge_declared_body_is_refused_before_it_is_read(server: RunningServer
     assert head.startswith(b"HTTP/1.1 413 ")
     assert b"connection: close" in head.lower()
     assert json.loads(body)["__type"] == "RequestEntityTooLargeException"
+    still_serving(server)
+
+
+def test_a_client_sending_a_body_over_the_drain_bound_gets_the_refusal(
+    server: RunningServer,
+) -> None:
+    """http.client (as boto3) reads nothing until its request is sent: the server
+    answers a body over the 16 MiB drain bound without reading it, and closing at
+    once reset the connection under the client (before: ConnectionResetError). The
+    lingering close reads on for up to 16 MiB more."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    body = b"{" + b" " * 17_000_000 + b"}"
+    connection.request("POST", "/", body=body, headers=target_headers("ListSecrets"))
+    response = connection.getresponse()
+    assert response.status == 413
+    assert json.loads(response.read())["__type"] == "RequestEntityTooLargeException"
+    connection.close()
     still_serving(server)
 
 
