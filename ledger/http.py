@@ -66,10 +66,11 @@ waits, without holding a thread, until they are committed (durable records). Thi
 saves two thread hand-offs per read, and the records of all the reads the loop
 answered during one commit share the next. On PostgreSQL the loop never waits for
 the database: a read that needs a round trip (a secret or data key the cache does
-not hold, the day's first read of a version, which appends ``Accessed``, and
-ListSecrets) is refused there before anything is sent (`WaitRefused`) and runs
-again on a worker thread, so a slow or silent database holds those calls, not
-every connection. Other calls, and reads when the recorder's backlog is full, run
+not hold, the day's first read of a version, which appends ``Accessed``) is
+refused there before anything is sent (`WaitRefused`) and runs again on a worker
+thread, so a slow or silent database holds those calls, not every connection.
+ListSecrets, which always reads the log's end there, goes to a worker thread at
+once (``reads_off_the_loop``). Other calls, and reads when the recorder's backlog is full, run
 on a bounded pool of worker threads over the same `Secrets` (eventsourcing's
 connection pool and repository are thread-safe).
 Calls that may change a secret also take the lock of the secret they name
@@ -285,6 +286,7 @@ class Endpoint:
         pending_calls_max: int = PENDING_CALLS_MAX_DEFAULT,
         recorder: CallRecorder | None = None,
         reads_on_event_loop: bool = False,
+        reads_off_the_loop: frozenset[str] = frozenset(),
         on_close: Callable[[], None] | None = None,
         refusals: RefusalLimiter | None = None,
     ) -> None:
@@ -292,7 +294,10 @@ class Endpoint:
         flushed before each call that may change a secret, closed with the endpoint.
         ``reads_on_event_loop``: answer reads on the event loop (needs ``recorder``;
         only where a read rarely waits: SQLite, or a PostgreSQL sole writer, whose
-        reads find their secrets in its cache).
+        reads find their secrets in its cache); ``reads_off_the_loop``: the read
+        operations that always wait there all the same (on PostgreSQL, ListSecrets
+        reads the log's end), answered on a worker thread at once rather than refused
+        on the loop first.
         ``refusals`` bounds the records of refused requests (default: DR-1's bounds)."""
         assert recorder is not None or not reads_on_event_loop, "the loop awaits records"
         assert 0 < body_size_bytes_max <= drain_size_bytes_max, "cap within the drain bound"
@@ -311,6 +316,7 @@ class Endpoint:
         if recorder is not None:
             recorder.commit_with_calls_in_progress(lambda: self.admission.calls)
         self.reads_on_event_loop = reads_on_event_loop
+        self.reads_off_the_loop = reads_off_the_loop
         self._loop_thread_ident: int | None = None
         self.on_close = on_close
         self.refusals = refusals or RefusalLimiter()
@@ -385,9 +391,14 @@ class Endpoint:
         if not self.admission.admit(source_ip, claimed_key):
             await respond(send, error_response(ServiceUnavailable(UNAVAILABLE_MESSAGE), request_id))
             return
-        is_read = operation_named(request.header("x-amz-target")) in READ_ONLY_OPERATIONS
+        operation = operation_named(request.header("x-amz-target"))
+        is_read = operation in READ_ONLY_OPERATIONS
         try:
-            if is_read and self._answers_reads_on_the_loop():
+            if (
+                is_read
+                and operation not in self.reads_off_the_loop
+                and self._answers_reads_on_the_loop()
+            ):
                 response = await self._respond_on_the_loop(request, source_ip, request_id)
             else:
                 loop = asyncio.get_running_loop()

@@ -450,6 +450,18 @@ class CountingWorkers(ThreadPoolExecutor):
         return super().submit(fn, *args, **kwargs)
 
 
+class CountingVerifier(TrustingVerifier):
+    """Counts the requests verified."""
+
+    def __init__(self, principals: Principals) -> None:
+        super().__init__(principals)
+        self.calls = 0
+
+    def verify(self, request: ReceivedRequest) -> Identity:
+        self.calls += 1
+        return super().verify(request)
+
+
 def postgres_reader(url: str, keyring: Path, *, asynchronous: bool) -> tuple[Endpoint, Secrets]:
     """A sole-writer server's endpoint over a ledger with secrets ``cold`` and ``warm``,
     written by another process (its cache holds neither yet); the ledger it reads, on
@@ -464,7 +476,13 @@ def postgres_reader(url: str, keyring: Path, *, asynchronous: bool) -> tuple[End
     secrets = Secrets(url, keyring_path=keyring)
     secrets.assume_sole_writer()
     recorder = CallRecorder(secrets.save_call_records, asynchronous=asynchronous)
-    endpoint = endpoint_over(secrets, recorder=recorder, reads_on_event_loop=True)
+    endpoint = Endpoint(
+        SecretsManagerApi(secrets),
+        CountingVerifier(Principals.of([ALICE])),
+        recorder=recorder,
+        reads_on_event_loop=True,
+        reads_off_the_loop=frozenset({"ListSecrets"}),
+    )
     endpoint.executor = CountingWorkers()
     return endpoint, secrets
 
@@ -490,6 +508,9 @@ def test_a_read_that_needs_the_database_runs_again_on_a_worker_thread_once(
     status, _, listed = answer(drive(endpoint, [b"{}"], target="secretsmanager.ListSecrets"))
     assert status == 200 and len(listed["SecretList"]) == 2
     assert workers.calls == 2  # every ListSecrets reads the log's end
+    verifier = endpoint.verifier
+    assert isinstance(verifier, CountingVerifier)
+    assert verifier.calls == 4  # the cold read twice; ListSecrets not refused first
     endpoint.close()  # on this thread, as at lifespan shutdown: it may wait now
     assert secrets.recorder.max_notification_id() is not None
     secrets.close()

@@ -354,6 +354,7 @@ def serve(
         SignatureVerifier(principals),
         recorder=recorder,
         reads_on_event_loop=sole_writer or not is_postgres,
+        reads_off_the_loop=frozenset({"ListSecrets"}) if is_postgres else frozenset(),
         writer_threads=POSTGRES_WRITER_THREADS if is_postgres else WRITER_THREADS_DEFAULT,
         on_close=close_ledger,
     )
