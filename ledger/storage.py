@@ -619,7 +619,7 @@ def check_tree_size(tree_size: int) -> None:
 
 def check_checkpoint(sequence: int, tree_size: int, line: str) -> None:
     assert isinstance(sequence, int) and sequence >= 0, "checkpoint sequences start at 0"
-    assert isinstance(tree_size, int) and tree_size >= 0, "a tree size is not negative"
+    check_tree_size(tree_size)
     assert isinstance(line, str) and line and "\n" not in line, "one non-empty line"
 
 
@@ -1159,16 +1159,13 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
         self.insert_checkpoint_statement = (
             f"INSERT INTO {checkpoints} (sequence, tree_size, line) VALUES (?,?,?)"
         )
+        checkpoint_rows = f"SELECT sequence, tree_size, line FROM {checkpoints} "
         self.select_checkpoints_statement = (
-            f"SELECT sequence, tree_size, line FROM {checkpoints} WHERE sequence >= ? "
-            "ORDER BY sequence"
+            f"{checkpoint_rows}WHERE sequence >= ? ORDER BY sequence"
         )
-        self.select_latest_checkpoint_statement = (
-            f"SELECT sequence, tree_size, line FROM {checkpoints} ORDER BY sequence DESC LIMIT 1"
-        )
+        self.select_latest_checkpoint_statement = f"{checkpoint_rows}ORDER BY sequence DESC LIMIT 1"
         self.select_checkpoint_of_size_statement = (
-            f"SELECT sequence, tree_size, line FROM {checkpoints} WHERE tree_size = ? "
-            "ORDER BY sequence DESC LIMIT 1"
+            f"{checkpoint_rows}WHERE tree_size = ? ORDER BY sequence DESC LIMIT 1"
         )
         self.select_checkpoint_sizes_beside_statement = (
             f"SELECT (SELECT MAX(tree_size) FROM {checkpoints} WHERE tree_size < ?), "

@@ -515,16 +515,18 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
         self.insert_checkpoint_statement = SQL(
             "INSERT INTO {table} (sequence, tree_size, line) VALUES (%s, %s, %s)"
         ).format(table=checkpoints)
-        self.select_checkpoints_statement = SQL(
-            "SELECT sequence, tree_size, line FROM {table} WHERE sequence >= %s ORDER BY sequence"
-        ).format(table=checkpoints)
-        self.select_latest_checkpoint_statement = SQL(
-            "SELECT sequence, tree_size, line FROM {table} ORDER BY sequence DESC LIMIT 1"
-        ).format(table=checkpoints)
-        self.select_checkpoint_of_size_statement = SQL(
-            "SELECT sequence, tree_size, line FROM {table} WHERE tree_size = %s "
+        checkpoint_rows = SQL("SELECT sequence, tree_size, line FROM {table} ").format(
+            table=checkpoints
+        )
+        self.select_checkpoints_statement = checkpoint_rows + SQL(
+            "WHERE sequence >= %s ORDER BY sequence"
+        )
+        self.select_latest_checkpoint_statement = checkpoint_rows + SQL(
             "ORDER BY sequence DESC LIMIT 1"
-        ).format(table=checkpoints)
+        )
+        self.select_checkpoint_of_size_statement = checkpoint_rows + SQL(
+            "WHERE tree_size = %s ORDER BY sequence DESC LIMIT 1"
+        )
         self.select_checkpoint_sizes_beside_statement = SQL(
             "SELECT (SELECT MAX(tree_size) FROM {table} WHERE tree_size < %s) AS below, "
             "(SELECT MIN(tree_size) FROM {table} WHERE tree_size > %s) AS above"
