@@ -70,9 +70,9 @@ not hold, the day's first read of a version, which appends ``Accessed``) is
 refused there before anything is sent (`WaitRefused`) and runs again on a worker
 thread, so a slow or silent database holds those calls, not every connection.
 ListSecrets, which always reads the log's end there, goes to a worker thread at
-once (``reads_off_the_loop``). Other calls, and reads when the recorder's backlog is full, run
-on a bounded pool of worker threads over the same `Secrets` (eventsourcing's
-connection pool and repository are thread-safe).
+once (``reads_off_the_loop``). Other calls, and reads when the recorder's backlog
+is full, run on a bounded pool of worker threads over the same `Secrets`
+(eventsourcing's connection pool and repository are thread-safe).
 Calls that may change a secret also take the lock of the secret they name
 (`SecretLocks`; it makes the rule hold for any caller of `respond`), so this
 process never races itself on a secret: eight clients writing one secret in
@@ -453,9 +453,10 @@ class Endpoint:
     def _refuse_database_waits_on_this_thread(self) -> None:
         """The event loop's thread must not wait for the database: on PostgreSQL, a
         read that needs a round trip (a secret or data key not in the cache, the
-        day's first read of a version, ListSecrets) raises `WaitRefused` there before
-        sending anything, and runs again on a worker thread. A database that stops
-        answering then holds those calls, not every connection."""
+        day's first read of a version, a filtered BatchGetSecretValue) raises
+        `WaitRefused` there before sending anything, and runs again on a worker
+        thread. A database that stops answering then holds those calls, not every
+        connection."""
         thread_ident = threading.get_ident()
         if self._loop_thread_ident != thread_ident:
             self._loop_thread_ident = thread_ident
