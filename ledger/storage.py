@@ -27,7 +27,7 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -40,6 +40,7 @@ from eventsourcing.persistence import (
     ApplicationRecorder,
     IntegrityError,
     Notification,
+    OperationalError,
     StoredEvent,
     Transcoder,
 )
@@ -932,6 +933,78 @@ class DurableSQLiteConnectionPool(SQLiteConnectionPool):
 
 
 ERASURE_DELAY_SECONDS_MAX: Final = 60.0
+GROUP_SAVES_MAX: Final = 64  # saves that one commit carries at most
+
+
+@dataclass
+class PendingSave:
+    """One `insert_events` call, waiting for the commit that carries it."""
+
+    stored_events: Sequence[StoredEvent]
+    kwargs: dict[str, Any]
+    notification_ids: Sequence[int] | None = None
+    error: Exception | None = None
+    is_done: bool = False
+
+    @property
+    def is_destroying(self) -> bool:
+        return self.error is None and bool(self.kwargs[DESTROYED_DATA_KEYS_ARGUMENT])
+
+
+class CommitGroup:
+    """Group commit: the saves that threads of one process ask for while a commit is
+    under way are committed together by the next one, with one fsync.
+
+    A thread that finds no commit under way leads: it takes up to
+    ``GROUP_SAVES_MAX`` waiting saves (its own among them), has ``commit_saves``
+    commit them and sets each one's outcome; the others wait for theirs. How the
+    saves are committed, each still atomic and isolated from the others, is
+    ``commit_saves``'s business (`SQLiteDataKeyRecorder._commit_saves`)."""
+
+    def __init__(self, commit_saves: Callable[[list[PendingSave]], None]) -> None:
+        self._commit_saves = commit_saves
+        self._condition = threading.Condition()
+        self._waiting: list[PendingSave] = []
+        self._is_leading = False
+
+    def commit(self, save: PendingSave) -> Sequence[int] | None:
+        """The save's notification ids once its commit is done, or its error."""
+        with self._condition:
+            self._waiting.append(save)
+        while not save.is_done:
+            saves = self._lead_or_wait(save)
+            if saves:
+                self._commit_as_leader(saves)
+        if save.error is not None:
+            raise save.error
+        return save.notification_ids
+
+    def _lead_or_wait(self, save: PendingSave) -> list[PendingSave]:
+        with self._condition:
+            while self._is_leading and not save.is_done:
+                self._condition.wait()
+            if save.is_done:
+                return []
+            self._is_leading = True
+            saves = self._waiting[:GROUP_SAVES_MAX]
+            del self._waiting[:GROUP_SAVES_MAX]
+            return saves
+
+    def _commit_as_leader(self, saves: list[PendingSave]) -> None:
+        try:
+            self._commit_saves(saves)
+        finally:
+            with self._condition:
+                for save in saves:
+                    if not save.is_done and save.error is None and save.notification_ids is None:
+                        # Only an interrupt of the leader (not an Exception) gets here.
+                        save.error = OperationalError("The commit was interrupted.")
+                    save.is_done = True
+                self._is_leading = False
+                self._condition.notify_all()
+
+
+GROUPED_SAVE_SAVEPOINT: Final = "grouped_save"
 
 
 class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
@@ -941,7 +1014,9 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
     The library's transaction starts with a deferred ``BEGIN``, and the first
     statement of a save is an event ``INSERT``: that takes the database's write lock
     (and, in WAL mode, a snapshot that is the newest one). Only then is the chain's
-    head read and extended, in the same transaction.
+    head read and extended, in the same transaction. Saves of concurrent threads
+    share a commit (`CommitGroup`, `_commit_saves`): each in a savepoint, which
+    writes nothing, so the first save's ``INSERT`` still takes the lock.
 
     Destroyed data keys are deleted in the events' transaction too; ``secure_delete``
     zeroes their bytes in the new page images. The old images stay in the database
@@ -959,6 +1034,7 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
         # Monotonic time by which deferred erasures are due, None if none is pending.
         # Commits are serialized by SQLite; a race here only moves one checkpoint.
         self._erasure_due_monotonic: float | None = None
+        self.commit_group = CommitGroup(self._commit_saves)
         table = SQLITE_DATA_KEYS_TABLE_NAME
         self.insert_data_key_statement = f"INSERT INTO {table} VALUES (?,?,?,?)"
         self.select_data_key_statement = (
@@ -1006,13 +1082,58 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
+        """Validates the save in the caller's thread (a refused save never reaches a
+        commit), then commits it in a group with the saves of other threads that
+        arrive meanwhile (`CommitGroup`, `_commit_saves`)."""
         kwargs[DATA_KEYS_ARGUMENT] = validated_data_keys(stored_events, kwargs)
-        destroyed = validated_destroyed_data_keys(stored_events, kwargs)
-        kwargs[DESTROYED_DATA_KEYS_ARGUMENT] = destroyed
-        defer_erasure = validated_defer_erasure(kwargs)
-        notification_ids = super().insert_events(stored_events, **kwargs)
-        self._erase_after_commit(is_destroying=bool(destroyed), defer_erasure=defer_erasure)
-        return notification_ids
+        kwargs[DESTROYED_DATA_KEYS_ARGUMENT] = validated_destroyed_data_keys(stored_events, kwargs)
+        kwargs[DEFER_ERASURE_ARGUMENT] = validated_defer_erasure(kwargs)
+        return self.commit_group.commit(PendingSave(stored_events, kwargs))
+
+    def _commit_saves(self, saves: list[PendingSave]) -> None:
+        """Commits a group: one transaction, each save in a savepoint of its own, so
+        that one save's conflict (an IntegrityError) rolls back that save alone and
+        its neighbours commit. If the transaction fails otherwise (a locked or full
+        database, a failed commit), nothing of it is written and each save is tried
+        again in a transaction of its own, so that each gets its own outcome."""
+        if len(saves) > 1:
+            try:
+                self._commit_together(saves)
+            except Exception:
+                for save in saves:
+                    save.notification_ids, save.error = None, None
+            else:
+                self._erase_after_saves(saves)
+                return
+        for save in saves:
+            try:
+                with self.datastore.transaction(commit=True) as c:
+                    save.notification_ids = self._insert_events(
+                        c, save.stored_events, **save.kwargs
+                    )
+            except Exception as error:
+                save.error = error
+        self._erase_after_saves(saves)
+
+    def _commit_together(self, saves: list[PendingSave]) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            for save in saves:
+                c.execute(f"SAVEPOINT {GROUPED_SAVE_SAVEPOINT}")
+                try:
+                    save.notification_ids = self._insert_events(
+                        c, save.stored_events, **save.kwargs
+                    )
+                except (sqlite3.IntegrityError, IntegrityError) as error:
+                    c.execute(f"ROLLBACK TO {GROUPED_SAVE_SAVEPOINT}")
+                    save.error = IntegrityError(error)
+                c.execute(f"RELEASE {GROUPED_SAVE_SAVEPOINT}")
+
+    def _erase_after_saves(self, saves: list[PendingSave]) -> None:
+        destroying = [save for save in saves if save.is_destroying]
+        self._erase_after_commit(
+            is_destroying=bool(destroying),
+            defer_erasure=all(save.kwargs[DEFER_ERASURE_ARGUMENT] for save in destroying),
+        )
 
     def _erase_after_commit(self, *, is_destroying: bool, defer_erasure: bool) -> None:
         """Checkpoints the WAL now if this commit destroyed keys without deferring,

@@ -17,6 +17,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Final
@@ -292,6 +293,131 @@ def test_processes_writing_one_database_keep_the_chain_dense_and_in_log_order(
     try:
         expected = sum(1 + number % 3 for number in range(SAVES_PER_WRITER)) * WRITER_COUNT
         assert len(assert_chain_matches_the_log(application)) == expected
+    finally:
+        application.close()
+
+
+# --------------------------------------------------------------------------------------
+# Group commit (SQLite)
+# --------------------------------------------------------------------------------------
+
+
+def saved_in_one_group(
+    application: Tallies, saves: list[tuple[Tally, ...]]
+) -> tuple[list[int], list[Any]]:
+    """Holds a first save inside its commit until every one of ``saves`` (each one
+    `save` call, in a thread of its own) waits for a commit: those then share the
+    next one. Returns the number of saves each commit carried, and each save's
+    outcome (its recordings, or the exception it raised)."""
+    recorder: Any = application.recorder
+    group = recorder.commit_group
+    commit_saves = group._commit_saves
+    sizes: list[int] = []
+    leading, release = threading.Event(), threading.Event()
+
+    def hold_the_first_commit(pending: list[Any]) -> None:
+        sizes.append(len(pending))
+        if len(sizes) == 1:
+            leading.set()
+            assert release.wait(CHILD_TIMEOUT_SECONDS)
+        commit_saves(pending)
+
+    group._commit_saves = hold_the_first_commit
+    outcomes: list[Any] = [None] * len(saves)
+
+    def save(index: int) -> None:
+        try:
+            outcomes[index] = application.save(*saves[index])
+        except Exception as error:  # reported to the test
+            outcomes[index] = error
+
+    first = threading.Thread(target=application.save, args=(started_tally("first"),))
+    first.start()
+    assert leading.wait(CHILD_TIMEOUT_SECONDS)
+    threads = [threading.Thread(target=save, args=(index,)) for index in range(len(saves))]
+    for thread in threads:
+        thread.start()
+    while len(group._waiting) < len(saves):
+        time.sleep(0.001)
+    release.set()
+    for thread in [first, *threads]:
+        thread.join(CHILD_TIMEOUT_SECONDS)
+    group._commit_saves = commit_saves
+    return sizes, outcomes
+
+
+def test_saves_waiting_during_a_commit_share_the_next_and_a_conflict_fails_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two saves of the same tally from the same version meet in one group: the
+    second's insert conflicts, its savepoint alone is rolled back, and the saves
+    beside it commit with their hash rows, in that same transaction."""
+    application = open_tallies(str(tmp_path / "tallies.sqlite"))
+    try:
+        contested = started_tally("contested")
+        application.save(contested)
+        recorder: Any = application.recorder
+        original = recorder._insert_event_hashes
+        hash_inserts: list[int] = []
+
+        def counted(*args: Any) -> None:
+            hash_inserts.append(len(hash_inserts))
+            original(*args)
+
+        monkeypatch.setattr(recorder, "_insert_event_hashes", counted)
+        copies: list[Tally] = [application.repository.get(contested.id) for _ in range(2)]
+        for number, copy in enumerate(copies):
+            copy.mark(f"copy {number}".encode())
+        bystanders = [started_tally(f"bystander {number}", marks=2) for number in range(3)]
+
+        sizes, outcomes = saved_in_one_group(
+            application,
+            [(bystanders[0],), (copies[0],), (bystanders[1],), (copies[1],), (bystanders[2],)],
+        )
+
+        assert sizes == [1, 5]
+        assert len(hash_inserts) == 1 + 4, "the conflict fails at its events, nothing is redone"
+        conflicts = [outcome for outcome in outcomes if isinstance(outcome, Exception)]
+        assert len(conflicts) == 1 and isinstance(conflicts[0], IntegrityError)
+        for bystander in bystanders:
+            assert application.repository.get(bystander.id).marks == bystander.marks
+        stored: Tally = application.repository.get(contested.id)
+        assert stored.version == contested.version + 1
+        assert stored.marks[-1] in (b"copy 0", b"copy 1")
+        assert len(assert_chain_matches_the_log(application)) == 2 + 2 + 1 + 3 * 3
+    finally:
+        application.close()
+
+
+def test_a_group_whose_transaction_fails_is_committed_save_by_save(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure that is not one save's conflict (here the disk, at the second
+    save's hash rows) takes the whole transaction back; each save is then tried in
+    a transaction of its own, and those that can commit do."""
+    application = open_tallies(str(tmp_path / "tallies.sqlite"))
+    try:
+        recorder: Any = application.recorder
+        original = recorder._insert_event_hashes
+        calls: list[int] = []
+
+        def failing_once_in_a_group(c: Any, *args: Any) -> None:
+            calls.append(len(calls))
+            if len(calls) == 3:  # the first save's, the group's first, then this one
+                raise sqlite3.OperationalError("disk I/O error")
+            original(c, *args)
+
+        monkeypatch.setattr(recorder, "_insert_event_hashes", failing_once_in_a_group)
+        tallies = [started_tally(f"tally {number}", marks=number) for number in range(3)]
+
+        sizes, outcomes = saved_in_one_group(application, [(tally,) for tally in tallies])
+
+        assert sizes == [1, 3]
+        assert not [outcome for outcome in outcomes if isinstance(outcome, Exception)]
+        assert len(calls) == 1 + 2 + 3, "two saves in the group, then three alone"
+        for tally in tallies:
+            assert application.repository.get(tally.id).marks == tally.marks
+        assert len(assert_chain_matches_the_log(application)) == 2 + (1 + 2 + 3)
     finally:
         application.close()
 
