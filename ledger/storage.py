@@ -938,13 +938,25 @@ GROUP_SAVES_MAX: Final = 64  # saves that one commit carries at most
 
 @dataclass
 class PendingSave:
-    """One `insert_events` call, waiting for the commit that carries it."""
+    """One `insert_events` call, waiting for the commit that carries it. Settled
+    (``is_settled``) once that commit is done: with its notification ids, or with
+    the error it must raise. ``is_done``: its thread may return (settled, or its
+    leader was interrupted)."""
 
     stored_events: Sequence[StoredEvent]
     kwargs: dict[str, Any]
     notification_ids: Sequence[int] | None = None
     error: Exception | None = None
+    is_settled: bool = False
     is_done: bool = False
+
+    def settle(self, outcome: Sequence[int] | Exception | None) -> None:
+        assert not self.is_settled, "a save is settled once"
+        if isinstance(outcome, Exception):
+            self.error = outcome
+        else:
+            self.notification_ids = outcome
+        self.is_settled = True
 
     @property
     def is_destroying(self) -> bool:
@@ -996,9 +1008,8 @@ class CommitGroup:
         finally:
             with self._condition:
                 for save in saves:
-                    if not save.is_done and save.error is None and save.notification_ids is None:
-                        # Only an interrupt of the leader (not an Exception) gets here.
-                        save.error = OperationalError("The commit was interrupted.")
+                    if not save.is_settled:  # the leader was interrupted (not an Exception)
+                        save.settle(OperationalError("The commit was interrupted."))
                     save.is_done = True
                 self._is_leading = False
                 self._condition.notify_all()
@@ -1098,35 +1109,40 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
         again in a transaction of its own, so that each gets its own outcome."""
         if len(saves) > 1:
             try:
-                self._commit_together(saves)
+                outcomes = self._commit_together(saves)
             except Exception:
-                for save in saves:
-                    save.notification_ids, save.error = None, None
+                pass  # rolled back whole: each save alone, below
             else:
+                for save, outcome in zip(saves, outcomes, strict=True):
+                    save.settle(outcome)
                 self._erase_after_saves(saves)
                 return
         for save in saves:
             try:
                 with self.datastore.transaction(commit=True) as c:
-                    save.notification_ids = self._insert_events(
-                        c, save.stored_events, **save.kwargs
-                    )
+                    notification_ids = self._insert_events(c, save.stored_events, **save.kwargs)
             except Exception as error:
-                save.error = error
+                save.settle(error)
+            else:
+                save.settle(notification_ids)
         self._erase_after_saves(saves)
 
-    def _commit_together(self, saves: list[PendingSave]) -> None:
+    def _commit_together(self, saves: list[PendingSave]) -> list[Sequence[int] | Exception]:
+        """Each save's notification ids, or its conflict; returns once committed."""
+        outcomes: list[Sequence[int] | Exception] = []
         with self.datastore.transaction(commit=True) as c:
             for save in saves:
                 c.execute(f"SAVEPOINT {GROUPED_SAVE_SAVEPOINT}")
                 try:
-                    save.notification_ids = self._insert_events(
-                        c, save.stored_events, **save.kwargs
-                    )
+                    notification_ids = self._insert_events(c, save.stored_events, **save.kwargs)
                 except (sqlite3.IntegrityError, IntegrityError) as error:
                     c.execute(f"ROLLBACK TO {GROUPED_SAVE_SAVEPOINT}")
-                    save.error = IntegrityError(error)
+                    outcomes.append(IntegrityError(error))
+                else:
+                    assert notification_ids is not None, "the events' rowids"
+                    outcomes.append(notification_ids)
                 c.execute(f"RELEASE {GROUPED_SAVE_SAVEPOINT}")
+        return outcomes
 
     def _erase_after_saves(self, saves: list[PendingSave]) -> None:
         destroying = [save for save in saves if save.is_destroying]

@@ -37,6 +37,7 @@ from hypothesis import strategies
 
 from ledger.merkle import GENESIS_CHAIN_HASH, chain_hash, leaf_bytes, leaf_hash
 from ledger.storage import (
+    CommitGroup,
     DataKeyNotFoundError,
     DataKeyRecord,
     DataKeyStore,
@@ -44,6 +45,7 @@ from ledger.storage import (
     EvidenceLogError,
     EvidenceStore,
     MsgpackTranscoder,
+    PendingSave,
     StoredCheckpoint,
     environment_for_database,
     make_sqlite_files_private,
@@ -420,6 +422,55 @@ def test_a_group_whose_transaction_fails_is_committed_save_by_save(
         assert len(assert_chain_matches_the_log(application)) == 2 + (1 + 2 + 3)
     finally:
         application.close()
+
+
+class Interrupt(BaseException):
+    """Stands for a KeyboardInterrupt or SystemExit in the thread that commits."""
+
+
+def test_a_leader_interrupted_mid_commit_leaves_its_group_an_error_never_ids() -> None:
+    leading, release = threading.Event(), threading.Event()
+    groups: list[int] = []
+
+    def commit_saves(saves: list[PendingSave]) -> None:
+        groups.append(len(saves))
+        if len(groups) == 1:
+            leading.set()
+            assert release.wait(CHILD_TIMEOUT_SECONDS)
+            for save in saves:
+                save.settle([len(groups)])
+            return
+        raise Interrupt  # before any outcome: the transaction did not commit
+
+    group = CommitGroup(commit_saves)
+    saves = [PendingSave((), {}) for _ in range(3)]
+    outcomes: list[Any] = [None] * len(saves)
+
+    def commit(index: int) -> None:
+        try:
+            outcomes[index] = group.commit(saves[index])
+        except BaseException as error:  # reported to the test
+            outcomes[index] = error
+
+    threads = [threading.Thread(target=commit, args=(index,)) for index in range(3)]
+    threads[0].start()
+    assert leading.wait(CHILD_TIMEOUT_SECONDS)
+    for thread in threads[1:]:
+        thread.start()
+    while len(group._waiting) < 2:
+        time.sleep(0.001)
+    release.set()
+    for thread in threads:
+        thread.join(CHILD_TIMEOUT_SECONDS)
+
+    assert groups == [1, 2]
+    assert outcomes[0] == [1]
+    assert sorted(type(outcome).__name__ for outcome in outcomes[1:]) == [
+        "Interrupt",
+        "OperationalError",
+    ]
+    assert all(save.is_done for save in saves)
+    assert [save.notification_ids for save in saves[1:]] == [None, None]
 
 
 @pytest.mark.postgres
