@@ -56,9 +56,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from eventsourcing.persistence import ConnectionPoolClosedError, InterfaceError, OperationalError
-
 from ledger.domain import ApiCall
+from ledger.storage import is_storage_failure
 
 logger = logging.getLogger(__name__)
 
@@ -90,11 +89,6 @@ class PendingRecord:
     @property
     def done(self) -> bool:
         return self.future.done()
-
-
-def is_storage_failure(error: BaseException | None) -> bool:
-    """A failure of the database (unreachable, locked, closed), not of the records."""
-    return isinstance(error, OperationalError | InterfaceError | ConnectionPoolClosedError)
 
 
 class CallRecorder:

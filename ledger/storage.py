@@ -21,6 +21,7 @@ this module imports without psycopg installed.
 from __future__ import annotations
 
 import contextlib
+import copy
 import enum
 import os
 import sqlite3
@@ -38,7 +39,9 @@ from uuid import UUID
 import msgpack
 from eventsourcing.persistence import (
     ApplicationRecorder,
+    ConnectionPoolClosedError,
     IntegrityError,
+    InterfaceError,
     Notification,
     OperationalError,
     StoredEvent,
@@ -932,6 +935,12 @@ class DurableSQLiteConnectionPool(SQLiteConnectionPool):
         return connection
 
 
+def is_storage_failure(error: BaseException | None) -> bool:
+    """A failure of the database (unreachable, locked, full, closed), not of what
+    was being saved: trying the same rows again, alone, would meet it again."""
+    return isinstance(error, OperationalError | InterfaceError | ConnectionPoolClosedError)
+
+
 ERASURE_DELAY_SECONDS_MAX: Final = 60.0
 GROUP_SAVES_MAX: Final = 64  # saves that one commit carries at most
 
@@ -1104,25 +1113,38 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
     def _commit_saves(self, saves: list[PendingSave]) -> None:
         """Commits a group: one transaction, each save in a savepoint of its own, so
         that one save's conflict (an IntegrityError) rolls back that save alone and
-        its neighbours commit. If the transaction fails otherwise (a locked or full
-        database, a failed commit), nothing of it is written and each save is tried
-        again in a transaction of its own, so that each gets its own outcome."""
+        its neighbours commit. If the transaction fails otherwise, nothing of it is
+        written: a failure of the database (`is_storage_failure`: locked, full,
+        closed) fails every save of the group with it, after one wait; any other
+        (a save the database or the code refuses) has each save tried again in a
+        transaction of its own, so that each gets its own outcome."""
         if len(saves) > 1:
             try:
                 outcomes = self._commit_together(saves)
-            except Exception:
-                pass  # rolled back whole: each save alone, below
+            except Exception as error:
+                if is_storage_failure(error):
+                    for save in saves:
+                        save.settle(copy.copy(error))
+                    return
             else:
                 for save, outcome in zip(saves, outcomes, strict=True):
                     save.settle(outcome)
                 self._erase_after_saves(saves)
                 return
+        self._commit_one_by_one(saves)
+
+    def _commit_one_by_one(self, saves: list[PendingSave]) -> None:
+        storage_failure: Exception | None = None
         for save in saves:
+            if storage_failure is not None:  # met by a save before: not waited for again
+                save.settle(copy.copy(storage_failure))
+                continue
             try:
                 with self.datastore.transaction(commit=True) as c:
                     notification_ids = self._insert_events(c, save.stored_events, **save.kwargs)
             except Exception as error:
                 save.settle(error)
+                storage_failure = error if is_storage_failure(error) else None
             else:
                 save.settle(notification_ids)
         self._erase_after_saves(saves)

@@ -29,6 +29,7 @@ from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import (
     IntegrityError,
+    OperationalError,
     PersistenceError,
     ProgrammingError,
     Transcoder,
@@ -391,25 +392,36 @@ def test_saves_waiting_during_a_commit_share_the_next_and_a_conflict_fails_alone
         application.close()
 
 
+def failing_hash_rows_at_call(
+    recorder: Any, monkeypatch: pytest.MonkeyPatch, errors: dict[int, Exception]
+) -> list[int]:
+    """Makes the recorder's n-th hash-row insert (from 1) raise ``errors[n]``;
+    returns the list that counts the calls."""
+    original = recorder._insert_event_hashes
+    calls: list[int] = []
+
+    def failing_once(c: Any, *args: Any) -> None:
+        calls.append(len(calls))
+        if len(calls) in errors:
+            raise errors[len(calls)]
+        original(c, *args)
+
+    monkeypatch.setattr(recorder, "_insert_event_hashes", failing_once)
+    return calls
+
+
 def test_a_group_whose_transaction_fails_is_committed_save_by_save(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A failure that is not one save's conflict (here the disk, at the second
-    save's hash rows) takes the whole transaction back; each save is then tried in
-    a transaction of its own, and those that can commit do."""
+    """A failure that is neither one save's conflict nor the database's (here a bug,
+    at the second save's hash rows) takes the whole transaction back; each save is
+    then tried in a transaction of its own, and those that can commit do."""
     application = open_tallies(str(tmp_path / "tallies.sqlite"))
     try:
-        recorder: Any = application.recorder
-        original = recorder._insert_event_hashes
-        calls: list[int] = []
-
-        def failing_once_in_a_group(c: Any, *args: Any) -> None:
-            calls.append(len(calls))
-            if len(calls) == 3:  # the first save's, the group's first, then this one
-                raise sqlite3.OperationalError("disk I/O error")
-            original(c, *args)
-
-        monkeypatch.setattr(recorder, "_insert_event_hashes", failing_once_in_a_group)
+        # The first save's hash rows, the group's first save's, then this one.
+        calls = failing_hash_rows_at_call(
+            application.recorder, monkeypatch, {3: RuntimeError("injected bug")}
+        )
         tallies = [started_tally(f"tally {number}", marks=number) for number in range(3)]
 
         sizes, outcomes = saved_in_one_group(application, [(tally,) for tally in tallies])
@@ -420,6 +432,53 @@ def test_a_group_whose_transaction_fails_is_committed_save_by_save(
         for tally in tallies:
             assert application.repository.get(tally.id).marks == tally.marks
         assert len(assert_chain_matches_the_log(application)) == 2 + (1 + 2 + 3)
+    finally:
+        application.close()
+
+
+def test_a_group_that_meets_a_database_failure_fails_whole_after_one_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A locked, full or failing database would fail each save again, each after its
+    own wait: every save of the group gets the failure at once, and nothing of the
+    group is written."""
+    application = open_tallies(str(tmp_path / "tallies.sqlite"))
+    try:
+        calls = failing_hash_rows_at_call(
+            application.recorder, monkeypatch, {3: sqlite3.OperationalError("disk I/O error")}
+        )
+        tallies = [started_tally(f"tally {number}", marks=number) for number in range(3)]
+
+        sizes, outcomes = saved_in_one_group(application, [(tally,) for tally in tallies])
+
+        assert sizes == [1, 3]
+        assert [type(outcome) for outcome in outcomes] == [OperationalError] * 3
+        assert len({id(outcome) for outcome in outcomes}) == 3, "each save raises its own"
+        assert len(calls) == 1 + 2, "no save is tried again"
+        assert len(assert_chain_matches_the_log(application)) == 2
+    finally:
+        application.close()
+
+
+def test_saves_tried_one_by_one_stop_waiting_at_a_database_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    application = open_tallies(str(tmp_path / "tallies.sqlite"))
+    try:
+        calls = failing_hash_rows_at_call(
+            application.recorder,
+            monkeypatch,
+            {3: RuntimeError("injected bug"), 5: sqlite3.OperationalError("database is locked")},
+        )
+        tallies = [started_tally(f"tally {number}") for number in range(3)]
+
+        sizes, outcomes = saved_in_one_group(application, [(tally,) for tally in tallies])
+
+        assert sizes == [1, 3]
+        kinds = sorted(type(outcome).__name__ for outcome in outcomes)
+        assert kinds == ["OperationalError", "OperationalError", "list"], "in any order"
+        assert len(calls) == 1 + 2 + 2, "the group, then the first alone, then the failure"
+        assert len(assert_chain_matches_the_log(application)) == 2 + 2
     finally:
         application.close()
 
