@@ -483,6 +483,67 @@ def test_saves_tried_one_by_one_stop_waiting_at_a_database_failure(
         application.close()
 
 
+GROUP_WRITERS: Final = 6
+GROUP_SAVES_PER_WRITER: Final = 25
+GROUP_TALLIES: Final = 3  # few, so that saves of one tally meet in a group
+
+
+def test_threads_racing_on_few_tallies_commit_exactly_the_saves_that_returned(
+    tmp_path: Path,
+) -> None:
+    """Writers mark a few shared tallies at once, each mark a save of its own; a
+    commit is slowed so that saves pile up into groups. Every save that returned is
+    in the log, every save that raised (a conflict) left nothing, and the chain
+    matches the log."""
+    application = open_tallies(str(tmp_path / "tallies.sqlite"))
+    try:
+        tallies = [started_tally(f"shared {number}", marks=0) for number in range(GROUP_TALLIES)]
+        application.save(*tallies)
+        recorder: Any = application.recorder
+        group = recorder.commit_group
+        commit_saves = group._commit_saves
+        sizes: list[int] = []
+
+        def slow_commit(saves: list[PendingSave]) -> None:
+            sizes.append(len(saves))
+            time.sleep(0.001)
+            commit_saves(saves)
+
+        group._commit_saves = slow_commit
+        returned: list[bytes] = []
+        conflicts: list[bytes] = []
+        barrier = threading.Barrier(GROUP_WRITERS)
+
+        def write(writer: int) -> None:
+            barrier.wait()
+            for number in range(GROUP_SAVES_PER_WRITER):
+                mark = f"{writer}:{number}".encode()
+                tally: Tally = application.repository.get(tallies[number % GROUP_TALLIES].id)
+                tally.mark(mark)
+                try:
+                    application.save(tally)
+                except IntegrityError:
+                    conflicts.append(mark)
+                else:
+                    returned.append(mark)
+
+        threads = [threading.Thread(target=write, args=(w,)) for w in range(GROUP_WRITERS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(CHILD_TIMEOUT_SECONDS)
+
+        assert len(returned) + len(conflicts) == GROUP_WRITERS * GROUP_SAVES_PER_WRITER
+        assert max(sizes) > 1, "saves shared a commit"
+        assert conflicts, "saves of one tally met"
+        stored: list[Tally] = [application.repository.get(tally.id) for tally in tallies]
+        logged = [mark for tally in stored for mark in tally.marks]
+        assert sorted(logged) == sorted(returned)
+        assert len(assert_chain_matches_the_log(application)) == GROUP_TALLIES + len(returned)
+    finally:
+        application.close()
+
+
 class Interrupt(BaseException):
     """Stands for a KeyboardInterrupt or SystemExit in the thread that commits."""
 
