@@ -306,12 +306,15 @@ def test_processes_writing_one_database_keep_the_chain_dense_and_in_log_order(
 
 
 def saved_in_one_group(
-    application: Tallies, saves: list[tuple[Tally, ...]]
+    application: Tallies,
+    saves: list[tuple[Tally, ...]],
+    save_kwargs: list[dict[str, Any]] | None = None,
 ) -> tuple[list[int], list[Any]]:
     """Holds a first save inside its commit until every one of ``saves`` (each one
-    `save` call, in a thread of its own) waits for a commit: those then share the
-    next one. Returns the number of saves each commit carried, and each save's
-    outcome (its recordings, or the exception it raised)."""
+    `save` call, in a thread of its own, with its ``save_kwargs``) waits for a
+    commit: those then share the next one. Returns the number of saves each commit
+    carried, and each save's outcome (its recordings, or the exception it raised)."""
+    kwargs = save_kwargs or [{} for _ in saves]
     recorder: Any = application.recorder
     group = recorder.commit_group
     commit_saves = group._commit_saves
@@ -330,7 +333,7 @@ def saved_in_one_group(
 
     def save(index: int) -> None:
         try:
-            outcomes[index] = application.save(*saves[index])
+            outcomes[index] = application.save(*saves[index], **kwargs[index])
         except Exception as error:  # reported to the test
             outcomes[index] = error
 
@@ -456,6 +459,42 @@ def test_a_group_that_meets_a_database_failure_fails_whole_after_one_wait(
         assert len({id(outcome) for outcome in outcomes}) == 3, "each save raises its own"
         assert len(calls) == 1 + 2, "no save is tried again"
         assert len(assert_chain_matches_the_log(application)) == 2
+    finally:
+        application.close()
+
+
+def test_a_key_destroyed_in_a_group_is_out_of_the_files_when_its_save_returns(
+    tmp_path: Path,
+) -> None:
+    """Crypto-shredding keeps its promise inside a group: the data key's row is
+    deleted in the group's transaction and the WAL checkpointed before any save of
+    the group returns, so its bytes are in none of the database files."""
+    database = tmp_path / "tallies.sqlite"
+    application = open_tallies(str(database))
+    try:
+        keyed = started_tally("keyed")
+        wrapped = f"wrapped key {uuid4().hex}".encode()
+        application.save(keyed, data_keys=[DataKeyRecord(keyed.id, "v1", "kek-1", wrapped)])
+        assert wrapped in b"".join(
+            path.read_bytes() for path in tmp_path.iterdir() if path.name.startswith("tallies")
+        )
+        keyed.mark(b"shredded")
+        bystander = started_tally("bystander")
+
+        sizes, outcomes = saved_in_one_group(
+            application,
+            [(keyed,), (bystander,)],
+            [{"destroyed_data_keys": [(keyed.id, "v1")]}, {}],
+        )
+
+        assert sizes == [1, 2]
+        assert not [outcome for outcome in outcomes if isinstance(outcome, Exception)]
+        assert application.data_keys.select_data_key(keyed.id, "v1") is None
+        files = b"".join(
+            path.read_bytes() for path in tmp_path.iterdir() if path.name.startswith("tallies")
+        )
+        assert wrapped not in files
+        assert len(assert_chain_matches_the_log(application)) == 2 + 1 + 2 + 2
     finally:
         application.close()
 
