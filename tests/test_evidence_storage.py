@@ -352,6 +352,25 @@ def saved_in_one_group(
     return sizes, outcomes
 
 
+def counted_hash_row_inserts(
+    recorder: Any, monkeypatch: pytest.MonkeyPatch, errors: dict[int, Exception] | None = None
+) -> list[int]:
+    """Counts the recorder's hash-row inserts (the list returned grows by one each), and
+    makes the n-th (from 1) raise ``errors[n]`` instead."""
+    original = recorder._insert_event_hashes
+    calls: list[int] = []
+    failures = errors or {}
+
+    def counted(c: Any, *args: Any) -> None:
+        calls.append(len(calls))
+        if len(calls) in failures:
+            raise failures[len(calls)]
+        original(c, *args)
+
+    monkeypatch.setattr(recorder, "_insert_event_hashes", counted)
+    return calls
+
+
 def test_saves_waiting_during_a_commit_share_the_next_and_a_conflict_fails_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -362,15 +381,7 @@ def test_saves_waiting_during_a_commit_share_the_next_and_a_conflict_fails_alone
     try:
         contested = started_tally("contested")
         application.save(contested)
-        recorder: Any = application.recorder
-        original = recorder._insert_event_hashes
-        hash_inserts: list[int] = []
-
-        def counted(*args: Any) -> None:
-            hash_inserts.append(len(hash_inserts))
-            original(*args)
-
-        monkeypatch.setattr(recorder, "_insert_event_hashes", counted)
+        hash_inserts = counted_hash_row_inserts(application.recorder, monkeypatch)
         copies: list[Tally] = [application.repository.get(contested.id) for _ in range(2)]
         for number, copy in enumerate(copies):
             copy.mark(f"copy {number}".encode())
@@ -395,24 +406,6 @@ def test_saves_waiting_during_a_commit_share_the_next_and_a_conflict_fails_alone
         application.close()
 
 
-def failing_hash_rows_at_call(
-    recorder: Any, monkeypatch: pytest.MonkeyPatch, errors: dict[int, Exception]
-) -> list[int]:
-    """Makes the recorder's n-th hash-row insert (from 1) raise ``errors[n]``;
-    returns the list that counts the calls."""
-    original = recorder._insert_event_hashes
-    calls: list[int] = []
-
-    def failing_once(c: Any, *args: Any) -> None:
-        calls.append(len(calls))
-        if len(calls) in errors:
-            raise errors[len(calls)]
-        original(c, *args)
-
-    monkeypatch.setattr(recorder, "_insert_event_hashes", failing_once)
-    return calls
-
-
 def test_a_group_whose_transaction_fails_is_committed_save_by_save(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -422,7 +415,7 @@ def test_a_group_whose_transaction_fails_is_committed_save_by_save(
     application = open_tallies(str(tmp_path / "tallies.sqlite"))
     try:
         # The first save's hash rows, the group's first save's, then this one.
-        calls = failing_hash_rows_at_call(
+        calls = counted_hash_row_inserts(
             application.recorder, monkeypatch, {3: RuntimeError("injected bug")}
         )
         tallies = [started_tally(f"tally {number}", marks=number) for number in range(3)]
@@ -447,7 +440,7 @@ def test_a_group_that_meets_a_database_failure_fails_whole_after_one_wait(
     group is written."""
     application = open_tallies(str(tmp_path / "tallies.sqlite"))
     try:
-        calls = failing_hash_rows_at_call(
+        calls = counted_hash_row_inserts(
             application.recorder, monkeypatch, {3: sqlite3.OperationalError("disk I/O error")}
         )
         tallies = [started_tally(f"tally {number}", marks=number) for number in range(3)]
@@ -504,7 +497,7 @@ def test_saves_tried_one_by_one_stop_waiting_at_a_database_failure(
 ) -> None:
     application = open_tallies(str(tmp_path / "tallies.sqlite"))
     try:
-        calls = failing_hash_rows_at_call(
+        calls = counted_hash_row_inserts(
             application.recorder,
             monkeypatch,
             {3: RuntimeError("injected bug"), 5: sqlite3.OperationalError("database is locked")},
