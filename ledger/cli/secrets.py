@@ -89,7 +89,7 @@ from ledger.cli.common import (
     secret_id_option,
 )
 from ledger.errors import SecretsManagerError
-from ledger.storage import DatabaseKind, database_kind
+from ledger.storage import SQLITE_COMPANION_SUFFIXES, DatabaseKind, database_kind
 
 VALUE_SIZE_BYTES_MAX = 65_536
 STDIN_PATH = "-"
@@ -97,7 +97,6 @@ STRING_FILE_PREFIX = "file://"
 BINARY_FILE_PREFIX = "fileb://"
 VERSION_STAGES_FLAG = "--version-stages"
 USER_AGENT = f"secretledger-cli/{__version__}"
-SQLITE_COMPANION_SUFFIXES = ("", "-wal", "-journal")
 CONFIG_VARIABLE = "SECRETLEDGER_CONFIG"
 CONFIG_KEYS = frozenset({"principal"})
 
@@ -1036,13 +1035,13 @@ class RotationDemo:
 
 
 def value_hits_in_files(database: str, values: Sequence[str]) -> int | None:
-    """Occurrences of the values in the SQLite files (database, WAL, journal);
-    None when the ledger is not a SQLite file."""
+    """Occurrences of the values in the SQLite files (database, WAL, shared memory,
+    journal); None when the ledger is not a SQLite file."""
     if database_kind(database) is not DatabaseKind.SQLITE:
         return None
     contents = [
         path.read_bytes()
-        for suffix in SQLITE_COMPANION_SUFFIXES
+        for suffix in ("", *SQLITE_COMPANION_SUFFIXES)
         if (path := Path(database + suffix)).is_file()
     ]
     return sum(content.count(value.encode("utf-8")) for content in contents for value in values)
