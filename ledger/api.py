@@ -90,7 +90,7 @@ UNSUPPORTED_OPERATIONS: dict[str, str] = {
     "StopReplicationToReplica": "it keeps every secret in one region, with no replicas",
 }
 
-# Request members that may appear in audit records (cloudtrail-records.md §2): an
+# Request members that may appear in audit records (docs/audit.md §2): an
 # allow-list, so a value can never slip in.
 AUDITED_MEMBERS: dict[str, tuple[str, ...]] = {
     "CreateSecret": ("Name", "ClientRequestToken", "Description", "KmsKeyId", "Tags"),

@@ -437,7 +437,7 @@ class Secrets(Application[UUID]):
         """The live secret for a name, full ARN or partial ARN, or ResourceNotFoundException
         (ValidationException for a name AWS would refuse, NV-2).
 
-        A secret whose recovery window has passed is purged here (OPEN 15: lazily)."""
+        A secret whose recovery window has passed is purged here (§14 #15: lazily)."""
         require_valid_secret_id(secret_id)
         secret = self._alive(self._lookup(secret_id))
         if secret is None:
@@ -1385,7 +1385,7 @@ class Secrets(Application[UUID]):
     def list_versions(
         self, *, secret_id: str
     ) -> tuple[Secret, list[VersionRecord | StagedVersion]]:
-        """The live versions of a secret, newest first (OPEN 11); scheduled secrets allowed."""
+        """The live versions of a secret, newest first (§14 #11); scheduled secrets allowed."""
         secret = self.find_secret(secret_id)
         return secret, list(reversed(secret.versions.values()))
 

@@ -1058,7 +1058,7 @@ class Secret(Aggregate):
         )
 
     def restore(self, *, request: RequestContext, now: datetime) -> None:
-        """OPEN 14: restoring a secret that is not scheduled succeeds with no change."""
+        """§14 #14: restoring a secret that is not scheduled succeeds with no change."""
         if self.deletion_date is None:
             return
         self.trigger_event(

@@ -43,7 +43,7 @@ ends (or at shutdown). An authenticated call whose body cannot be decoded, or th
 names no operation (another method or path, no or a malformed target), is recorded
 too, and `SecretsManagerApi` records an authenticated call to an operation it does
 not know (OOS-2). Calls turned away by the queue bound and bodies over the size cap
-are not recorded (cloudtrail-records.md §2.2): they were never authenticated.
+are not recorded (docs/audit.md §2.2): they were never authenticated.
 Everything else is recorded by
 `SecretsManagerApi` itself, through the server's `CallRecorder` when one is given
 (group commit; see `ledger.call_records`), which is flushed before each call that

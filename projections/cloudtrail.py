@@ -1,6 +1,6 @@
-"""CloudTrail-shaped records and log files (../shared/reference/cloudtrail-records.md).
+"""CloudTrail-shaped records and log files (rules: docs/audit.md).
 
-Choices for the points that document leaves open:
+Choices where AWS leaves the shape open (docs/audit.md states them all):
 
 * ``userIdentity``: ``IAMUser`` for ``arn:…:user/…`` principals (``principalId`` and
   ``userName`` are the user name: the ledger has no IAM unique ids), ``AssumedRole``
@@ -15,8 +15,8 @@ Choices for the points that document leaves open:
   ``name`` and ``deletionDate`` in the same ISO 8601 form as ``eventTime``
   (``2025-03-19T09:20:11Z``); ``null`` for reads, failures, and a mutation that named
   no secret (a forced delete of an unknown secret).
-* ``resources``: omitted, as the document recommends (the ARN is in
-  ``responseElements`` and ``additionalEventData``).
+* ``resources``: omitted, as it usually is in AWS's Secrets Manager records (the ARN
+  is in ``responseElements`` and ``additionalEventData``).
 * ``additionalEventData`` (project extensions, never a value nor a hash of one):
   ``secretLedger.secretArn`` (the resolved secret) and, for reads,
   ``secretLedger.resolvedVersionId`` (the version served); a call touching several

@@ -9,7 +9,7 @@ does not grow at all) and as recorded (exactly one ``ApiCall.Recorded`` carrying
 the error is appended, and no secret's stream changes).
 
 `Oracle` replays the same steps against moto, for the few behaviours where moto
-agrees with AWS (semantics reference, section 13). `StandIn` is the base of the
+agrees with AWS (docs/semantics.md §13). `StandIn` is the base of the
 stand-ins that change one method of a store or ledger and pass the rest through.
 """
 

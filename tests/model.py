@@ -1,12 +1,12 @@
 """An independent, in-memory model of Secrets Manager's version and label rules.
 
-Written from ``shared/reference/secretsmanager-semantics.md`` (cited as §n, rule
-ids P1-P9, T1-T10, U1-U14), not from ``ledger/``: it shares no code with the
+Written from the rules of ``docs/semantics.md`` (cited as §n, rule ids P1-P9,
+T1-T10, U1-U14), not from ``ledger/``: it shares no code with the
 ledger and holds labels the other way round (version -> set of labels, as AWS
 describes a version, where the ledger keeps label -> version). The stateful test
 (`tests/test_model_stateful.py`) runs both side by side and compares them.
 
-Where the reference leaves a point OPEN, the model encodes the choice the ledger
+Where AWS leaves a point open (§14), the model encodes the choice the ledger
 made, each marked ``OPEN (§n)`` in a comment, so that a change of choice shows up
 as a test failure rather than slipping through.
 
@@ -19,7 +19,7 @@ pending-dropped, detached-by-deletion, detached-by-destroy); destroying a versio
 ``VersionDestroyed``; deleting a secret detaches each label, then destroys each
 version, before ``SecretDeleted``; a failed call appends nothing but its audit
 record).
-``ModelError.message`` is ``None`` where the reference does not fix the text, and
+``ModelError.message`` is ``None`` where §12 does not fix the text, and
 then only the exception name is compared.
 """
 
@@ -39,7 +39,7 @@ RECOVERY_WINDOW_DAYS_DEFAULT = 30  # §8
 RECOVERY_WINDOW_DAYS_RANGE = range(7, 31)  # §8: 7-30
 ARN_SUFFIX_PATTERN = re.compile(r"-[A-Za-z0-9]{6}$")  # §10
 
-# Messages the reference fixes (§12), word for word.
+# Messages §12 fixes, word for word.
 SECRET_NOT_FOUND = "Secrets Manager can't find the specified secret."
 TOKEN_REQUIRED = "You must provide a ClientRequestToken value. We recommend a UUID-type value."
 VALUE_REQUIRED = "You must provide either SecretString or SecretBinary."
@@ -64,7 +64,7 @@ Event = tuple[Any, ...]
 
 
 class ModelError(Exception):
-    """The failure the model expects: an AWS exception name and, where the reference
+    """The failure the model expects: an AWS exception name and, where §12
     fixes it, the exact message (otherwise None: compare the name only)."""
 
     def __init__(self, code: str, message: str | None = None) -> None:
@@ -408,9 +408,9 @@ class SecretsModel:
                 after[old_current].add(AWSPREVIOUS)
                 why[AWSPREVIOUS] = "demoted"
             if AWSPENDING in secret.stages[old_current] and AWSPENDING not in attach:
-                after[old_current].discard(AWSPENDING)  # P6; OPEN P7: custom labels stay
+                after[old_current].discard(AWSPENDING)  # P6; OPEN (P7, §14 #2): custom labels stay
                 why[AWSPENDING] = "pending-dropped"
-        # P5: without AWSCURRENT in L nothing else moves; OPEN P8 (§14 #3): AWSPENDING on
+        # P5: without AWSCURRENT in L nothing else moves; OPEN (P8, §14 #3): AWSPENDING on
         # a third version stays.
         self._require_label_quota(after)  # P9
         if len(secret.versions) + 1 > self.version_count_max:

@@ -1,5 +1,5 @@
-"""CreateSecret, UpdateSecret, DeleteSecret and RestoreSecret (semantics reference,
-sections 8 and 9), including the recovery window and its lazy expiry."""
+"""CreateSecret, UpdateSecret, DeleteSecret and RestoreSecret (docs/semantics.md
+§8 and §9), including the recovery window and its lazy expiry."""
 
 from __future__ import annotations
 

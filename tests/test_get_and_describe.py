@@ -1,4 +1,4 @@
-"""GetSecretValue and DescribeSecret (semantics reference, sections 3 and 4)."""
+"""GetSecretValue and DescribeSecret (docs/semantics.md §3 and §4)."""
 
 from __future__ import annotations
 

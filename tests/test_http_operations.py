@@ -1,5 +1,5 @@
 """boto3 against a real `secretledger serve`: every operation, and every error of the
-reference's catalogue (semantics §12) with its exact name, message and HTTP status.
+catalogue (docs/semantics.md §12) with its exact name, message and HTTP status.
 
 One server for the module; each test works on secrets with names of its own.
 """
@@ -324,7 +324,7 @@ def test_a_failed_call_is_recorded_with_its_error_code(
 
 
 # --------------------------------------------------------------------------------------
-# The error catalogue (semantics §12)
+# The error catalogue (docs/semantics.md §12)
 # --------------------------------------------------------------------------------------
 
 

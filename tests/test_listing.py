@@ -1,4 +1,4 @@
-"""ListSecretVersionIds and ListSecrets (semantics reference, sections 5 and 6)."""
+"""ListSecretVersionIds and ListSecrets (docs/semantics.md §5 and §6)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ ledger, and the same calls against :class:`tests.model.SecretsModel`. After ever
 step it checks:
 
 * both succeed or both fail, with the same exception name (and the same message
-  where the reference fixes the text), and the same answer;
+  where docs/semantics.md fixes the text), and the same answer;
 * the log grew by exactly the events the model predicts: one ``VersionCreated``
   per new version, one ``LabelMoved`` per label that attached, moved or detached
   (with its reason), one ``VersionDestroyed`` per version destroyed (on request,

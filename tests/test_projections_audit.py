@@ -1,6 +1,6 @@
 """The audit projection writes one CloudTrail record per call, and service events.
 
-Records are checked field by field against cloudtrail-records.md; export files
+Records are checked field by field against docs/audit.md; export files
 against CloudTrail's naming and format.
 """
 

@@ -1,5 +1,5 @@
 """PutSecretValue: label rules P1-P9, the order of checks, idempotency T1-T10, the
-value rules and quotas (semantics reference, section 2), on every backend."""
+value rules and quotas (docs/semantics.md §2), on every backend."""
 
 from __future__ import annotations
 

@@ -82,7 +82,7 @@ def test_an_empty_description_is_omitted(manager: Harness, operation: str) -> No
     assert "Description" not in entry
 
 
-# ListSecrets filters (§9.3)
+# ListSecrets filters (docs/api.md LF)
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """ARNs and the resolution of SecretId: names, full ARNs and partial ARNs
-(semantics reference, section 10), for every operation that takes a SecretId."""
+(docs/semantics.md §10), for every operation that takes a SecretId."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Retention of deprecated versions and the version cap (semantics reference,
-section 2.7; issue item 2), driven by the injected clock.
+"""Retention of deprecated versions and the version cap (docs/semantics.md
+§2.7; issue item 2), driven by the injected clock.
 
 Unlabelled versions are removed (a `VersionRemoved` event, in the same
 transaction as the put that caused it) only when a secret has more than 100

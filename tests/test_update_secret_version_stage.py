@@ -1,5 +1,5 @@
-"""UpdateSecretVersionStage: rules U1-U14 and the worked examples (semantics
-reference, section 7). Every refusal changes nothing at all."""
+"""UpdateSecretVersionStage: rules U1-U14 and the worked examples
+(docs/semantics.md §7). Every refusal changes nothing at all."""
 
 from __future__ import annotations
 
