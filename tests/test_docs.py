@@ -1,5 +1,5 @@
 """The rules the code and the tests cite are stated in docs/, so that a reader of the
-repository alone can follow every citation: each rule id (P1, T8, U14, AZ-10,
+repository alone can follow every citation: each rule id (P1, T8, U14, R5, AZ-10,
 RO-3...) is defined somewhere in docs/ (a bold ``**ID`` that opens its statement),
 and each section a comment cites (``§7``, ``docs/audit.md §2.2``, ``§14 #12``)
 exists in the document it names (docs/semantics.md when it names none)."""
@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 SOURCE_DIRECTORIES = ("ledger", "projections", "tests", "tools")
 
-RULE_ID = re.compile(r"(?<![\w-])([A-Z]{1,4}-\d{1,2}|[PTUM]\d{1,2})(?![\w-])")
+RULE_ID = re.compile(r"(?<![\w-])([A-Z]{1,4}-\d{1,2}|[A-Z]\d{1,2})(?![\w-])")
 DEFINED_RULE_ID = re.compile(r"\*\*([A-Z]{1,4}-?\d{1,2})\b")
 NOT_RULES = frozenset({"UTF-8", "UTF-16", "UTF-32"})  # encodings, cited by name
 # "§2.2", "docs/audit.md §2.2", "§14 #12"; an RFC's sections are the RFC's.
