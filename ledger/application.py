@@ -304,10 +304,10 @@ class Secrets(Application[UUID]):
             processing_event.saved_kwargs[DESTROYED_DATA_KEYS_ARGUMENT] = destroyed
             processing_event.saved_kwargs[DEFER_ERASURE_ARGUMENT] = is_routine
             self.data_key_cache.forget(destroyed)
-        recordings = self._record(processing_event)
+        recordings = self._store_events(processing_event)
         if destroyed:  # and any read between the first forget and the commit
             self.data_key_cache.forget(destroyed)
-        self._take_snapshots(processing_event)
+        self._snapshot_saved(processing_event)
         self._notify(recordings)
         return recordings
 
@@ -316,7 +316,7 @@ class Secrets(Application[UUID]):
         the cached secrets and names without asking the store for newer events (one
         query fewer per aggregate, on SQLite one transaction fewer per command). A
         write by another process is still caught at insert: the conflict drops the
-        aggregates it touched from the cache (`_record`), and `with_retries` runs the
+        aggregates it touched from the cache (`_store_events`), and `with_retries` runs the
         command again on what the store holds. Reads of a secret that another
         process changed may be stale until this process writes it: hence the promise."""
         self.repository.fastforward = False
@@ -342,14 +342,15 @@ class Secrets(Application[UUID]):
         for call in calls:
             assert call.pending_events, "a call record is saved once"
             processing_event.events.extend(call.pending_events)
-        recordings = self._record(processing_event)
+        recordings = self._store_events(processing_event)
         for call in calls:
             call.collect_events()
         self._notify(recordings)
 
-    def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
-        """Keep a copy of each saved secret and name in the cache, so the next command
-        does not fold the events it has just written again. (Call records are never
+    def _store_events(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
+        """Put a save's events in the event store, and keep a copy of each saved secret
+        and name in the cache, so the next command does not fold the events it has
+        just written again. (Call records are never
         read back through the repository, so they stay out of the cache.) After a
         conflict, the cached copies of the aggregates involved may be behind the
         store: they are dropped, so that a retry reads them afresh."""
@@ -372,7 +373,7 @@ class Secrets(Application[UUID]):
                     cache.put(aggregate_id, deepcopy(aggregate))
         return recordings
 
-    def _take_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:
+    def _snapshot_saved(self, processing_event: ProcessingEvent[UUID]) -> None:
         """Snapshot from the aggregate just saved (it is exactly at its stored version)
         instead of the library's way of folding the events again from the store."""
         if self.snapshots is None:

@@ -4,7 +4,7 @@ refusals of broken HTTP framing, and a bound on the log lines such requests add.
 
 This module is the one place where secret-ledger overrides private methods of
 uvicorn, its HTTP server (those of eventsourcing are overridden in
-`ledger.application`, `ledger.storage` and `ledger.storage_postgres`).
+`ledger.eventsourcing_hooks`).
 `HeadDeadlineProtocol` overrides these methods of uvicorn's `HttpToolsProtocol`
 (uvicorn calls them; none is a documented extension point):
 

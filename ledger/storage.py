@@ -47,16 +47,19 @@ from eventsourcing.persistence import (
     StoredEvent,
     Transcoder,
 )
-from eventsourcing.popo import POPOApplicationRecorder, POPOFactory
+from eventsourcing.popo import POPOFactory
 from eventsourcing.sqlite import (
-    SQLiteApplicationRecorder,
     SQLiteConnection,
-    SQLiteConnectionPool,
     SQLiteCursor,
     SQLiteFactory,
 )
 from eventsourcing.utils import Environment, EnvType
 
+from ledger.eventsourcing_hooks import (
+    POPORecorderHooks,
+    SQLiteConnectionHooks,
+    SQLiteRecorderHooks,
+)
 from ledger.merkle import (
     GENESIS_CHAIN_HASH,
     HASH_SIZE_BYTES,
@@ -698,7 +701,7 @@ def _remove_group_and_other_permissions(path: str) -> None:
 # --------------------------------------------------------------------------------------
 
 
-class POPODataKeyRecorder(POPOApplicationRecorder):
+class POPODataKeyRecorder(POPORecorderHooks):
     """In-memory application recorder with a data-key table and the evidence tables.
 
     Uniqueness of events *and* data keys is checked under the database lock before
@@ -722,8 +725,7 @@ class POPODataKeyRecorder(POPOApplicationRecorder):
         validated_defer_erasure(kwargs)  # nothing to erase: memory holds no old copies
         return super().insert_events(stored_events, **kwargs)
 
-    def _assert_uniqueness(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
-        super()._assert_uniqueness(stored_events, **kwargs)
+    def check_new_rows(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         records: tuple[DataKeyRecord, ...] = kwargs[DATA_KEYS_ARGUMENT]
         for record in records:
             if (record.secret_id, record.version_id) in self._data_keys:
@@ -733,17 +735,14 @@ class POPODataKeyRecorder(POPOApplicationRecorder):
                 )
                 raise IntegrityError(msg)
 
-    def _update_table(
-        self, stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> Sequence[int] | None:
-        notification_ids = super()._update_table(stored_events, **kwargs)
+    def append_evidence(
+        self, stored_events: Sequence[StoredEvent], notification_ids: Sequence[int], **kwargs: Any
+    ) -> None:
         records: tuple[DataKeyRecord, ...] = kwargs[DATA_KEYS_ARGUMENT]
         for record in records:
             self._data_keys[(record.secret_id, record.version_id)] = record
         self._destroy_data_keys(kwargs[DESTROYED_DATA_KEYS_ARGUMENT])
-        assert notification_ids is not None
         self._append_event_hashes(stored_events, notification_ids)
-        return notification_ids
 
     def _destroy_data_keys(self, pairs: tuple[DataKeyPair, ...]) -> None:
         """Crypto-shredding, under the database lock of the events' insert."""
@@ -753,7 +752,7 @@ class POPODataKeyRecorder(POPOApplicationRecorder):
     def _append_event_hashes(
         self, stored_events: Sequence[StoredEvent], notification_ids: Sequence[int]
     ) -> None:
-        """Extends the hash chain; runs under the database lock (``_insert_events``)."""
+        """Extends the hash chain; runs under the database lock (``append_evidence``)."""
         head = self._event_hashes[-1] if self._event_hashes else None
         hashes = chained_event_hashes(head, notification_ids, stored_events)
         self._event_hashes.extend(hashes)
@@ -908,7 +907,7 @@ class LedgerPOPOFactory(POPOFactory):
 # --------------------------------------------------------------------------------------
 
 
-class DurableSQLiteConnectionPool(SQLiteConnectionPool):
+class DurableSQLiteConnectionPool(SQLiteConnectionHooks):
     """Connections that survive power loss, and that really erase deleted rows.
 
     The library already switches file databases to WAL. On top of that, every
@@ -921,10 +920,11 @@ class DurableSQLiteConnectionPool(SQLiteConnectionPool):
 
     CONNECTION_PRAGMAS: Final = ("PRAGMA synchronous=FULL", "PRAGMA secure_delete=ON")
 
-    def _create_connection(self) -> SQLiteConnection:
+    def before_connecting(self) -> None:
         if not self.is_sqlite_memory_mode:
             make_sqlite_files_private(self.db_name)
-        connection = super()._create_connection()
+
+    def prepare_connection(self, connection: SQLiteConnection) -> None:
         try:
             with connection.cursor() as cursor:
                 for pragma in self.CONNECTION_PRAGMAS:
@@ -932,7 +932,6 @@ class DurableSQLiteConnectionPool(SQLiteConnectionPool):
         except sqlite3.Error:
             connection.close()
             raise
-        return connection
 
 
 def is_storage_failure(error: BaseException | None) -> bool:
@@ -1027,7 +1026,7 @@ class CommitGroup:
 GROUPED_SAVE_SAVEPOINT: Final = "grouped_save"
 
 
-class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
+class SQLiteDataKeyRecorder(SQLiteRecorderHooks):
     """SQLite application recorder with the ``secret_data_keys`` table and the
     evidence tables ``event_hashes``, ``checkpoints`` and ``merkle_nodes``.
 
@@ -1184,10 +1183,13 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
             self._checkpoint_write_ahead_log()
             self._erasure_due_monotonic = None
 
-    def _insert_events(
-        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> Sequence[int] | None:
-        notification_ids = super()._insert_events(c, stored_events, **kwargs)
+    def insert_evidence(
+        self,
+        c: SQLiteCursor,
+        stored_events: Sequence[StoredEvent],
+        notification_ids: Sequence[int],
+        **kwargs: Any,
+    ) -> None:
         records: tuple[DataKeyRecord, ...] = kwargs[DATA_KEYS_ARGUMENT]
         if records:
             c.executemany(
@@ -1198,9 +1200,7 @@ class SQLiteDataKeyRecorder(SQLiteApplicationRecorder):
                 ],
             )
         self._destroy_data_keys(c, kwargs[DESTROYED_DATA_KEYS_ARGUMENT])
-        assert notification_ids is not None
         self._insert_event_hashes(c, stored_events, notification_ids)
-        return notification_ids
 
     def _destroy_data_keys(self, c: SQLiteCursor, pairs: tuple[DataKeyPair, ...]) -> None:
         """Crypto-shredding in the events' transaction: ``secure_delete`` zeroes the

@@ -38,8 +38,6 @@ from eventsourcing.postgres import (
     PostgresFactory,
 )
 from eventsourcing.utils import retry
-from psycopg import Cursor
-from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from ledger.merkle import GENESIS_CHAIN_HASH, HASH_SIZE_BYTES, LEAF_FORMAT, LEAF_PREFIX
@@ -110,9 +108,15 @@ class PostgresTablesCreatedInTurn(PostgresAggregateRecorder):
 
     waits_refused_on: int | None = None
 
-    def _create_table(self, curs: Cursor[DictRow]) -> None:
-        curs.execute(SQL("SELECT pg_advisory_xact_lock(%s)"), (SCHEMA_LOCK_KEY,), prepare=False)
-        super()._create_table(curs)
+    def __init__(
+        self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"
+    ) -> None:
+        super().__init__(datastore, events_table_name=events_table_name)
+        # First of the statements the library runs in one transaction to create the
+        # tables (`create_table`), so the lock is held until they are all created.
+        self.sql_create_statements.insert(
+            0, SQL("SELECT pg_advisory_xact_lock({key})").format(key=Literal(SCHEMA_LOCK_KEY))
+        )
 
     def refuse_waits_on(self, thread_ident: int | None) -> None:
         """Refuse round trips on the thread ``thread_ident`` (None: on none)."""
@@ -597,11 +601,13 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
                 head = page[-1]
         return 0 if head is None else head.leaf_index + 1
 
-    def _create_table(self, curs: Cursor[DictRow]) -> None:
-        """Refuses a database whose transactions are not READ COMMITTED: there, the
-        chain's head read after the table lock might come from an older snapshot."""
-        curs.execute(SQL("SHOW transaction_isolation"), prepare=False)
-        row = curs.fetchone()
+    def create_table(self) -> None:
+        """Refuses a database whose transactions are not READ COMMITTED (there, the
+        chain's head read after the table lock might come from an older snapshot),
+        then creates the tables."""
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(SQL("SHOW transaction_isolation"), prepare=False)
+            row = curs.fetchone()
         assert row is not None
         if row["transaction_isolation"] != ISOLATION_LEVEL_REQUIRED:
             msg = (
@@ -609,7 +615,7 @@ class PostgresDataKeyRecorder(PostgresTablesCreatedInTurn, PostgresApplicationRe
                 f"not {row['transaction_isolation']!r} (default_transaction_isolation)"
             )
             raise ProgrammingError(msg)
-        super()._create_table(curs)
+        super().create_table()
 
     @retried_on_connection_errors
     def select_event_hashes(self, start: int, limit: int) -> list[EventHash]:

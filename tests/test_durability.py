@@ -460,18 +460,19 @@ def fail_inside_the_transaction(
     if backend.startswith("postgresql://"):
         return fail_inside_the_append_function(backend, error)
     recorder: Any = secrets.recorder
-    original = recorder._insert_events
+    original = recorder.insert_evidence
 
-    def insert_then_fail(cursor: Any, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Any:
-        result = original(cursor, stored_events, **kwargs)
+    def insert_then_fail(
+        cursor: Any, stored_events: Sequence[StoredEvent], notification_ids: Any, **kwargs: Any
+    ) -> None:
+        original(cursor, stored_events, notification_ids, **kwargs)
         if any(stored.topic == VERSION_CREATED_TOPIC for stored in stored_events):
             raise error
-        return result
 
-    recorder._insert_events = insert_then_fail
+    recorder.insert_evidence = insert_then_fail
 
     def undo() -> None:
-        del recorder._insert_events
+        del recorder.insert_evidence
 
     return undo
 

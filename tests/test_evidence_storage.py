@@ -10,8 +10,11 @@ concurrent writer processes.
 from __future__ import annotations
 
 import hashlib
+import importlib
+import importlib.util
 import inspect
 import os
+import pkgutil
 import sqlite3
 import stat
 import subprocess
@@ -1014,18 +1017,22 @@ def test_postgres_appends_under_the_exclusive_table_lock(postgres_database_url: 
 
 
 def library_hooks() -> dict[str, Callable[..., Any]]:
-    """Every private method of eventsourcing that the ledger overrides or relies on."""
+    """Every method of eventsourcing that the ledger overrides, replaces or relies on:
+    its private hooks (`ledger.eventsourcing_hooks`), the ``save`` that `Secrets`
+    replaces and the ``_notify`` it calls, and the table creation whose one
+    transaction holds the PostgreSQL recorder's advisory lock."""
     from eventsourcing import application, popo, postgres, sqlite
 
     return {
-        "application.Application._record": application.Application._record,
-        "application.Application._take_snapshots": application.Application._take_snapshots,
+        "application.Application.save": application.Application.save,
+        "application.Application._notify": application.Application._notify,
         "sqlite.SQLiteConnectionPool._create_connection": (
             sqlite.SQLiteConnectionPool._create_connection
         ),
         "popo.POPOAggregateRecorder._assert_uniqueness": (
             popo.POPOAggregateRecorder._assert_uniqueness
         ),
+        "postgres.PostgresRecorder.create_table": postgres.PostgresRecorder.create_table,
         "postgres.PostgresRecorder._create_table": postgres.PostgresRecorder._create_table,
         "sqlite.SQLiteTransaction.__enter__": sqlite.SQLiteTransaction.__enter__,
         "sqlite.SQLiteAggregateRecorder.insert_events": (
@@ -1041,10 +1048,11 @@ def library_hooks() -> dict[str, Callable[..., Any]]:
 
 # SHA-256 (first 16 hex digits) of the source of each hook in eventsourcing 9.5.6.
 LIBRARY_HOOK_FINGERPRINTS: Final = {
-    "application.Application._record": "104c6186b29d5059",
-    "application.Application._take_snapshots": "ae98c5b97ed9a8e3",
+    "application.Application.save": "4e9747d14b8fd046",
+    "application.Application._notify": "6b32f9fc4b4cf455",
     "sqlite.SQLiteConnectionPool._create_connection": "4635cb356e9ae4ec",
     "popo.POPOAggregateRecorder._assert_uniqueness": "9044e5bdd6449649",
+    "postgres.PostgresRecorder.create_table": "112d77b968e2da3c",
     "postgres.PostgresRecorder._create_table": "2a02b9fe6d23ddc9",
     "sqlite.SQLiteTransaction.__enter__": "f0629bdfee895c92",
     "sqlite.SQLiteAggregateRecorder.insert_events": "32f60619a2ca6e6a",
@@ -1071,41 +1079,45 @@ def test_the_private_library_methods_the_ledger_relies_on_are_unchanged() -> Non
     assert changed == [], f"eventsourcing changed: {changed}"
 
 
-def test_every_private_library_method_the_ledger_overrides_is_fingerprinted() -> None:
-    """An override of a private eventsourcing method that the fingerprints above do not
-    cover would go unnoticed when the library changes it."""
-    from eventsourcing.application import Application
+def test_private_library_methods_are_overridden_in_one_module_and_fingerprinted() -> None:
+    """An override of a private eventsourcing method outside `ledger.eventsourcing_hooks`,
+    or one that the fingerprints above do not cover, would go unnoticed when the
+    library changes it."""
+    import ledger
+    import projections
 
-    from ledger import storage, storage_postgres
-    from ledger.application import Secrets
-
-    overridden = {
-        f"application.Application.{name}"
-        for name in vars(Secrets)
-        if name.startswith("_") and not name.startswith("__") and hasattr(Application, name)
-    }
-    for module in (storage, storage_postgres):
-        for _, cls in inspect.getmembers(module, inspect.isclass):
-            if cls.__module__ != module.__name__:
+    overrides: dict[str, str] = {}  # "<module>.<Class>.<name>" -> library method
+    for package in (ledger, projections):
+        for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+            if info.name == "ledger.storage_postgres" and not importlib.util.find_spec("psycopg"):
                 continue
-            for name in vars(cls):
-                if not name.startswith("_") or name.startswith("__") or name == "_abc_impl":
+            module = importlib.import_module(info.name)
+            for _, cls in inspect.getmembers(module, inspect.isclass):
+                if cls.__module__ != module.__name__:
                     continue
-                base = next(
-                    (
-                        b
-                        for b in cls.__mro__[1:]
-                        if b.__module__.startswith("eventsourcing.") and name in vars(b)
-                    ),
-                    None,
-                )
-                if base is not None:
-                    overridden.add(
-                        f"{base.__module__.removeprefix('eventsourcing.')}.{base.__name__}.{name}"
+                for name in vars(cls):
+                    if not name.startswith("_") or name.startswith("__") or name == "_abc_impl":
+                        continue
+                    base = next(
+                        (
+                            b
+                            for b in cls.__mro__[1:]
+                            if b.__module__.startswith("eventsourcing.") and name in vars(b)
+                        ),
+                        None,
                     )
-    assert overridden <= set(LIBRARY_HOOK_FINGERPRINTS), sorted(
-        overridden - set(LIBRARY_HOOK_FINGERPRINTS)
+                    if base is not None:
+                        library = base.__module__.removeprefix("eventsourcing.")
+                        overrides[f"{cls.__module__}.{cls.__name__}.{name}"] = (
+                            f"{library}.{base.__name__}.{name}"
+                        )
+    assert overrides, "the hooks module overrides the library's insert hooks"
+    elsewhere = sorted(
+        name for name in overrides if not name.startswith("ledger.eventsourcing_hooks.")
     )
+    assert elsewhere == []
+    unpinned = sorted(set(overrides.values()) - set(LIBRARY_HOOK_FINGERPRINTS))
+    assert unpinned == []
 
 
 if __name__ == "__main__":

@@ -261,8 +261,8 @@ class CountingSecrets(Secrets):
 
     state_event_count = 0
 
-    def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
-        recordings = super()._record(processing_event)
+    def _store_events(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
+        recordings = super()._store_events(processing_event)
         self.state_event_count += sum(
             1 for event in processing_event.events if not isinstance(event, ApiCall.Event)
         )
