@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from eventsourcing.persistence import StoredEvent
@@ -42,6 +43,16 @@ from eventsourcing.sqlite import (
     SQLiteConnectionPool,
     SQLiteCursor,
 )
+
+
+@dataclass(frozen=True)
+class InsertedEvents:
+    """A save's events as the library has just written them: the stored events, the
+    notification ids it gave them, and the save's keyword arguments."""
+
+    stored_events: Sequence[StoredEvent]
+    notification_ids: Sequence[int]
+    arguments: dict[str, Any]
 
 
 class POPORecorderHooks(POPOApplicationRecorder):
@@ -57,7 +68,7 @@ class POPORecorderHooks(POPOApplicationRecorder):
     ) -> Sequence[int] | None:
         notification_ids = super()._update_table(stored_events, **kwargs)
         assert notification_ids is not None, "an application recorder numbers its events"
-        self.append_evidence(stored_events, notification_ids, **kwargs)
+        self.append_evidence(InsertedEvents(stored_events, notification_ids, kwargs))
         return notification_ids
 
     @abstractmethod
@@ -65,9 +76,7 @@ class POPORecorderHooks(POPOApplicationRecorder):
         """Raise IntegrityError, before anything is written, if the save conflicts."""
 
     @abstractmethod
-    def append_evidence(
-        self, stored_events: Sequence[StoredEvent], notification_ids: Sequence[int], **kwargs: Any
-    ) -> None:
+    def append_evidence(self, inserted: InsertedEvents) -> None:
         """Write the save's other rows, right after its events."""
 
 
@@ -98,15 +107,9 @@ class SQLiteRecorderHooks(SQLiteApplicationRecorder):
     ) -> Sequence[int] | None:
         notification_ids = super()._insert_events(c, stored_events, **kwargs)
         assert notification_ids is not None, "an application recorder numbers its events"
-        self.insert_evidence(c, stored_events, notification_ids, **kwargs)
+        self.insert_evidence(c, InsertedEvents(stored_events, notification_ids, kwargs))
         return notification_ids
 
     @abstractmethod
-    def insert_evidence(
-        self,
-        c: SQLiteCursor,
-        stored_events: Sequence[StoredEvent],
-        notification_ids: Sequence[int],
-        **kwargs: Any,
-    ) -> None:
+    def insert_evidence(self, c: SQLiteCursor, inserted: InsertedEvents) -> None:
         """Write the save's other rows with the cursor of its transaction."""

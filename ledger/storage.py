@@ -56,6 +56,7 @@ from eventsourcing.sqlite import (
 from eventsourcing.utils import Environment, EnvType
 
 from ledger.eventsourcing_hooks import (
+    InsertedEvents,
     POPORecorderHooks,
     SQLiteConnectionHooks,
     SQLiteRecorderHooks,
@@ -735,14 +736,12 @@ class POPODataKeyRecorder(POPORecorderHooks):
                 )
                 raise IntegrityError(msg)
 
-    def append_evidence(
-        self, stored_events: Sequence[StoredEvent], notification_ids: Sequence[int], **kwargs: Any
-    ) -> None:
-        records: tuple[DataKeyRecord, ...] = kwargs[DATA_KEYS_ARGUMENT]
+    def append_evidence(self, inserted: InsertedEvents) -> None:
+        records: tuple[DataKeyRecord, ...] = inserted.arguments[DATA_KEYS_ARGUMENT]
         for record in records:
             self._data_keys[(record.secret_id, record.version_id)] = record
-        self._destroy_data_keys(kwargs[DESTROYED_DATA_KEYS_ARGUMENT])
-        self._append_event_hashes(stored_events, notification_ids)
+        self._destroy_data_keys(inserted.arguments[DESTROYED_DATA_KEYS_ARGUMENT])
+        self._append_event_hashes(inserted.stored_events, inserted.notification_ids)
 
     def _destroy_data_keys(self, pairs: tuple[DataKeyPair, ...]) -> None:
         """Crypto-shredding, under the database lock of the events' insert."""
@@ -1183,14 +1182,8 @@ class SQLiteDataKeyRecorder(SQLiteRecorderHooks):
             self._checkpoint_write_ahead_log()
             self._erasure_due_monotonic = None
 
-    def insert_evidence(
-        self,
-        c: SQLiteCursor,
-        stored_events: Sequence[StoredEvent],
-        notification_ids: Sequence[int],
-        **kwargs: Any,
-    ) -> None:
-        records: tuple[DataKeyRecord, ...] = kwargs[DATA_KEYS_ARGUMENT]
+    def insert_evidence(self, c: SQLiteCursor, inserted: InsertedEvents) -> None:
+        records: tuple[DataKeyRecord, ...] = inserted.arguments[DATA_KEYS_ARGUMENT]
         if records:
             c.executemany(
                 self.insert_data_key_statement,
@@ -1199,8 +1192,8 @@ class SQLiteDataKeyRecorder(SQLiteRecorderHooks):
                     for record in records
                 ],
             )
-        self._destroy_data_keys(c, kwargs[DESTROYED_DATA_KEYS_ARGUMENT])
-        self._insert_event_hashes(c, stored_events, notification_ids)
+        self._destroy_data_keys(c, inserted.arguments[DESTROYED_DATA_KEYS_ARGUMENT])
+        self._insert_event_hashes(c, inserted.stored_events, inserted.notification_ids)
 
     def _destroy_data_keys(self, c: SQLiteCursor, pairs: tuple[DataKeyPair, ...]) -> None:
         """Crypto-shredding in the events' transaction: ``secure_delete`` zeroes the

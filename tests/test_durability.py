@@ -30,13 +30,14 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.persistence import IntegrityError
 
 from ledger.api import SecretsManagerApi, to_wire
 from ledger.application import Secrets
 from ledger.crypto import KeyringError
 from ledger.domain import secret_id_for_arn
 from ledger.errors import SecretsManagerError
+from ledger.eventsourcing_hooks import InsertedEvents
 
 TESTS_DIRECTORY = Path(__file__).resolve().parent
 CHILD_TIMEOUT_SECONDS = 60
@@ -462,11 +463,9 @@ def fail_inside_the_transaction(
     recorder: Any = secrets.recorder
     original = recorder.insert_evidence
 
-    def insert_then_fail(
-        cursor: Any, stored_events: Sequence[StoredEvent], notification_ids: Any, **kwargs: Any
-    ) -> None:
-        original(cursor, stored_events, notification_ids, **kwargs)
-        if any(stored.topic == VERSION_CREATED_TOPIC for stored in stored_events):
+    def insert_then_fail(cursor: Any, inserted: InsertedEvents) -> None:
+        original(cursor, inserted)
+        if any(stored.topic == VERSION_CREATED_TOPIC for stored in inserted.stored_events):
             raise error
 
     recorder.insert_evidence = insert_then_fail
