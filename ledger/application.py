@@ -316,9 +316,10 @@ class Secrets(Application[UUID]):
         the cached secrets and names without asking the store for newer events (one
         query fewer per aggregate, on SQLite one transaction fewer per command). A
         write by another process is still caught at insert: the conflict drops the
-        aggregates it touched from the cache (`_store_events`), and `with_retries` runs the
-        command again on what the store holds. Reads of a secret that another
-        process changed may be stale until this process writes it: hence the promise."""
+        aggregates it touched from the cache (`_store_events`), and `with_retries`
+        runs the command again on what the store holds. Reads of a secret that
+        another process changed may be stale until this process writes it: hence the
+        promise."""
         self.repository.fastforward = False
 
     def refuse_database_waits_on(self, thread_ident: int | None) -> None:
@@ -350,10 +351,10 @@ class Secrets(Application[UUID]):
     def _store_events(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
         """Put a save's events in the event store, and keep a copy of each saved secret
         and name in the cache, so the next command does not fold the events it has
-        just written again. (Call records are never
-        read back through the repository, so they stay out of the cache.) After a
-        conflict, the cached copies of the aggregates involved may be behind the
-        store: they are dropped, so that a retry reads them afresh."""
+        just written again. (Call records are never read back through the
+        repository, so they stay out of the cache.) After a conflict, the cached
+        copies of the aggregates involved may be behind the store: they are dropped,
+        so that a retry reads them afresh."""
         cache = self.repository.cache
         try:
             recordings = self.events.put(
